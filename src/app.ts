@@ -1,0 +1,54 @@
+import type { Config, MediaFolder } from './config/config.ts';
+import { UsageError } from './errors.ts';
+import type { Logger } from './log.ts';
+import { MediaSource } from './sources/media.ts';
+import { PostgresSource } from './sources/postgres.ts';
+import { connectServer, type PgServer } from './sources/postgres-server.ts';
+import type { BackupSource } from './sources/source.ts';
+
+/** Which sources to build; undefined means all configured ones. */
+export interface SourceFilter {
+  databases?: string[];
+  media?: string[];
+}
+
+/** The composition root: the one place that turns configuration into concrete sources. */
+export async function buildSources(
+  config: Config,
+  log: Logger,
+  filter: SourceFilter = {},
+): Promise<{ sources: BackupSource[]; server: PgServer | undefined }> {
+  const sources: BackupSource[] = [];
+  let server: PgServer | undefined;
+  const databases = filter.databases ?? config.postgres?.databases ?? [];
+  if (databases.length > 0) {
+    const pg = requirePostgres(config);
+    server = await connectServer(pg, filter.databases === undefined ? databases[0]! : pg.maintenanceDb);
+    log.info({ server: server.serverVersion, client: server.client.binDir, why: server.clientChoice }, 'PostgreSQL client chosen');
+    for (const db of databases) sources.push(new PostgresSource(server, db, pg.extraOpts, log));
+  }
+  const media = filter.media === undefined ? config.media : config.media.filter((m) => filter.media!.includes(m.name));
+  for (const folder of media) sources.push(new MediaSource(folder, config.mediaExclude, config.mediaCompression, log));
+  return { sources, server };
+}
+
+/**
+ * Sources for the safety backup taken before a restore: the databases and folders about to be replaced,
+ * whole (no MEDIA_EXCLUDE: the copy must bring back exactly what was there).
+ */
+export function safetySources(config: Config, server: PgServer | undefined, databases: string[], folders: MediaFolder[], log: Logger): BackupSource[] {
+  const sources: BackupSource[] = [];
+  if (databases.length > 0) {
+    const pg = requirePostgres(config);
+    for (const db of databases) sources.push(new PostgresSource(server!, db, pg.extraOpts, log));
+  }
+  for (const folder of folders) sources.push(new MediaSource(folder, [], config.mediaCompression, log));
+  return sources;
+}
+
+export function requirePostgres(config: Config): NonNullable<Config['postgres']> {
+  if (config.postgres === undefined) {
+    throw new UsageError('POSTGRES_HOST, POSTGRES_USER, POSTGRES_DB: needed to reach PostgreSQL (example: POSTGRES_HOST=db POSTGRES_USER=postgres POSTGRES_DB=app)');
+  }
+  return config.postgres;
+}

@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
+import { backupCommand } from './commands/backup.ts';
+import { listCommand } from './commands/list.ts';
+import { printConfigCommand } from './commands/print-config.ts';
+import { restoreCommand } from './commands/restore.ts';
+import { verifyCommand } from './commands/verify.ts';
+import { loadConfig } from './config/load.ts';
+import { RunError, UsageError } from './errors.ts';
+import { createLogger, type Logger } from './log.ts';
+import { VERSION } from './version.ts';
+
+const HELP = `backup-sidecar ${VERSION}: backs up PostgreSQL and media folders into a volume, and restores them.
+
+Usage: backup-sidecar <command> [options]
+
+Commands:
+  backup                      one backup run of every configured database and media folder
+  restore <ref> [options]     restore a run or one file (checksum, safety backup, confirmation, check)
+      --yes                   do not ask (needed without a terminal)
+      --target-db NAME        restore the one dump into NAME instead (created if missing)
+      --target-dir PATH       restore the one tarball into PATH instead
+      --no-safety-backup      do not copy what is replaced into pre-restore/ first
+      --no-owner              do not restore ownership and privileges (roles missing on this server)
+      --jobs N                pg_restore parallel jobs (default: number of CPUs)
+  list [--json]               the runs in the volume, newest first
+  verify [ref]                sha256 of each file against its manifest, then a full read (default: latest)
+  print-config                the effective configuration, secrets masked, and what is wrong with it
+
+<ref> is an absolute path, a path relative to BACKUP_DIR, a run id, a file name (newest run that has
+it) or "latest". Configuration comes from environment variables: see README.md.
+
+Exit codes: 0 success, 1 the run failed, 2 usage or configuration error.`;
+
+function parse(args: string[], options: ParseArgsOptionsConfig = {}) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message.split('\n')[0]} (see backup-sidecar --help)`);
+  }
+}
+
+function positiveInt(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} expects a whole number of at least 1, got "${value}"`);
+  return n;
+}
+
+async function run(argv: string[], setLogger: (log: Logger) => void): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    process.stdout.write(`${HELP}\n`);
+    return command === undefined ? 2 : 0;
+  }
+  if (command === '--version' || command === 'version') {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  const known = ['backup', 'restore', 'list', 'verify', 'print-config'];
+  if (!known.includes(command)) throw new UsageError(`unknown command "${command}"; commands: ${known.join(', ')} (see --help)`);
+
+  const loaded = loadConfig();
+  if (command === 'print-config') {
+    parse(rest);
+    return printConfigCommand(loaded);
+  }
+  if (loaded.config === undefined) throw new UsageError(loaded.problems.join('\n'));
+  const config = loaded.config;
+  const log = createLogger(config.logLevel, config.logFormat);
+  setLogger(log);
+
+  switch (command) {
+    case 'backup': {
+      parse(rest);
+      return backupCommand(config, log);
+    }
+    case 'restore': {
+      const { values, positionals } = parse(rest, {
+        yes: { type: 'boolean', short: 'y' },
+        'target-db': { type: 'string' },
+        'target-dir': { type: 'string' },
+        'no-safety-backup': { type: 'boolean' },
+        'no-owner': { type: 'boolean' },
+        jobs: { type: 'string', short: 'j' },
+      });
+      if (positionals.length !== 1) throw new UsageError('restore takes one file, run id or "latest" (example: backup-sidecar restore latest)');
+      const targetDir = values['target-dir'] as string | undefined;
+      if (targetDir !== undefined && !targetDir.startsWith('/')) throw new UsageError(`--target-dir must be an absolute path, got "${targetDir}"`);
+      return restoreCommand(config, log, {
+        ref: positionals[0]!,
+        yes: values.yes === true,
+        targetDb: values['target-db'] as string | undefined,
+        targetDir,
+        safetyBackup: values['no-safety-backup'] !== true,
+        noOwner: values['no-owner'] === true,
+        jobs: positiveInt(values.jobs as string | undefined, '--jobs'),
+      });
+    }
+    case 'list': {
+      const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
+      if (positionals.length > 0) throw new UsageError('list takes no arguments (see --help)');
+      return listCommand(config, values.json === true);
+    }
+    case 'verify': {
+      const { positionals } = parse(rest);
+      if (positionals.length > 1) throw new UsageError('verify takes at most one file, run id or "latest"');
+      return verifyCommand(config, positionals[0] ?? 'latest');
+    }
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+/** The only place that turns errors into exit codes: 2 usage or config, 1 a failed run. */
+async function main(): Promise<void> {
+  let log: Logger | undefined;
+  try {
+    process.exitCode = await run(process.argv.slice(2), (l) => (log = l));
+  } catch (error) {
+    const usage = error instanceof UsageError;
+    const expected = usage || error instanceof RunError;
+    const message = error instanceof Error ? error.message : String(error);
+    log?.error({ err: expected ? message : error }, usage ? 'usage error' : 'failed');
+    for (const line of message.split('\n')) process.stderr.write(`backup-sidecar: ${line}\n`);
+    if (!expected && error instanceof Error && error.stack !== undefined && log === undefined) process.stderr.write(`${error.stack}\n`);
+    process.exitCode = usage ? 2 : 1;
+  }
+}
+
+await main();

@@ -1,0 +1,30 @@
+import type { LoadResult } from '../config/load.ts';
+import { ENV } from '../config/schema.ts';
+import { table } from './list.ts';
+
+/** `print-config`: the effective settings, secrets masked, then what is wrong; exit 2 if anything is. */
+export function printConfigCommand(result: LoadResult): number {
+  const rows = [['VARIABLE', 'VALUE', 'FROM']];
+  for (const s of result.settings) {
+    if (s.value !== undefined) {
+      rows.push([s.name, s.secret ? '******** (set)' : s.value, s.source === 'file' ? `${s.name}_FILE` : 'env']);
+      continue;
+    }
+    const fallback = ENV[s.name].schema.safeParse(undefined);
+    const shown = fallback.success && fallback.data !== undefined && !(Array.isArray(fallback.data) && fallback.data.length === 0);
+    rows.push([s.name, shown ? String(fallback.data) : '', shown ? 'default' : 'unset']);
+  }
+  process.stdout.write(`${table(rows)}\n`);
+  const c = result.config;
+  if (c !== undefined) {
+    process.stdout.write(
+      `\nbacks up: ${[...(c.postgres?.databases.map((d) => `database ${d}`) ?? []), ...c.media.map((m) => `folder ${m.name} (${m.path})`)].join(', ')}\ninto: ${c.backupDir}\n`,
+    );
+  }
+  if (result.problems.length === 0) {
+    process.stdout.write('\nno problems found\n');
+    return 0;
+  }
+  process.stdout.write(`\n${result.problems.length} problem(s):\n${result.problems.map((p) => `  ${p}`).join('\n')}\n`);
+  return 2;
+}

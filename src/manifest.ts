@@ -1,0 +1,94 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { RunError } from './errors.ts';
+import { MANIFEST, RUN_TIERS } from './naming.ts';
+
+const common = {
+  file: z.string(),
+  /** Database or media folder name. */
+  source: z.string(),
+  size: z.number().int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+};
+
+export const postgresArtifact = z.object({
+  ...common,
+  kind: z.literal('postgres'),
+  format: z.literal('custom'),
+  /** pg_dump's -Z setting, or "default" (gzip for the custom format). */
+  compression: z.string(),
+  tableCount: z.number().int().nonnegative(),
+  /** Exact row count of every dumped table, `schema.table` → rows, from the dump's own snapshot. */
+  rowCounts: z.record(z.string(), z.number().int().nonnegative()),
+  largeObjects: z.number().int().nonnegative(),
+});
+
+export const mediaArtifact = z.object({
+  ...common,
+  kind: z.literal('media'),
+  format: z.literal('tar'),
+  compression: z.enum(['gzip', 'zstd']),
+  /** The folder it was taken from. */
+  path: z.string(),
+  /** Archive members below the folder root (files, folders, links). */
+  entries: z.number().int().nonnegative(),
+  /** Files that changed or vanished while being read. */
+  warnings: z.array(z.string()),
+});
+
+export const artifact = z.discriminatedUnion('kind', [postgresArtifact, mediaArtifact]);
+
+export const manifestSchema = z.object({
+  manifestVersion: z.literal(1),
+  runId: z.string(),
+  tier: z.enum(RUN_TIERS as [string, ...string[]]),
+  label: z.string().nullable(),
+  startedAt: z.iso.datetime(),
+  finishedAt: z.iso.datetime(),
+  tool: z.object({ name: z.literal('backup-sidecar'), version: z.string() }),
+  postgres: z
+    .object({
+      serverVersion: z.string(),
+      pgDumpVersion: z.string(),
+      /** Where the chosen client came from, and why. */
+      clientBinDir: z.string(),
+      clientChoice: z.string(),
+    })
+    .nullable(),
+  artifacts: z.array(artifact),
+  warnings: z.array(z.string()),
+});
+
+export type PostgresArtifact = z.infer<typeof postgresArtifact>;
+export type MediaArtifact = z.infer<typeof mediaArtifact>;
+export type Artifact = z.infer<typeof artifact>;
+export type Manifest = z.infer<typeof manifestSchema>;
+
+/** Reads and validates a run's manifest. */
+export async function readManifest(runDir: string): Promise<Manifest> {
+  const path = join(runDir, MANIFEST);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new RunError(
+      code === 'ENOENT'
+        ? `no ${MANIFEST} in ${runDir}: it is not a complete backup run, so its checksums cannot be checked`
+        : `cannot read ${path}: ${code}`,
+    );
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new RunError(`${path} is not valid JSON: the manifest is damaged`);
+  }
+  const parsed = manifestSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new RunError(`${path} is not a backup-sidecar manifest: ${issue?.path.join('.')} ${issue?.message}`);
+  }
+  return parsed.data;
+}

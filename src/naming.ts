@@ -1,0 +1,72 @@
+/**
+ * Names of runs, tiers and artifacts: formatted and parsed in one place. A name that does not parse
+ * is foreign: never listed as ours, never touched.
+ */
+
+export const TIERS = ['daily', 'weekly', 'monthly', 'yearly'] as const;
+export type Tier = (typeof TIERS)[number];
+/** Safety backups taken before a restore live beside the tiers, with their own retention. */
+export const PRE_RESTORE = 'pre-restore';
+export type RunTier = Tier | typeof PRE_RESTORE;
+export const RUN_TIERS: readonly RunTier[] = [...TIERS, PRE_RESTORE];
+/** Runs in progress; moved into their tier folder only when complete. */
+export const PARTIAL_DIR = '.partial';
+export const MANIFEST = 'manifest.json';
+
+const RUN_ID = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z(?:_([A-Za-z0-9._-]{1,64}))?$/;
+
+/** Makes a label safe for a file name: letters, digits, '.', '_', '-'; at most 64 characters. */
+export function labelSlug(label: string | undefined): string | undefined {
+  if (label === undefined) return undefined;
+  const slug = label
+    .normalize('NFKD')
+    .replace(/[^A-Za-z0-9._-]+/g, '-')
+    .replace(/^[-.]+|-+$/g, '')
+    .slice(0, 64)
+    .replace(/-+$/, '');
+  return slug === '' ? undefined : slug;
+}
+
+/** `YYYYMMDDTHHMMSSZ` of a UTC time, plus `_<label>` when a label is set. */
+export function formatRunId(start: Date, label?: string): string {
+  const stamp = start.toISOString().replace(/\.\d{3}Z$/, 'Z').replace(/[-:]/g, '');
+  const slug = labelSlug(label);
+  return slug === undefined ? stamp : `${stamp}_${slug}`;
+}
+
+export interface ParsedRunId {
+  id: string;
+  time: Date;
+  label: string | undefined;
+}
+
+/** Parses a run id; undefined for anything that is not one of ours. */
+export function parseRunId(name: string): ParsedRunId | undefined {
+  const m = RUN_ID.exec(name);
+  if (m === null) return undefined;
+  const [, y, mo, d, h, mi, s, label] = m;
+  const time = new Date(Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s)));
+  // Rejects 20261345T... and the like: the date must survive the round trip.
+  if (Number.isNaN(time.getTime()) || formatRunId(time) !== name.slice(0, 16)) return undefined;
+  return { id: name, time, label };
+}
+
+/**
+ * A file-name-safe, reversible form of a database name: anything but letters, digits, '.', '_' and '-'
+ * becomes %XX of its UTF-8 bytes (a leading '.' too, so no dump is a hidden file).
+ */
+export function fileSafe(name: string): string {
+  return Array.from(new TextEncoder().encode(name), (byte, i) => {
+    const c = String.fromCharCode(byte);
+    const plain = byte < 0x80 && /[A-Za-z0-9_.-]/.test(c) && !(i === 0 && c === '.');
+    return plain ? c : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }).join('');
+}
+
+export function dumpFileName(database: string): string {
+  return `${fileSafe(database)}.dump`;
+}
+
+export function tarballFileName(media: string, compression: 'gzip' | 'zstd'): string {
+  return `${media}.tar.${compression === 'gzip' ? 'gz' : 'zst'}`;
+}

@@ -1,0 +1,144 @@
+import { availableParallelism } from 'node:os';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { requirePostgres, safetySources } from '../app.ts';
+import type { Config, MediaFolder } from '../config/config.ts';
+import { RunError, UsageError, describe } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { Artifact, MediaArtifact, PostgresArtifact } from '../manifest.ts';
+import { PRE_RESTORE } from '../naming.ts';
+import { readToc } from '../sources/postgres.ts';
+import { connectServer, type PgServer } from '../sources/postgres-server.ts';
+import { databaseExists, restoreDatabase } from '../sources/postgres-restore.ts';
+import { restoreFolder } from '../sources/media-restore.ts';
+import { resolveRef, type Selection } from '../volume/resolve.ts';
+import { withVolumeLock } from '../volume/lock.ts';
+import { confirm } from '../util/confirm.ts';
+import { hashFile } from '../util/hash.ts';
+import { backupRun } from './backup.ts';
+import { withCleanup } from './cleanup.ts';
+
+export interface RestoreOptions {
+  ref: string;
+  targetDb: string | undefined;
+  targetDir: string | undefined;
+  yes: boolean;
+  safetyBackup: boolean;
+  jobs: number | undefined;
+  noOwner: boolean;
+}
+
+export interface RestoreOutcome {
+  source: string;
+  target: string;
+  check: string;
+}
+
+export interface RestoreResult {
+  runId: string;
+  safetyBackup: string | undefined;
+  outcomes: RestoreOutcome[];
+}
+
+interface Plan {
+  artifact: Artifact;
+  path: string;
+  /** Database name or folder path. */
+  target: string;
+}
+
+/** Checks every selected artifact against the manifest's sha256; a mismatch refuses the whole restore. */
+export async function checkChecksums(selection: Selection): Promise<void> {
+  for (const artifact of selection.artifacts) {
+    const path = join(selection.runDir, artifact.file);
+    const actual = await hashFile(path).catch((error: unknown) => {
+      throw new RunError(`cannot read ${path}: ${describe(error)}`);
+    });
+    if (actual.sha256 !== artifact.sha256 || actual.size !== artifact.size) {
+      throw new RunError(
+        `${path} is damaged: its sha256 is ${actual.sha256} (${actual.size} bytes), the manifest says ${artifact.sha256} (${artifact.size} bytes); nothing was restored`,
+      );
+    }
+  }
+}
+
+function plan(config: Config, selection: Selection, options: RestoreOptions): Plan[] {
+  const dumps = selection.artifacts.filter((a) => a.kind === 'postgres');
+  const tarballs = selection.artifacts.filter((a) => a.kind === 'media');
+  if (options.targetDb !== undefined && dumps.length !== 1) throw new UsageError(`--target-db needs exactly one database dump; "${options.ref}" selects ${dumps.length}`);
+  if (options.targetDir !== undefined && tarballs.length !== 1) throw new UsageError(`--target-dir needs exactly one media tarball; "${options.ref}" selects ${tarballs.length}`);
+  return selection.artifacts.map((artifact) => {
+    const path = join(selection.runDir, artifact.file);
+    if (artifact.kind === 'postgres') return { artifact, path, target: options.targetDb ?? artifact.source };
+    const folder = options.targetDir ?? config.media.find((m) => m.name === artifact.source)?.path;
+    if (folder === undefined) {
+      throw new UsageError(`media "${artifact.source}" is not in MEDIA_PATHS: add ${artifact.source}:/its/path there or pass --target-dir`);
+    }
+    return { artifact, path, target: folder };
+  });
+}
+
+async function folderHasContent(path: string): Promise<boolean> {
+  return (await readdir(path).catch(() => [])).length > 0;
+}
+
+/**
+ * Restores a run, or one artifact of it: checksums first, then a check that the dumps are readable by
+ * the server's client, a confirmation, a safety backup of what will be replaced into pre-restore/, the
+ * restore itself (each target untouched until its copy is complete and checked), and a report.
+ */
+export async function restore(config: Config, log: Logger, options: RestoreOptions): Promise<RestoreResult> {
+  return withVolumeLock(config.backupDir, log, () =>
+    withCleanup(log, async (cleanup) => {
+      const selection = await resolveRef(config.backupDir, options.ref);
+      const plans = plan(config, selection, options);
+      await checkChecksums(selection);
+      log.info({ run: selection.manifest.runId, files: plans.map((p) => p.artifact.file) }, 'checksums match the manifest');
+
+      let server: PgServer | undefined;
+      const pg = plans.some((p) => p.artifact.kind === 'postgres') ? requirePostgres(config) : undefined;
+      if (pg !== undefined) {
+        server = await connectServer(pg, pg.maintenanceDb);
+        for (const p of plans.filter((x) => x.artifact.kind === 'postgres')) await readToc(server.client, p.path);
+      }
+
+      const targets = plans.map((p) => (p.artifact.kind === 'postgres' ? `database ${p.target}` : `folder ${p.target}`));
+      const expected = plans.length === 1 ? (plans[0]!.artifact.kind === 'postgres' ? plans[0]!.target : plans[0]!.artifact.source) : selection.manifest.runId;
+      await confirm(`${targets.join(', ')} with the contents of run ${selection.manifest.runId}`, expected, options.yes);
+
+      let safetyBackup: string | undefined;
+      if (options.safetyBackup) {
+        const databases: string[] = [];
+        const folders: MediaFolder[] = [];
+        for (const p of plans) {
+          if (p.artifact.kind === 'postgres' && (await databaseExists(server!, pg!.maintenanceDb, p.target))) databases.push(p.target);
+          if (p.artifact.kind === 'media' && (await folderHasContent(p.target))) folders.push({ name: p.artifact.source, path: p.target });
+        }
+        if (databases.length + folders.length > 0) {
+          const sources = safetySources(config, server, databases, folders, log);
+          const result = await backupRun({ backupDir: config.backupDir, tier: PRE_RESTORE, label: undefined, sources, server, log });
+          safetyBackup = result.runDir;
+          log.info({ dir: safetyBackup }, 'safety backup taken');
+        }
+      }
+
+      const outcomes: RestoreOutcome[] = [];
+      const jobs = options.jobs ?? availableParallelism();
+      for (const p of plans) {
+        try {
+          const check =
+            p.artifact.kind === 'postgres'
+              ? await restoreDatabase(server!, p.path, p.artifact as PostgresArtifact, p.target, { jobs, noOwner: options.noOwner, maintenanceDb: pg!.maintenanceDb }, log, cleanup)
+              : await restoreFolder(p.path, p.artifact as MediaArtifact, p.target, log, cleanup);
+          outcomes.push({ source: p.artifact.file, target: p.target, check });
+          log.info({ file: p.artifact.file, target: p.target, check }, 'restored');
+        } catch (error) {
+          const done = outcomes.length > 0 ? ` (already restored: ${outcomes.map((o) => o.target).join(', ')})` : '';
+          const safety = safetyBackup === undefined ? '' : `; the safety backup is ${safetyBackup}`;
+          throw new RunError(`${describe(error)}${done}${safety}`);
+        }
+      }
+      return { runId: selection.manifest.runId, safetyBackup, outcomes };
+    }),
+  );
+}

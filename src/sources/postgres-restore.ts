@@ -1,0 +1,137 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { RunError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { PostgresArtifact } from '../manifest.ts';
+import { libpqEnv, pgError, query } from '../pg/psql.ts';
+import type { Cleanup } from '../run/cleanup.ts';
+import { countRows, tableKey } from './postgres.ts';
+import type { PgServer } from './postgres-server.ts';
+
+export interface DbRestoreOptions {
+  jobs: number;
+  noOwner: boolean;
+  maintenanceDb: string;
+}
+
+/** A scratch database name that cannot clash with a real one, within PostgreSQL's 63 bytes. */
+function scratchName(target: string, purpose: string): string {
+  const base = Buffer.from(target).subarray(0, 30).toString().replace(/\uFFFD/g, '');
+  return `${base}__${purpose}_${randomBytes(4).toString('hex')}`;
+}
+
+export async function databaseExists(server: PgServer, maintenanceDb: string, name: string): Promise<boolean> {
+  const rows = await query(server.client, server.conn, maintenanceDb, `SELECT 1 FROM pg_database WHERE datname = :'name';`, { name });
+  return rows.length > 0;
+}
+
+/** Compares a restored database with the manifest; returns one line per difference. */
+export async function compareCounts(server: PgServer, database: string, artifact: PostgresArtifact): Promise<{ differences: string[]; tables: number; rows: number }> {
+  const now = await countRows(server.client, server.conn, database);
+  const actual = new Map(now.tables.map((t) => [tableKey(t.schema, t.table), t.rows]));
+  const differences: string[] = [];
+  let rows = 0;
+  for (const [table, expected] of Object.entries(artifact.rowCounts)) {
+    const got = actual.get(table);
+    rows += expected;
+    if (got === undefined) differences.push(`table ${table} is missing`);
+    else if (got !== expected) differences.push(`table ${table} has ${got} rows, the manifest says ${expected}`);
+  }
+  if (now.largeObjects !== artifact.largeObjects) {
+    differences.push(`${now.largeObjects} large objects, the manifest says ${artifact.largeObjects}`);
+  }
+  return { differences, tables: Object.keys(artifact.rowCounts).length, rows };
+}
+
+/** Gives the new database the owner and privileges of the one it replaces, so access stays as it was. */
+const COPY_PROPERTIES_SQL = `
+SELECT format('ALTER DATABASE %I OWNER TO %I', :'scratch', pg_get_userbyid(datdba)) FROM pg_database WHERE datname = :'target' \\gexec
+SELECT format('ALTER DATABASE %I CONNECTION LIMIT %s', :'scratch', datconnlimit) FROM pg_database WHERE datname = :'target' \\gexec
+SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'scratch') \\gexec
+SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, :'scratch',
+              CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)
+FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+WHERE d.datname = :'target' \\gexec
+`;
+
+/**
+ * Restores a dump into `target`, the safe way round: pg_restore into a scratch database, compare every
+ * table's row count with the manifest, and only then swap it in for the old database (which is dropped).
+ * Any error before the swap leaves `target` exactly as it was.
+ */
+export async function restoreDatabase(
+  server: PgServer,
+  dumpPath: string,
+  artifact: PostgresArtifact,
+  target: string,
+  options: DbRestoreOptions,
+  log: Logger,
+  cleanup: Cleanup,
+): Promise<string> {
+  const admin = options.maintenanceDb;
+  const scratch = scratchName(target, 'restore');
+  const exists = await databaseExists(server, admin, target);
+  await query(server.client, server.conn, admin, `CREATE DATABASE :"scratch" TEMPLATE template0;`, { scratch });
+  const dropScratch = cleanup.add(`drop scratch database ${scratch}`, async () => {
+    await query(server.client, server.conn, admin, `DROP DATABASE IF EXISTS :"scratch" WITH (FORCE);`, { scratch });
+  });
+
+  log.info({ database: target, scratch, jobs: options.jobs }, 'pg_restore into a scratch database');
+  const args = ['--exit-on-error', '--no-password', `--jobs=${options.jobs}`, `--dbname=${scratch}`];
+  if (options.noOwner) args.push('--no-owner', '--no-acl');
+  try {
+    await execa(join(server.client.binDir, 'pg_restore'), [...args, dumpPath], { env: libpqEnv(server.conn, scratch) });
+  } catch (error) {
+    throw new RunError(`pg_restore of ${artifact.file} failed, database ${target} was not touched: ${pgError((error as { stderr?: string }).stderr)}`);
+  }
+
+  const check = await compareCounts(server, scratch, artifact);
+  if (check.differences.length > 0) {
+    throw new RunError(
+      `the restored copy of ${target} does not match the manifest, database ${target} was not touched: ${check.differences.slice(0, 5).join('; ')}`,
+    );
+  }
+
+  if (exists) {
+    await query(server.client, server.conn, admin, COPY_PROPERTIES_SQL, { scratch, target });
+    await swapDatabase(server, admin, target, scratch, log);
+  } else {
+    await query(server.client, server.conn, admin, `ALTER DATABASE :"scratch" RENAME TO :"target";`, { scratch, target });
+  }
+  dropScratch();
+  return `${check.tables} tables and ${check.rows} rows match the manifest${artifact.largeObjects > 0 ? `, ${artifact.largeObjects} large objects` : ''}`;
+}
+
+/** Ends the sessions on `target`, renames it aside, renames `scratch` into its place, drops the old one. */
+async function swapDatabase(server: PgServer, admin: string, target: string, scratch: string, log: Logger): Promise<void> {
+  const old = scratchName(target, 'old');
+  const run = (sql: string) => query(server.client, server.conn, admin, sql, { target, scratch, old });
+  // No new sessions while we end the current ones, or the application would win the race for the rename.
+  await run(`ALTER DATABASE :"target" ALLOW_CONNECTIONS false;`);
+  try {
+    for (let attempt = 1; ; attempt++) {
+      await run(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :'target' AND pid <> pg_backend_pid();`);
+      try {
+        await run(`ALTER DATABASE :"target" RENAME TO :"old";`);
+        break;
+      } catch (error) {
+        // Ended sessions take a moment to go away.
+        if (attempt >= 50) throw error;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  } catch (error) {
+    await run(`ALTER DATABASE :"target" ALLOW_CONNECTIONS true;`).catch(() => undefined);
+    throw new RunError(`cannot take database ${target} offline for the swap, it was not touched: ${(error as Error).message}`);
+  }
+  try {
+    await run(`ALTER DATABASE :"scratch" RENAME TO :"target";`);
+  } catch (error) {
+    await run(`ALTER DATABASE :"old" RENAME TO :"target"; ALTER DATABASE :"target" ALLOW_CONNECTIONS true;`).catch(() => undefined);
+    throw new RunError(`swapping the restored copy into ${target} failed, the old database was put back: ${(error as Error).message}`);
+  }
+  await run(`DROP DATABASE :"old" WITH (FORCE);`).catch((error: Error) =>
+    log.warn({ database: old, err: error.message }, 'could not drop the replaced database; drop it by hand'),
+  );
+}

@@ -1,0 +1,164 @@
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { RunError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { dumpFileName } from '../naming.ts';
+import { PsqlSession, libpqEnv, pgError, query, type Connection } from '../pg/psql.ts';
+import type { PgClient } from '../pg/clients.ts';
+import type { PgServer } from './postgres-server.ts';
+import type { BackupSource, Production } from './source.ts';
+
+/** Exact row counts of every user table, one query per table, all in the caller's snapshot. */
+const ROW_COUNTS_SQL = `
+SELECT format('SELECT %L, %L, count(*) FROM %I.%I', n.nspname, c.relname, n.nspname, c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+ORDER BY n.nspname, c.relname
+\\gexec`;
+const LARGE_OBJECTS_SQL = 'SELECT count(*) FROM pg_largeobject_metadata;';
+
+export interface TableCount {
+  schema: string;
+  table: string;
+  rows: number;
+}
+
+export function tableKey(schema: string, table: string): string {
+  return `${schema}.${table}`;
+}
+
+function toCounts(rows: string[][]): TableCount[] {
+  return rows.map(([schema = '', table = '', n = '0']) => ({ schema, table, rows: Number(n) }));
+}
+
+/** Row counts and large objects of a database as it is now (used to check a restore). */
+export async function countRows(client: PgClient, conn: Connection, database: string): Promise<{ tables: TableCount[]; largeObjects: number }> {
+  const tables = toCounts(await query(client, conn, database, ROW_COUNTS_SQL));
+  const lo = await query(client, conn, database, LARGE_OBJECTS_SQL);
+  return { tables, largeObjects: Number(lo[0]?.[0] ?? 0) };
+}
+
+/** What a custom-format dump holds, read from its table of contents by pg_restore --list. */
+export interface DumpContents {
+  /** TABLE entries. */
+  tables: number;
+  /** Tables whose data is in the dump, as `schema table` prefixes of their TOC lines. */
+  tocLines: string[];
+  hasLargeObjects: boolean;
+}
+
+export async function readToc(client: PgClient, path: string): Promise<DumpContents> {
+  let stdout: string;
+  try {
+    ({ stdout } = await execa(join(client.binDir, 'pg_restore'), ['--list', path]));
+  } catch (error) {
+    throw new RunError(`${path} is not a readable PostgreSQL custom-format dump: ${pgError((error as { stderr?: string }).stderr)}`);
+  }
+  const entries = stdout.split('\n').filter((l) => /^\d+;/.test(l));
+  const typeOf = (line: string) => line.replace(/^\d+;\s+\d+\s+\d+\s+/, '');
+  return {
+    tables: entries.filter((l) => /^TABLE (?!DATA |ATTACH )/.test(typeOf(l))).length,
+    tocLines: entries.filter((l) => typeOf(l).startsWith('TABLE DATA ')).map((l) => typeOf(l).slice('TABLE DATA '.length)),
+    hasLargeObjects: entries.some((l) => /^(BLOBS|LARGE OBJECTS?) /.test(typeOf(l)) || /^BLOB /.test(typeOf(l))),
+  };
+}
+
+/** Keeps the counts of the tables whose data the dump holds (POSTGRES_EXTRA_OPTS may leave some out). */
+export function countsInDump(counts: TableCount[], contents: DumpContents): Record<string, number> {
+  const result: Record<string, number> = {};
+  for (const c of counts) {
+    if (contents.tocLines.some((line) => line.startsWith(`${c.schema} ${c.table} `))) result[tableKey(c.schema, c.table)] = c.rows;
+  }
+  return result;
+}
+
+/** pg_dump's -Z / --compress setting in the extra options, for the manifest. */
+export function dumpCompression(extraOpts: string[]): string {
+  for (let i = 0; i < extraOpts.length; i++) {
+    const a = extraOpts[i]!;
+    if (a === '-Z' || a === '--compress') return extraOpts[i + 1] ?? 'default';
+    if (a.startsWith('--compress=')) return a.slice('--compress='.length);
+    if (a.startsWith('-Z')) return a.slice(2);
+  }
+  return 'default';
+}
+
+/** One database, dumped with pg_dump in custom format to stdout. */
+export class PostgresSource implements BackupSource {
+  readonly kind = 'postgres';
+  readonly fileName: string;
+
+  readonly name: string;
+  private readonly server: PgServer;
+  private readonly extraOpts: string[];
+  private readonly log: Logger;
+
+  constructor(server: PgServer, name: string, extraOpts: string[], log: Logger) {
+    this.server = server;
+    this.name = name;
+    this.extraOpts = extraOpts;
+    this.log = log;
+    this.fileName = dumpFileName(name);
+  }
+
+  async open(): Promise<Production> {
+    const { server, name } = this;
+    // One snapshot for the dump and the row counts: the counts then describe exactly what was dumped.
+    const session = await PsqlSession.open(server.client, server.conn, name);
+    let snapshot: string;
+    try {
+      await session.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;');
+      snapshot = (await session.query('SELECT pg_export_snapshot();'))[0]?.[0] ?? '';
+    } catch (error) {
+      await session.close();
+      throw error;
+    }
+    const args = ['--format=custom', '--no-password', `--snapshot=${snapshot}`, ...this.extraOpts];
+    this.log.debug({ database: name, args }, 'starting pg_dump');
+    const dump = execa(join(server.client.binDir, 'pg_dump'), args, {
+      env: libpqEnv(server.conn, name),
+      stdout: 'pipe',
+      buffer: { stdout: false },
+      encoding: 'buffer',
+    });
+    const counting = Promise.all([session.query(ROW_COUNTS_SQL), session.query(LARGE_OBJECTS_SQL)]);
+    let counts: TableCount[] = [];
+    let largeObjects = 0;
+    const done = (async () => {
+      try {
+        await dump.catch((error: { stderr?: Uint8Array | string; signal?: string }) => {
+          const stderr = typeof error.stderr === 'string' ? error.stderr : new TextDecoder().decode(error.stderr);
+          const why = pgError(stderr) || (error.signal ? `killed by ${error.signal}` : 'it failed');
+          throw new RunError(`pg_dump of database ${name} failed: ${why}`);
+        });
+        const [rows, lo] = await counting;
+        counts = toCounts(rows);
+        largeObjects = Number(lo[0]?.[0] ?? 0);
+      } finally {
+        await session.close();
+      }
+    })();
+    counting.catch(() => dump.kill());
+    return {
+      stream: dump.stdout,
+      done,
+      abort: () => {
+        dump.kill();
+        session.kill();
+      },
+      describe: async (path) => {
+        const contents = await readToc(server.client, path);
+        return {
+          kind: 'postgres',
+          format: 'custom',
+          compression: dumpCompression(this.extraOpts),
+          tableCount: contents.tables,
+          rowCounts: countsInDump(counts, contents),
+          largeObjects: contents.hasLargeObjects ? largeObjects : 0,
+        };
+      },
+    };
+  }
+}

@@ -1,0 +1,26 @@
+import type { Readable } from 'node:stream';
+import type { MediaArtifact, PostgresArtifact } from '../manifest.ts';
+
+type Common = 'file' | 'source' | 'size' | 'sha256';
+/** What a source knows about its artifact, beyond name, size and checksum. */
+export type ArtifactDetails = Omit<PostgresArtifact, Common> | Omit<MediaArtifact, Common>;
+
+/** An artifact being produced: a byte stream plus the producer's fate. */
+export interface Production {
+  stream: Readable;
+  /** Settles when the producer has exited; rejects with a one-line RunError. */
+  done: Promise<void>;
+  /** Stops the producer at once (a sink failed). */
+  abort(): void;
+  /** Checks the artifact as written at `path` and describes it for the manifest. */
+  describe(path: string): Promise<ArtifactDetails>;
+}
+
+/** Something to back up: one database, one media folder. */
+export interface BackupSource {
+  readonly kind: 'postgres' | 'media';
+  /** Database or media name. */
+  readonly name: string;
+  readonly fileName: string;
+  open(): Promise<Production>;
+}

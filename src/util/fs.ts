@@ -1,0 +1,48 @@
+import { open, mkdir, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+/** Folders in the volume are private: the backups hold the whole database. */
+export const DIR_MODE = 0o700;
+export const FILE_MODE = 0o600;
+
+export async function ensureDir(path: string): Promise<void> {
+  await mkdir(path, { recursive: true, mode: DIR_MODE });
+}
+
+/** Makes a rename or a new file in `dir` durable: without it a power cut can lose the entry. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Writes a small file so that readers see the old content or the new, never a part. */
+export async function writeFileAtomic(path: string, data: string): Promise<void> {
+  const tmp = `${path}.tmp`;
+  await writeFile(tmp, data, { mode: FILE_MODE, flush: true });
+  await rename(tmp, path);
+  await fsyncDir(dirname(path));
+}
+
+/** A one-line explanation of a file system error, with a hint for the usual causes. */
+export function fsProblem(error: unknown, what: string): string {
+  const e = error as NodeJS.ErrnoException;
+  switch (e.code) {
+    case 'ENOSPC':
+      return `disk full while ${what}: free space in the volume (or prune old runs) and try again`;
+    case 'EDQUOT':
+      return `disk quota exceeded while ${what}: raise the quota or free space`;
+    case 'EACCES':
+    case 'EPERM':
+      return `permission denied while ${what}: check the ownership and mode of ${e.path ?? 'the folder'}`;
+    case 'EROFS':
+      return `read-only file system while ${what}: mount ${e.path ?? 'it'} read-write`;
+    case 'ENOENT':
+      return `${e.path ?? 'a file'} does not exist (while ${what})`;
+    default:
+      return `${what} failed: ${e.message}`;
+  }
+}

@@ -1,0 +1,54 @@
+import { stat } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join } from 'node:path';
+import { UsageError } from '../errors.ts';
+import { readManifest, type Artifact, type Manifest } from '../manifest.ts';
+import { PRE_RESTORE, parseRunId } from '../naming.ts';
+import { listRuns } from './runs.ts';
+
+/** What a reference names: a run and some of its artifacts. */
+export interface Selection {
+  runDir: string;
+  manifest: Manifest;
+  artifacts: Artifact[];
+}
+
+async function fromPath(path: string): Promise<Selection | undefined> {
+  const info = await stat(path).catch(() => undefined);
+  if (info === undefined) return undefined;
+  const runDir = info.isDirectory() ? path : dirname(path);
+  const manifest = await readManifest(runDir);
+  if (info.isDirectory()) return { runDir, manifest, artifacts: manifest.artifacts };
+  const artifact = manifest.artifacts.find((a) => a.file === basename(path));
+  if (artifact === undefined) throw new UsageError(`${path} is not listed in the manifest of its run; it is not a backup artifact`);
+  return { runDir, manifest, artifacts: [artifact] };
+}
+
+/**
+ * Resolves what the user typed: an absolute path, a path relative to BACKUP_DIR, a run id, a bare file
+ * name (newest run that has it), or `latest`. Safety backups (pre-restore/) are reached only by path or
+ * run id, so that "the newest app.dump" never means the copy taken just before the last restore.
+ */
+export async function resolveRef(backupDir: string, ref: string): Promise<Selection> {
+  if (isAbsolute(ref) || ref.includes('/')) {
+    const path = isAbsolute(ref) ? ref : join(backupDir, ref);
+    const found = await fromPath(path);
+    if (found !== undefined) return found;
+    throw new UsageError(`${path} does not exist; run \`backup-sidecar list\` to see the runs`);
+  }
+  const runs = (await listRuns(backupDir)).filter((r) => r.manifest !== undefined);
+  const regular = runs.filter((r) => r.tier !== PRE_RESTORE);
+  if (ref === 'latest') {
+    const run = regular[0];
+    if (run === undefined) throw new UsageError(`there is no backup run in ${backupDir} yet; run \`backup-sidecar backup\` first`);
+    return { runDir: run.dir, manifest: run.manifest!, artifacts: run.manifest!.artifacts };
+  }
+  if (parseRunId(ref) !== undefined) {
+    const run = runs.find((r) => r.id === ref);
+    if (run !== undefined) return { runDir: run.dir, manifest: run.manifest!, artifacts: run.manifest!.artifacts };
+  }
+  for (const run of regular) {
+    const artifact = run.manifest!.artifacts.find((a) => a.file === ref);
+    if (artifact !== undefined) return { runDir: run.dir, manifest: run.manifest!, artifacts: [artifact] };
+  }
+  throw new UsageError(`no run or file named "${ref}" in ${backupDir}; run \`backup-sidecar list\` to see the runs`);
+}
