@@ -1,0 +1,125 @@
+import { access, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config/load.ts';
+import { runCli, tempDir } from './support/cli.ts';
+
+const base = { POSTGRES_HOST: 'db', POSTGRES_USER: 'postgres', POSTGRES_DB: 'app' };
+
+describe('loadConfig', () => {
+  it('applies defaults', () => {
+    const { config, problems } = loadConfig(base);
+    expect(problems).toEqual([]);
+    expect(config).toMatchObject({
+      postgres: { host: 'db', port: 5432, user: 'postgres', databases: ['app'], extraOpts: [], maintenanceDb: 'postgres', password: undefined },
+      media: [],
+      mediaCompression: 'gzip',
+      backupDir: '/backups',
+      label: undefined,
+      logLevel: 'info',
+      logFormat: 'json',
+    });
+  });
+
+  it('parses lists, media specs and extra options', () => {
+    const { config } = loadConfig({
+      ...base,
+      POSTGRES_DB: 'app, analytics,app',
+      MEDIA_PATHS: 'uploads:/data/uploads/, /srv/site',
+      MEDIA_EXCLUDE: '*.tmp, cache/*',
+      POSTGRES_EXTRA_OPTS: '-Z 9 --exclude-table-data=public.big\\ table',
+      BACKUP_DIR: '/b/',
+    });
+    expect(config?.postgres?.databases).toEqual(['app', 'analytics']);
+    expect(config?.media).toEqual([
+      { name: 'uploads', path: '/data/uploads' },
+      { name: 'site', path: '/srv/site' },
+    ]);
+    expect(config?.mediaExclude).toEqual(['*.tmp', 'cache/*']);
+    expect(config?.postgres?.extraOpts).toEqual(['-Z', '9', '--exclude-table-data=public.big table']);
+    expect(config?.backupDir).toBe('/b');
+  });
+
+  it('splits a list without commas at spaces, like docker-postgres-backup-local', () => {
+    expect(loadConfig({ ...base, POSTGRES_DB: 'a b  c' }).config?.postgres?.databases).toEqual(['a', 'b', 'c']);
+    expect(loadConfig({ ...base, POSTGRES_DB: 'my db,' }).config?.postgres?.databases).toEqual(['my db']);
+  });
+
+  it('media alone is enough', () => {
+    expect(loadConfig({ MEDIA_PATHS: '/data/uploads' }).problems).toEqual([]);
+  });
+
+  it.each([
+    [{ POSTGRES_PORT: 'abc' }, /^POSTGRES_PORT="abc": expected a whole number from 1 to 65535 \(example: POSTGRES_PORT=5432\)$/],
+    [{ POSTGRES_PORT: '70000' }, /^POSTGRES_PORT="70000": expected a whole number/],
+    [{ POSTGRES_PORT: '5.5' }, /^POSTGRES_PORT="5.5": expected a whole number/],
+    [{ POSTGRES_HOST: '' }, /^POSTGRES_HOST: required when POSTGRES_DB is set \(example: POSTGRES_HOST=db\)$/],
+    [{ POSTGRES_USER: undefined }, /^POSTGRES_USER: required when POSTGRES_DB is set/],
+    [{ POSTGRES_DB: '', MEDIA_PATHS: '' }, /^POSTGRES_DB, MEDIA_PATHS: nothing to back up/],
+    [{ MEDIA_PATHS: 'relative/dir' }, /^MEDIA_PATHS="relative\/dir": "relative\/dir" is not an absolute path \(example: MEDIA_PATHS=/],
+    [{ MEDIA_PATHS: 'a b:/x' }, /^MEDIA_PATHS=.*needs a name of letters/],
+    [{ MEDIA_PATHS: '/x/up,/y/up' }, /^MEDIA_PATHS=.*the name "up" is used twice/],
+    [{ MEDIA_COMPRESSION: 'bzip2' }, /^MEDIA_COMPRESSION="bzip2": expected gzip or zstd \(example: MEDIA_COMPRESSION=zstd\)$/],
+    [{ BACKUP_DIR: 'backups' }, /^BACKUP_DIR="backups": BACKUP_DIR must be an absolute path/],
+    [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL="loud": expected one of trace/],
+    [{ LOG_FORMAT: 'xml' }, /^LOG_FORMAT="xml": expected json or pretty/],
+    [{ PG_BIN_DIR: 'bin' }, /^PG_BIN_DIR="bin": PG_BIN_DIR must be an absolute path/],
+    [{ POSTGRES_EXTRA_OPTS: '-f /tmp/x' }, /^POSTGRES_EXTRA_OPTS: -f is set by backup-sidecar itself; remove it/],
+    [{ POSTGRES_EXTRA_OPTS: '--format=plain' }, /^POSTGRES_EXTRA_OPTS: --format is set by backup-sidecar itself/],
+    [{ POSTGRES_EXTRA_OPTS: "--exclude-table='a b'" }, /^POSTGRES_EXTRA_OPTS: quotes are passed to pg_dump as they are/],
+    [{ POSTGRES_PASSWORD: 'x', POSTGRES_PASSWORD_FILE: '/run/secrets/pw' }, /^POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE are both set: keep one of them$/],
+    [{ POSTGRES_PASSWORD_FILE: '/nonexistent/pw' }, /^POSTGRES_PASSWORD_FILE="\/nonexistent\/pw": cannot read the file \(ENOENT\); mount the secret there or fix the path$/],
+  ])('%j gives one clear line', (override, expected) => {
+    const { config, problems } = loadConfig({ ...base, ...override } as Record<string, string | undefined>);
+    expect(config).toBeUndefined();
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(expected);
+  });
+
+  it('reports every problem at once, one line each, and never shows a secret', () => {
+    const { problems } = loadConfig({ POSTGRES_PORT: 'x', LOG_FORMAT: 'y', MEDIA_COMPRESSION: 'z', POSTGRES_DB: 'a' });
+    expect(problems).toHaveLength(3);
+    for (const p of problems) expect(p).not.toContain('\n');
+  });
+
+  it('reads _FILE secrets and drops one trailing newline', async () => {
+    const dir = await tempDir('cfg');
+    await writeFile(join(dir, 'pw'), 's3cret with space\n');
+    await writeFile(join(dir, 'db'), 'app,other\n');
+    const { config } = loadConfig({ ...base, POSTGRES_PASSWORD_FILE: join(dir, 'pw'), POSTGRES_DB_FILE: join(dir, 'db'), POSTGRES_DB: undefined });
+    expect(config?.postgres?.password).toBe('s3cret with space');
+    expect(config?.postgres?.databases).toEqual(['app', 'other']);
+  });
+});
+
+describe('the CLI on bad configuration', () => {
+  it('exits 2 with one line per problem and no stack trace, before doing anything', async () => {
+    const dir = await tempDir('cfgcli');
+    const r = await runCli(['backup'], { POSTGRES_DB: 'app', POSTGRES_PORT: 'nope', BACKUP_DIR: join(dir, 'never-made') });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      'backup-sidecar: POSTGRES_PORT="nope": expected a whole number from 1 to 65535 (example: POSTGRES_PORT=5432)',
+    ]);
+    await expect(access(join(dir, 'never-made'))).rejects.toThrow(/ENOENT/);
+    expect(r.stderr).not.toMatch(/at .*\.js:\d+/);
+  });
+
+  it('exits 2 on an unknown command or flag', async () => {
+    expect((await runCli(['bakup'], {})).exitCode).toBe(2);
+    const r = await runCli(['list', '--jsn'], { MEDIA_PATHS: '/x', BACKUP_DIR: '/tmp' });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/Unknown option '--jsn'/);
+  });
+
+  it('print-config masks secrets and lists problems', async () => {
+    const r = await runCli(['print-config'], { POSTGRES_DB: 'app', POSTGRES_HOST: 'db', POSTGRES_PASSWORD: 'hunter2-very-secret' });
+    expect(r.exitCode).toBe(2);
+    expect(r.stdout).not.toContain('hunter2-very-secret');
+    expect(r.stdout).toMatch(/POSTGRES_PASSWORD\s+\*{8} \(set\)\s+env/);
+    expect(r.stdout).toMatch(/POSTGRES_PORT\s+5432\s+default/);
+    expect(r.stdout).toMatch(/1 problem\(s\):\n {2}POSTGRES_USER: required/);
+    const ok = await runCli(['print-config'], { POSTGRES_DB: 'app', POSTGRES_HOST: 'db', POSTGRES_USER: 'u' });
+    expect(ok.exitCode).toBe(0);
+    expect(ok.stdout).toMatch(/no problems found/);
+  });
+});

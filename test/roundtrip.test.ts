@@ -1,0 +1,212 @@
+import { mkdir, readFile, readdir, rm, symlink, writeFile, lstat, readlink, stat, chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Manifest } from '../src/manifest.ts';
+import { filesBelow, readJson, runCli, tempDir, ROOT } from './support/cli.ts';
+import { startPostgres, type TestServer } from './support/postgres-server.ts';
+
+let pg: TestServer;
+let work: string;
+let env: Record<string, string>;
+const sample = () => readFile(join(ROOT, 'test/fixtures/sample.sql'), 'utf8');
+
+/** A snapshot of a database's contents that any difference in data changes. */
+async function fingerprint(db: string): Promise<string> {
+  return pg.sql(
+    db,
+    `SELECT (SELECT md5(string_agg(u::text, ',' ORDER BY id)) FROM public.users u),
+            (SELECT md5(string_agg(o.id || ':' || o.total, ',' ORDER BY o.id)) FROM shop.orders o),
+            (SELECT string_agg(k, ',' ORDER BY k) FROM shop."Odd Name"),
+            (SELECT count(*) FROM public.events),
+            (SELECT string_agg(convert_from(lo_get(oid), 'UTF8'), ',' ORDER BY oid) FROM pg_largeobject_metadata),
+            (SELECT last_value FROM public.users_id_seq);`,
+  );
+}
+
+async function makeMedia(dir: string): Promise<void> {
+  await mkdir(join(dir, 'nested/deeper/deepest'), { recursive: true });
+  await mkdir(join(dir, 'empty folder'));
+  await writeFile(join(dir, 'a.txt'), 'alpha\n');
+  await writeFile(join(dir, 'nested/deeper/deepest/b.bin'), Buffer.alloc(100_000, 7));
+  await writeFile(join(dir, 'nested/ünï cödé — name.txt'), 'odd\n');
+  await writeFile(join(dir, 'nested/new\nline.txt'), 'newline in name\n');
+  await writeFile(join(dir, '-starts-with-dash'), 'dash\n');
+  await writeFile(join(dir, 'skip.tmp'), 'excluded\n');
+  await chmod(join(dir, 'a.txt'), 0o640);
+  await symlink('a.txt', join(dir, 'link-to-a'));
+  await symlink('/nonexistent/target', join(dir, 'dangling'));
+}
+
+async function tree(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const name of (await readdir(dir, { recursive: true })).sort()) {
+    const path = join(dir, name);
+    const info = await lstat(path);
+    if (info.isSymbolicLink()) out.push(`${name} -> ${await readlink(path)}`);
+    else if (info.isDirectory()) out.push(`${name}/`);
+    else out.push(`${name} ${(info.mode & 0o777).toString(8)} ${(await readFile(path)).toString('base64').slice(0, 40)}`);
+  }
+  return out;
+}
+
+beforeAll(async () => {
+  pg = await startPostgres();
+  await pg.sql('postgres', 'CREATE DATABASE app; CREATE DATABASE "other db"; CREATE ROLE appuser LOGIN;');
+  await pg.sql('app', await sample());
+  await pg.sql('app', `GRANT SELECT ON shop.orders TO appuser; REVOKE CONNECT ON DATABASE app FROM PUBLIC; GRANT CONNECT ON DATABASE app TO appuser;`);
+  await pg.sql('other db', 'CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 42);');
+  work = await tempDir('rt');
+  await makeMedia(join(work, 'uploads'));
+  env = {
+    ...pg.env,
+    BACKUP_DIR: join(work, 'backups'),
+    POSTGRES_DB: 'app,other db,',
+    MEDIA_PATHS: `uploads:${join(work, 'uploads')}`,
+    MEDIA_EXCLUDE: '*.tmp',
+    BACKUP_LABEL: 'v1.2.3 (rc)',
+  };
+});
+
+afterAll(async () => {
+  await pg?.stop();
+  if (work !== undefined) await rm(work, { recursive: true, force: true });
+});
+
+describe('backup then restore, for real', () => {
+  let runDir: string;
+  let manifest: Manifest;
+  let before: { app: string; media: string[] };
+
+  it('backs up several databases and a media folder into one complete run', async () => {
+    before = { app: await fingerprint('app'), media: await tree(join(work, 'uploads')) };
+    const r = await runCli(['backup'], env);
+    expect(r.stderr).not.toMatch(/"level":50/);
+    expect(r.exitCode).toBe(0);
+    runDir = r.stdout.trim().split(' ')[0]!;
+    expect(runDir).toMatch(/\/backups\/daily\/\d{8}T\d{6}Z_v1\.2\.3-rc$/);
+    expect(await filesBelow(join(work, 'backups'))).toEqual(
+      [`${runDir}/app.dump`, `${runDir}/manifest.json`, `${runDir}/other%20db.dump`, `${runDir}/uploads.tar.gz`].map((p) => p.slice(join(work, 'backups').length + 1)),
+    );
+    manifest = await readJson<Manifest>(join(runDir, 'manifest.json'));
+    expect(manifest.label).toBe('v1.2.3 (rc)');
+    expect(manifest.postgres?.clientChoice).toMatch(/same major/);
+    const app = manifest.artifacts.find((a) => a.source === 'app');
+    expect(app).toMatchObject({ kind: 'postgres', format: 'custom', largeObjects: 3 });
+    expect(app?.kind === 'postgres' && app.rowCounts).toMatchObject({ 'public.users': 500, 'shop.orders': 2000, 'shop.Odd Name': 3, 'public.empty_table': 0 });
+    const media = manifest.artifacts.find((a) => a.kind === 'media');
+    expect(media).toMatchObject({ file: 'uploads.tar.gz', entries: before.media.length - 1, warnings: [] }); // skip.tmp excluded
+    // Private files and folders, and no links in the volume.
+    expect((await stat(runDir)).mode & 0o777).toBe(0o700);
+    for (const f of await readdir(runDir)) expect((await lstat(join(runDir, f))).mode & 0o777).toBe(0o600);
+  });
+
+  it('lists and verifies the run', async () => {
+    const list = await runCli(['list', '--json'], env);
+    expect(list.exitCode).toBe(0);
+    const runs = JSON.parse(list.stdout) as { id: string; tier: string; artifacts: unknown[] }[];
+    expect(runs).toHaveLength(1);
+    expect(runs[0]).toMatchObject({ tier: 'daily', id: manifest.runId });
+    const table = await runCli(['list'], env);
+    expect(table.stdout).toMatch(/^TIER\s+RUN\s+LABEL\s+AGE\s+SIZE\s+ARTIFACTS\ndaily\s+\d{8}T\d{6}Z_v1\.2\.3-rc\s+v1\.2\.3 \(rc\)/);
+    const verify = await runCli(['verify', manifest.runId], env);
+    expect(verify.stdout).toMatch(/all 3 artifacts verified/);
+    expect(verify.exitCode).toBe(0);
+  });
+
+  it('refuses to restore without a terminal unless --yes, touching nothing', async () => {
+    const r = await runCli(['restore', 'latest'], env);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/needs a confirmation: run it on a terminal \(docker exec -it .*\) or add --yes/);
+    expect(await readdir(join(work, 'backups'))).not.toContain('pre-restore');
+  });
+
+  it('restores the whole run after the data was damaged, with a safety backup', async () => {
+    await pg.sql('app', `DELETE FROM shop.orders WHERE id > 100; UPDATE public.users SET name = 'damaged'; SELECT lo_unlink(min(oid)) FROM pg_largeobject_metadata;`);
+    await pg.sql('other db', 'TRUNCATE t;');
+    const damaged = await fingerprint('app');
+    expect(damaged).not.toBe(before.app);
+    await rm(join(work, 'uploads/a.txt'));
+    await writeFile(join(work, 'uploads/leftover.txt'), 'must vanish');
+
+    const r = await runCli(['restore', 'latest', '--yes'], env);
+    expect(r.stderr).not.toMatch(/"level":50/);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/restored app\.dump into app: 6 tables and 2803 rows match the manifest, 3 large objects/);
+    expect(r.stdout).toMatch(/restored uploads\.tar\.gz into .*uploads: 11 entries, as in the manifest/);
+    expect(await fingerprint('app')).toBe(before.app);
+    expect(await pg.sql('other db', 'SELECT count(*) FROM t')).toBe('42');
+    const restoredTree = await tree(join(work, 'uploads'));
+    expect(restoredTree).toEqual(before.media.filter((l) => !l.startsWith('skip.tmp')));
+    // Database-level privileges and object grants survive the swap.
+    expect(await pg.sql('postgres', `SELECT has_database_privilege('appuser', 'app', 'CONNECT'), has_database_privilege('public', 'app', 'CONNECT')`)).toBe('t|f');
+    expect(await pg.sql('app', `SELECT has_table_privilege('appuser', 'shop.orders', 'SELECT')`)).toBe('t');
+    // No scratch databases left behind.
+    expect(await pg.sql('postgres', `SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database`)).toBe('app,other db,postgres,template0,template1');
+
+    // The safety backup holds the damaged state and is itself restorable.
+    const safety = /safety backup: (.*)/.exec(r.stdout)?.[1];
+    expect(safety).toMatch(/\/pre-restore\/\d{8}T\d{6}Z$/);
+    const safetyManifest = await readJson<Manifest>(join(safety!, 'manifest.json'));
+    expect(safetyManifest.tier).toBe('pre-restore');
+    expect(safetyManifest.artifacts.map((a) => a.file).sort()).toEqual(['app.dump', 'other%20db.dump', 'uploads.tar.gz']);
+    const back = await runCli(['restore', join(safety!, 'app.dump'), '--yes', '--no-safety-backup'], env);
+    expect(back.exitCode).toBe(0);
+    expect(await fingerprint('app')).toBe(damaged);
+  });
+
+  it('restores one dump by bare file name into another database, leaving the original alone', async () => {
+    const original = await fingerprint('app');
+    const r = await runCli(['restore', 'app.dump', '--yes', '--target-db', 'app_copy', '--jobs', '2'], env);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/no safety backup was needed/);
+    expect(await fingerprint('app_copy')).toBe(before.app);
+    expect(await fingerprint('app')).toBe(original);
+  });
+
+  it('refuses a corrupt dump before touching the database', async () => {
+    const copy = join(work, 'corrupt-run');
+    await mkdir(copy);
+    for (const f of await readdir(runDir)) await writeFile(join(copy, f), await readFile(join(runDir, f)));
+    const dump = await readFile(join(copy, 'app.dump'));
+    dump[Math.floor(dump.length / 2)]! ^= 0xff;
+    await writeFile(join(copy, 'app.dump'), dump);
+    const fp = await fingerprint('app');
+    const r = await runCli(['restore', join(copy, 'app.dump'), '--yes'], env);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/app\.dump is damaged: its sha256 is [0-9a-f]{64} .* the manifest says [0-9a-f]{64} .*nothing was restored/);
+    expect(await fingerprint('app')).toBe(fp);
+    const v = await runCli(['verify', copy], env);
+    expect(v.exitCode).toBe(1);
+    expect(v.stdout).toMatch(/FAIL {2}app\.dump: sha256/);
+  });
+
+  it('keeps the database when the dump restores with errors (checksum fine, content wrong)', async () => {
+    // A dump that pg_restore rejects halfway, with a manifest that matches it: the restore must fail and
+    // leave the database as it was.
+    const copy = join(work, 'bad-content');
+    await mkdir(copy);
+    for (const f of await readdir(runDir)) await writeFile(join(copy, f), await readFile(join(runDir, f)));
+    const m = await readJson<Manifest>(join(copy, 'manifest.json'));
+    const app = m.artifacts.find((a) => a.source === 'app')!;
+    if (app.kind === 'postgres') app.rowCounts['shop.orders'] = 1999;
+    await writeFile(join(copy, 'manifest.json'), JSON.stringify(m));
+    const fp = await fingerprint('app');
+    const r = await runCli(['restore', join(copy, 'app.dump'), '--yes', '--no-safety-backup'], env);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/the restored copy of app does not match the manifest, database app was not touched: table shop\.orders has 2000 rows, the manifest says 1999/);
+    expect(await fingerprint('app')).toBe(fp);
+    expect(await pg.sql('postgres', `SELECT count(*) FROM pg_database WHERE datname LIKE '%\\_\\_restore\\_%'`)).toBe('0');
+  });
+
+  it('archives with zstd and restores into another folder', async () => {
+    const zenv = { ...env, MEDIA_COMPRESSION: 'zstd', POSTGRES_DB: '', BACKUP_LABEL: '' };
+    const r = await runCli(['backup'], zenv);
+    expect(r.exitCode).toBe(0);
+    const dir = r.stdout.trim().split(' ')[0]!;
+    expect(await readdir(dir)).toEqual(['manifest.json', 'uploads.tar.zst']);
+    const target = join(work, 'elsewhere');
+    const back = await runCli(['restore', join(dir, 'uploads.tar.zst'), '--yes', '--target-dir', target], zenv);
+    expect(back.exitCode).toBe(0);
+    expect(await tree(target)).toEqual(await tree(join(work, 'uploads')));
+  });
+});
