@@ -1,5 +1,6 @@
 import { mkdir, readFile, readdir, rm, symlink, writeFile, lstat, readlink, stat, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../src/manifest.ts';
 import { filesBelow, readJson, runCli, tempDir, ROOT } from './support/cli.ts';
@@ -208,5 +209,61 @@ describe('backup then restore, for real', () => {
     const back = await runCli(['restore', join(dir, 'uploads.tar.zst'), '--yes', '--target-dir', target], zenv);
     expect(back.exitCode).toBe(0);
     expect(await tree(target)).toEqual(await tree(join(work, 'uploads')));
+  });
+});
+
+describe('live conditions', () => {
+  it('a file that changes while it is archived is a warning, not a failure', async () => {
+    const dir = join(work, 'busy');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'growing.log'), Buffer.alloc(30_000_000, 1));
+    // A writer appends for the whole backup (bounded: it stops after 10 s at most).
+    const writer = execa('sh', ['-c', `end=$(($(date +%s)+10)); while [ $(date +%s) -lt $end ]; do echo x >> '${join(dir, 'growing.log')}'; done`], { reject: false });
+    try {
+      const r = await runCli(['backup'], { ...env, POSTGRES_DB: '', MEDIA_PATHS: `busy:${dir}`, BACKUP_LABEL: 'busy' });
+      expect(r.exitCode).toBe(0);
+      expect(r.stderr).toMatch(/busy: .*growing\.log: file changed as we read it/);
+      const m = await readJson<Manifest>(join(r.stdout.trim().split(' ')[0]!, 'manifest.json'));
+      expect(m.warnings).toEqual([expect.stringMatching(/^busy: .*growing\.log: file changed as we read it$/)]);
+    } finally {
+      writer.kill();
+      await writer;
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('ends the sessions of a connected application and restores', async () => {
+    const app = execa('/usr/lib/postgresql/15/bin/psql', ['-X', '-c', 'SELECT pg_sleep(60)'], {
+      env: { PGHOST: pg.host, PGPORT: String(pg.port), PGUSER: 'postgres', PGPASSWORD: pg.password, PGDATABASE: 'app' },
+      reject: false,
+    });
+    for (let i = 0; i < 100 && (await pg.sql('postgres', `SELECT count(*) FROM pg_stat_activity WHERE datname = 'app' AND query LIKE '%pg_sleep%'`)) === '0'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const r = await runCli(['restore', 'app.dump', '--yes', '--no-safety-backup'], env);
+    expect(r.exitCode).toBe(0);
+    const ended = await app;
+    expect(ended.stderr).toMatch(/terminating connection/);
+    expect(await pg.sql('app', 'SELECT count(*) FROM shop.orders')).toBe('2000');
+  });
+
+  it('asks on a terminal: a wrong answer cancels, the right one restores', async () => {
+    // util-linux `script` gives the CLI a real terminal and forwards what we type.
+    const onTerminal = (answer: string) =>
+      execa('script', ['-q', '-e', '-c', `"${process.execPath}" "${join(ROOT, 'dist/cli.js')}" restore app.dump --no-safety-backup`, '/dev/null'], {
+        env: { ...env, PATH: process.env.PATH ?? '' },
+        extendEnv: false,
+        input: `${answer}\n`,
+        reject: false,
+      });
+    const wrong = await onTerminal('nope');
+    expect(wrong.stdout).toMatch(/Type "app" to go on:/);
+    expect(wrong.stdout).toMatch(/restore cancelled: the answer did not match/);
+    expect(wrong.exitCode).toBe(2);
+    await pg.sql('app', 'DELETE FROM shop.orders WHERE id > 5');
+    const right = await onTerminal('app');
+    expect(right.stdout).toMatch(/restored app\.dump into app/);
+    expect(right.exitCode).toBe(0);
+    expect(await pg.sql('app', 'SELECT count(*) FROM shop.orders')).toBe('2000');
   });
 });

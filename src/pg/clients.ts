@@ -1,7 +1,8 @@
-import { access, readdir, realpath } from 'node:fs/promises';
+import { readdir, realpath } from 'node:fs/promises';
 import { basename, delimiter, join } from 'node:path';
 import { execa } from 'execa';
 import { RunError, UsageError, firstLine } from '../errors.ts';
+import { pathExists } from '../util/fs.ts';
 
 /** One installed set of PostgreSQL client tools (pg_dump, pg_restore, psql of one major). */
 export interface PgClient {
@@ -21,15 +22,8 @@ const TOOLS = ['pg_dump', 'pg_restore', 'psql'] as const;
 /** Debian and the PostgreSQL project's apt packages install each major here. */
 const DEBIAN_ROOT = '/usr/lib/postgresql';
 
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
-
 async function probe(binDir: string): Promise<PgClient | undefined> {
-  for (const tool of TOOLS) if (!(await exists(join(binDir, tool)))) return undefined;
+  for (const tool of TOOLS) if (!(await pathExists(join(binDir, tool)))) return undefined;
   // Debian's /usr/bin/pg_dump is pg_wrapper, which picks a version by its own rules: skip it.
   if (basename(await realpath(join(binDir, 'pg_dump'))) !== 'pg_dump') return undefined;
   const { stdout } = await execa(join(binDir, 'pg_dump'), ['--version']);

@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { access, rename, rm, stat } from 'node:fs/promises';
+import { rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { RunError, describe } from '../errors.ts';
@@ -9,7 +9,7 @@ import { MANIFEST, PARTIAL_DIR, formatRunId, type RunTier } from '../naming.ts';
 import type { PgServer } from '../sources/postgres-server.ts';
 import type { BackupSource } from '../sources/source.ts';
 import { HashingStream } from '../util/hash.ts';
-import { FILE_MODE, ensureDir, fsProblem, fsyncDir, writeFileAtomic } from '../util/fs.ts';
+import { FILE_MODE, ensureDir, fsProblem, fsyncDir, pathExists, writeFileAtomic } from '../util/fs.ts';
 import { VERSION } from '../version.ts';
 import { withCleanup } from './cleanup.ts';
 
@@ -29,19 +29,12 @@ export interface BackupResult {
   manifest: Manifest;
 }
 
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
-
 /** A run id not yet used: two runs in one second wait for the next second. */
 async function allocateRunId(req: BackupRequest, now: () => Date): Promise<{ id: string; start: Date }> {
   for (;;) {
     const start = now();
     const id = formatRunId(start, req.label);
-    const taken = (await exists(join(req.backupDir, req.tier, id))) || (await exists(join(req.backupDir, PARTIAL_DIR, id)));
+    const taken = (await pathExists(join(req.backupDir, req.tier, id))) || (await pathExists(join(req.backupDir, PARTIAL_DIR, id)));
     if (!taken) return { id, start };
     await new Promise((r) => setTimeout(r, 1000 - (start.getTime() % 1000) + 5));
   }

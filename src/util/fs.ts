@@ -1,9 +1,16 @@
-import { open, mkdir, rename, writeFile } from 'node:fs/promises';
+import { access, open, mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** Folders in the volume are private: the backups hold the whole database. */
 export const DIR_MODE = 0o700;
 export const FILE_MODE = 0o600;
+
+export async function pathExists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
 
 export async function ensureDir(path: string): Promise<void> {
   await mkdir(path, { recursive: true, mode: DIR_MODE });
