@@ -3,7 +3,7 @@ import { execa } from 'execa';
 import type { Config } from '../config/config.ts';
 import { firstLine } from '../errors.ts';
 import type { Artifact } from '../manifest.ts';
-import { discoverClients, newestClient } from '../pg/clients.ts';
+import { discoverClients, newestClient, type PgClient } from '../pg/clients.ts';
 import { readToc } from '../sources/postgres.ts';
 import { hashFile } from '../util/hash.ts';
 import { resolveRef } from '../volume/resolve.ts';
@@ -20,17 +20,15 @@ export interface VerifyResult {
   checks: ArtifactCheck[];
 }
 
-async function checkOne(path: string, artifact: Artifact, config: Config): Promise<ArtifactCheck> {
+async function checkOne(path: string, artifact: Artifact, dumpReader: () => Promise<PgClient>): Promise<ArtifactCheck> {
   const fail = (detail: string) => ({ file: artifact.file, ok: false, detail });
   const actual = await hashFile(path).catch(() => undefined);
   if (actual === undefined) return fail('cannot be read');
   if (actual.sha256 !== artifact.sha256) return fail(`sha256 ${actual.sha256} differs from the manifest's ${artifact.sha256}`);
   if (actual.size !== artifact.size) return fail(`${actual.size} bytes, the manifest says ${artifact.size}`);
   if (artifact.kind === 'postgres') {
-    // Any newer pg_restore reads older dumps; no server is needed to read the table of contents.
-    const client = newestClient(await discoverClients(config.postgres?.binDir));
     try {
-      const toc = await readToc(client, path);
+      const toc = await readToc(await dumpReader(), path);
       return { file: artifact.file, ok: true, detail: `sha256 ok, pg_restore --list ok (${toc.tables} tables)` };
     } catch (error) {
       return fail((error as Error).message);
@@ -49,7 +47,10 @@ async function checkOne(path: string, artifact: Artifact, config: Config): Promi
 /** Checks a run or one artifact without touching any server: sha256, then a full read. */
 export async function verify(config: Config, ref: string): Promise<VerifyResult> {
   const selection = await resolveRef(config.backupDir, ref);
+  // Any newer pg_restore reads older dumps, so the newest client reads them all, without a server.
+  let client: Promise<PgClient> | undefined;
+  const dumpReader = () => (client ??= discoverClients(config.postgres?.binDir).then(newestClient));
   const checks: ArtifactCheck[] = [];
-  for (const artifact of selection.artifacts) checks.push(await checkOne(join(selection.runDir, artifact.file), artifact, config));
+  for (const artifact of selection.artifacts) checks.push(await checkOne(join(selection.runDir, artifact.file), artifact, dumpReader));
   return { runId: selection.manifest.runId, runDir: selection.runDir, checks };
 }
