@@ -50,7 +50,8 @@ async function writeArtifact(source: BackupSource, path: string): Promise<Artifa
     production.abort();
     await production.done.catch(() => undefined);
     const err = written.reason as NodeJS.ErrnoException;
-    if (err.code !== undefined && err.code.startsWith('E') && err.code !== 'ERR_STREAM_PREMATURE_CLOSE') {
+    // File system errors (ENOSPC, EACCES, ...) carry the failed system call; stream errors do not.
+    if (err.syscall !== undefined) {
       throw new RunError(fsProblem(err, `writing ${source.fileName}`));
     }
     if (produced.status === 'rejected') throw produced.reason;
