@@ -50,8 +50,9 @@ try {
   step('Restore the latest run');
   await cli('restore', 'latest', '--yes');
   const back = await readFile(join(media, 'avatars/alice.png')).then(() => true, () => false);
-  process.stdout.write(`orders now: ${await count()}, alice.png present: ${back}\n`);
-  if ((await count()) !== '2000' || !back) throw new Error('the demo restore did not bring the data back');
+  const orders = await count();
+  process.stdout.write(`orders now: ${orders}, alice.png present: ${back}\n`);
+  if (orders !== '2000' || !back) throw new Error('the demo restore did not bring the data back');
   step('Done: the data is back, and the state before the restore is kept in pre-restore/');
   await cli('list');
 } finally {

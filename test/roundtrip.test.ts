@@ -181,9 +181,9 @@ describe('backup then restore, for real', () => {
     expect(v.stdout).toMatch(/FAIL {2}app\.dump: sha256/);
   });
 
-  it('keeps the database when the dump restores with errors (checksum fine, content wrong)', async () => {
-    // A dump that pg_restore rejects halfway, with a manifest that matches it: the restore must fail and
-    // leave the database as it was.
+  it('keeps the database when the restored copy does not match the manifest (checksum fine)', async () => {
+    // A manifest whose row count disagrees with its dump: the check on the scratch copy must fail the
+    // restore and leave the database as it was.
     const copy = join(work, 'bad-content');
     await mkdir(copy);
     for (const f of await readdir(runDir)) await writeFile(join(copy, f), await readFile(join(runDir, f)));
