@@ -1,6 +1,9 @@
 import type { Config, MediaFolder } from './config/config.ts';
 import { UsageError } from './errors.ts';
 import type { Logger } from './log.ts';
+import type { OffsiteStore } from './offsite/store.ts';
+import type { RetentionOptions } from './retention/policy.ts';
+import { S3Store } from './s3/store.ts';
 import { MediaSource } from './sources/media.ts';
 import { PostgresSource } from './sources/postgres.ts';
 import { connectServer, type PgServer } from './sources/postgres-server.ts';
@@ -44,6 +47,16 @@ export function safetySources(config: Config, server: PgServer | undefined, data
   }
   for (const folder of folders) sources.push(new MediaSource(folder, [], config.mediaCompression, log));
   return sources;
+}
+
+/** The offsite store, when S3_BUCKET is set. */
+export function offsiteStore(config: Config, log: Logger): OffsiteStore | undefined {
+  return config.s3 === undefined ? undefined : new S3Store(config.s3, log);
+}
+
+export function retentionOptions(config: Config, where: 'volume' | 'offsite'): RetentionOptions {
+  const policy = where === 'offsite' && config.s3 !== undefined ? config.s3.retention : config.retention;
+  return { policy, keepPreRestore: config.keepPreRestore, timeZone: config.timeZone };
 }
 
 export function requirePostgres(config: Config): NonNullable<Config['postgres']> {

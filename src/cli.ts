@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import { backupCommand } from './commands/backup.ts';
-import { listCommand } from './commands/list.ts';
+import { lifecycleCommand } from './commands/lifecycle.ts';
+import { listCommand, listRemoteCommand } from './commands/list.ts';
+import { pruneCommand } from './commands/prune.ts';
 import { printConfigCommand } from './commands/print-config.ts';
 import { restoreCommand } from './commands/restore.ts';
 import { verifyCommand } from './commands/verify.ts';
 import { loadConfig } from './config/load.ts';
 import { RunError, UsageError } from './errors.ts';
 import { createLogger, type Logger } from './log.ts';
+import { TIERS, type Tier } from './naming.ts';
 import { VERSION } from './version.ts';
 
 const HELP = `backup-sidecar ${VERSION}: backs up PostgreSQL and media folders into a volume, and restores them.
@@ -15,7 +18,10 @@ const HELP = `backup-sidecar ${VERSION}: backs up PostgreSQL and media folders i
 Usage: backup-sidecar <command> [options]
 
 Commands:
-  backup                      one backup run of every configured database and media folder
+  backup [--tier T]           one backup run of every configured database and media folder, streamed
+                              to S3 too when S3_BUCKET is set; then earlier runs missing in S3 are
+                              uploaded and both places pruned. --tier daily|weekly|monthly|yearly forces
+                              the tier (default: first of year, month or ISO week, else daily)
   restore <ref> [options]     restore a run or one file (checksum, safety backup, confirmation, check)
       --yes                   do not ask (needed without a terminal)
       --target-db NAME        restore the one dump into NAME instead (created if missing)
@@ -23,12 +29,15 @@ Commands:
       --no-safety-backup      do not copy what is replaced into pre-restore/ first
       --no-owner              do not restore ownership and privileges (roles missing on this server)
       --jobs N                pg_restore parallel jobs (default: number of CPUs)
-  list [--json]               the runs in the volume, newest first
+  list [--remote] [--json]    the runs in the volume (or, with --remote, in S3), newest first
+  prune [--dry-run]           apply retention to the volume and S3; prints every run with its reason
+  lifecycle [--apply]         print (or put on the bucket) the S3 lifecycle rules matching retention
   verify [ref]                sha256 of each file against its manifest, then a full read (default: latest)
   print-config                the effective configuration, secrets masked, and what is wrong with it
 
 <ref> is an absolute path, a path relative to BACKUP_DIR, a run id, a file name (newest run that has
-it) or "latest". Configuration comes from environment variables: see README.md.
+it), "latest", or s3://bucket/<prefix>/<tier>/<run-id>[/<file>]. A run only in S3 is downloaded into
+the volume first, each file checked against its manifest. Configuration comes from environment variables: see README.md.
 
 Exit codes: 0 success, 1 the run failed, 2 usage or configuration error.`;
 
@@ -57,7 +66,7 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  const known = ['backup', 'restore', 'list', 'verify', 'print-config'];
+  const known = ['backup', 'restore', 'list', 'verify', 'prune', 'lifecycle', 'print-config'];
   if (!known.includes(command)) throw new UsageError(`unknown command "${command}"; commands: ${known.join(', ')} (see --help)`);
 
   const loaded = loadConfig();
@@ -72,8 +81,21 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
 
   switch (command) {
     case 'backup': {
-      parse(rest);
-      return backupCommand(config, log);
+      const { values, positionals } = parse(rest, { tier: { type: 'string' } });
+      if (positionals.length > 0) throw new UsageError('backup takes no arguments (see --help)');
+      const tier = values.tier as string | undefined;
+      if (tier !== undefined && !(TIERS as readonly string[]).includes(tier)) throw new UsageError(`--tier expects one of ${TIERS.join(', ')}, got "${tier}"`);
+      return backupCommand(config, log, { tier: tier as Tier | undefined });
+    }
+    case 'prune': {
+      const { values, positionals } = parse(rest, { 'dry-run': { type: 'boolean', short: 'n' } });
+      if (positionals.length > 0) throw new UsageError('prune takes no arguments (see --help)');
+      return pruneCommand(config, log, values['dry-run'] === true);
+    }
+    case 'lifecycle': {
+      const { values, positionals } = parse(rest, { apply: { type: 'boolean' } });
+      if (positionals.length > 0) throw new UsageError('lifecycle takes no arguments (see --help)');
+      return lifecycleCommand(config, values.apply === true);
     }
     case 'restore': {
       const { values, positionals } = parse(rest, {
@@ -98,9 +120,9 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
       });
     }
     case 'list': {
-      const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
+      const { values, positionals } = parse(rest, { json: { type: 'boolean' }, remote: { type: 'boolean' } });
       if (positionals.length > 0) throw new UsageError('list takes no arguments (see --help)');
-      return listCommand(config, values.json === true);
+      return values.remote === true ? listRemoteCommand(config, log, values.json === true) : listCommand(config, values.json === true);
     }
     case 'verify': {
       const { positionals } = parse(rest);

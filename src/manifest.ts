@@ -39,6 +39,14 @@ export const mediaArtifact = z.object({
 
 export const artifact = z.discriminatedUnion('kind', [postgresArtifact, mediaArtifact]);
 
+/** Whether the run also sits in the offsite store. The manifest is uploaded last, so "complete" means all of it. */
+export const offsiteState = z.object({
+  url: z.string(),
+  state: z.enum(['pending', 'complete', 'failed']),
+  at: z.iso.datetime(),
+  error: z.string().nullable(),
+});
+
 export const manifestSchema = z.object({
   manifestVersion: z.literal(1),
   runId: z.string(),
@@ -58,12 +66,19 @@ export const manifestSchema = z.object({
     .nullable(),
   artifacts: z.array(artifact),
   warnings: z.array(z.string()),
+  /** Null when no offsite store was configured for the run. */
+  offsite: offsiteState.nullable().default(null),
 });
 
 export type PostgresArtifact = z.infer<typeof postgresArtifact>;
 export type MediaArtifact = z.infer<typeof mediaArtifact>;
 export type Artifact = z.infer<typeof artifact>;
 export type Manifest = z.infer<typeof manifestSchema>;
+export type OffsiteState = z.infer<typeof offsiteState>;
+
+export function manifestText(manifest: Manifest): string {
+  return `${JSON.stringify(manifest, null, 2)}\n`;
+}
 
 /** Reads and validates a run's manifest. */
 export async function readManifest(runDir: string): Promise<Manifest> {
@@ -79,6 +94,12 @@ export async function readManifest(runDir: string): Promise<Manifest> {
         : `cannot read ${path}: ${code}`,
     );
   }
+  return parseManifest(text, path);
+}
+
+/** Validates a manifest's text; `where` names it in errors. */
+export function parseManifest(text: string, where: string): Manifest {
+  const path = where;
   let json: unknown;
   try {
     json = JSON.parse(text);

@@ -70,3 +70,34 @@ export function dumpFileName(database: string): string {
 export function tarballFileName(media: string, compression: 'gzip' | 'zstd'): string {
   return `${media}.tar.${compression === 'gzip' ? 'gz' : 'zst'}`;
 }
+
+/** Files a run folder may hold; anything else in it is foreign. */
+const ARTIFACT_FILE = /^(?:[A-Za-z0-9_.%-]+\.dump|[A-Za-z0-9][A-Za-z0-9_.-]*\.tar\.(?:gz|zst))$/;
+
+export function isRunFile(file: string): boolean {
+  return file === MANIFEST || ARTIFACT_FILE.test(file);
+}
+
+/** `<prefix>/<tier>/<run-id>/<file>`: the volume's layout, mirrored in the bucket. */
+export function objectKey(prefix: string, tier: RunTier, runId: string, file: string): string {
+  return `${prefix === '' ? '' : `${prefix}/`}${tier}/${runId}/${file}`;
+}
+
+export interface ParsedKey {
+  tier: RunTier;
+  run: ParsedRunId;
+  file: string;
+}
+
+/** Parses an object key made by objectKey; undefined for any key this tool did not create. */
+export function parseObjectKey(prefix: string, key: string): ParsedKey | undefined {
+  const head = prefix === '' ? '' : `${prefix}/`;
+  if (!key.startsWith(head)) return undefined;
+  const parts = key.slice(head.length).split('/');
+  if (parts.length !== 3) return undefined;
+  const [tier, id, file] = parts as [string, string, string];
+  if (!(RUN_TIERS as readonly string[]).includes(tier)) return undefined;
+  const run = parseRunId(id);
+  if (run === undefined || !isRunFile(file)) return undefined;
+  return { tier: tier as RunTier, run, file };
+}

@@ -109,7 +109,7 @@ describe('unhappy paths leave nothing half-written', () => {
     }
     child.kill('SIGKILL');
     await child;
-    expect(await filesBelow(join(env.BACKUP_DIR!, 'daily'))).toEqual([]);
+    for (const tier of ['daily', 'weekly', 'monthly', 'yearly']) expect(await filesBelow(join(env.BACKUP_DIR!, tier))).toEqual([]);
     expect((await filesBelow(join(env.BACKUP_DIR!, '.partial'))).length).toBeGreaterThan(0);
     // The lock of the dead process goes stale; the next run takes over and cleans up.
     await rm(join(env.BACKUP_DIR!, '.lock'), { recursive: true, force: true });

@@ -1,12 +1,47 @@
 import ms from 'ms';
 import prettyBytes from 'pretty-bytes';
+import { offsiteStore } from '../app.ts';
 import type { Config } from '../config/config.ts';
+import { UsageError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { MANIFEST } from '../naming.ts';
+import type { RemoteRun } from '../offsite/store.ts';
 import { listRuns, runSize } from '../volume/runs.ts';
 
 /** Pads columns to their widest cell. */
 export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
+}
+
+/** `list --remote [--json]`: the runs in the offsite store, newest first. */
+export async function listRemoteCommand(config: Config, log: Logger, json: boolean, now = new Date()): Promise<number> {
+  const store = offsiteStore(config, log);
+  if (store === undefined) throw new UsageError('list --remote needs S3_BUCKET (example: S3_BUCKET=my-backups)');
+  const runs = await store.listRuns();
+  const size = (r: RemoteRun) => r.files.reduce((s, f) => s + f.size, 0);
+  if (json) {
+    const out = runs.map((r) => ({ id: r.id, tier: r.tier, time: r.time.toISOString(), complete: r.complete, size: size(r), files: r.files }));
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    return 0;
+  }
+  if (runs.length === 0) {
+    process.stdout.write(`no backup runs in ${store.url} yet\n`);
+    return 0;
+  }
+  const rows = [['TIER', 'RUN', 'AGE', 'SIZE', 'STATE', 'FILES']];
+  for (const r of runs) {
+    rows.push([
+      r.tier,
+      r.id,
+      ms(Math.max(0, now.getTime() - r.time.getTime())),
+      prettyBytes(size(r)),
+      r.complete ? 'complete' : 'incomplete (no manifest)',
+      r.files.filter((f) => f.file !== MANIFEST).map((f) => f.file).join(', '),
+    ]);
+  }
+  process.stdout.write(`${table(rows)}\n`);
+  return 0;
 }
 
 /** `list [--json]`: every run in the volume, newest first. */
@@ -22,6 +57,7 @@ export async function listCommand(config: Config, json: boolean, now = new Date(
       size: runSize(r),
       artifacts: r.manifest?.artifacts.map((a) => ({ file: a.file, kind: a.kind, source: a.source, size: a.size })) ?? [],
       warnings: r.manifest?.warnings ?? [],
+      offsite: r.manifest?.offsite ?? null,
       problem: r.problem ?? null,
     }));
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
@@ -31,7 +67,7 @@ export async function listCommand(config: Config, json: boolean, now = new Date(
     process.stdout.write(`no backup runs in ${config.backupDir} yet\n`);
     return 0;
   }
-  const rows = [['TIER', 'RUN', 'LABEL', 'AGE', 'SIZE', 'ARTIFACTS']];
+  const rows = [['TIER', 'RUN', 'LABEL', 'AGE', 'SIZE', 'OFFSITE', 'ARTIFACTS']];
   for (const r of runs) {
     rows.push([
       r.tier,
@@ -39,6 +75,7 @@ export async function listCommand(config: Config, json: boolean, now = new Date(
       r.manifest?.label ?? '-',
       ms(Math.max(0, now.getTime() - r.time.getTime())),
       r.manifest === undefined ? '?' : prettyBytes(runSize(r)),
+      r.manifest?.offsite?.state ?? '-',
       r.manifest === undefined ? `damaged: ${r.problem}` : r.manifest.artifacts.map((a) => a.file).join(', '),
     ]);
   }

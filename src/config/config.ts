@@ -20,6 +20,54 @@ export interface MediaFolder {
 export type MediaCompression = 'gzip' | 'zstd';
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 
+/** How long each tier is kept, counted from the newest successful run. -1: forever. */
+export interface RetentionPolicy {
+  days: number;
+  weeks: number;
+  months: number;
+  years: number;
+  /** Replaces `days` for the daily tier when set. */
+  minutes: number | undefined;
+}
+
+export type StorageClass =
+  | 'STANDARD'
+  | 'REDUCED_REDUNDANCY'
+  | 'STANDARD_IA'
+  | 'ONEZONE_IA'
+  | 'INTELLIGENT_TIERING'
+  | 'GLACIER'
+  | 'GLACIER_IR'
+  | 'DEEP_ARCHIVE';
+
+export interface S3Config {
+  bucket: string;
+  /** Without leading or trailing '/'; may be empty. */
+  prefix: string;
+  region: string;
+  endpoint: string | undefined;
+  forcePathStyle: boolean;
+  /** Undefined: the SDK's default chain. */
+  credentials: { accessKeyId: string; secretAccessKey: string; sessionToken: string | undefined } | undefined;
+  storageClass: StorageClass | undefined;
+  sse: 'AES256' | 'aws:kms' | undefined;
+  sseKmsKeyId: string | undefined;
+  partSize: number;
+  queueSize: number;
+  maxParts: number;
+  checksums: 'always' | 'when-required';
+  maxAttempts: number;
+  timeoutMs: number;
+  retention: RetentionPolicy;
+  lifecycle: {
+    transitionDays: number | undefined;
+    transitionClass: Exclude<StorageClass, 'STANDARD' | 'REDUCED_REDUNDANCY'>;
+    transitionTiers: string[];
+    marginDays: number;
+    abortIncompleteDays: number;
+  };
+}
+
 export interface Config {
   postgres: PostgresConfig | undefined;
   media: MediaFolder[];
@@ -27,6 +75,12 @@ export interface Config {
   mediaCompression: MediaCompression;
   backupDir: string;
   label: string | undefined;
+  retention: RetentionPolicy;
+  /** Safety backups kept, newest first. */
+  keepPreRestore: number;
+  /** IANA zone of the tier calendar. */
+  timeZone: string;
+  s3: S3Config | undefined;
   logLevel: LogLevel;
   logFormat: 'json' | 'pretty';
 }

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseCommandString } from 'execa';
 import { z } from 'zod';
 import { ENV, type EnvName, type EnvVar } from './schema.ts';
-import type { Config } from './config.ts';
+import type { Config, RetentionPolicy, S3Config } from './config.ts';
 
 /** How one variable was set, for print-config. */
 export interface Setting {
@@ -81,7 +81,7 @@ export function loadConfig(env: Env = process.env): LoadResult {
   }
   if (problems.length > 0) return { config: undefined, problems, settings };
 
-  const v = values as { [K in EnvName]: z.output<(typeof ENV)[K]['schema']> };
+  const v = values as Values;
   const databases = v.POSTGRES_DB;
   let postgres: Config['postgres'];
   if (databases.length > 0) {
@@ -106,6 +106,14 @@ export function loadConfig(env: Env = process.env): LoadResult {
       `POSTGRES_DB, MEDIA_PATHS: nothing to back up; set one or both (example: POSTGRES_DB=app or MEDIA_PATHS=uploads:/data/uploads)`,
     );
   }
+  const retention = {
+    days: v.BACKUP_KEEP_DAYS,
+    weeks: v.BACKUP_KEEP_WEEKS,
+    months: v.BACKUP_KEEP_MONTHS,
+    years: v.BACKUP_KEEP_YEARS,
+    minutes: v.BACKUP_KEEP_MINS,
+  };
+  const s3 = v.S3_BUCKET === undefined ? undefined : s3Config(v, retention, env, problems);
   if (problems.length > 0) return { config: undefined, problems, settings };
 
   return {
@@ -116,11 +124,61 @@ export function loadConfig(env: Env = process.env): LoadResult {
       mediaCompression: v.MEDIA_COMPRESSION,
       backupDir: v.BACKUP_DIR.replace(/(.)\/+$/, '$1'),
       label: v.BACKUP_LABEL,
+      retention,
+      keepPreRestore: v.BACKUP_KEEP_PRE_RESTORE,
+      timeZone: v.TZ === undefined || v.TZ === '' ? 'UTC' : v.TZ,
+      s3,
       logLevel: v.LOG_LEVEL,
       logFormat: v.LOG_FORMAT,
     },
     problems,
     settings,
+  };
+}
+
+type Values = { [K in EnvName]: z.output<(typeof ENV)[K]['schema']> };
+
+function s3Config(v: Values, retention: RetentionPolicy, env: Env, problems: string[]): S3Config | undefined {
+  const keyId = v.AWS_ACCESS_KEY_ID;
+  const secret = v.AWS_SECRET_ACCESS_KEY;
+  if ((keyId === undefined) !== (secret === undefined)) {
+    problems.push(`AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: set both or neither (neither: the SDK's default credential chain)`);
+  }
+  if (v.S3_SSE_KMS_KEY_ID !== undefined && v.S3_SSE !== 'aws:kms') {
+    problems.push(`S3_SSE_KMS_KEY_ID: only used with S3_SSE=aws:kms; set that too ${example('S3_SSE')}`);
+  }
+  const endpoint = v.S3_ENDPOINT;
+  return {
+    bucket: v.S3_BUCKET!,
+    prefix: v.S3_PREFIX,
+    region: v.S3_REGION ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    endpoint,
+    forcePathStyle: v.S3_FORCE_PATH_STYLE ?? endpoint !== undefined,
+    credentials: keyId !== undefined && secret !== undefined ? { accessKeyId: keyId, secretAccessKey: secret, sessionToken: v.AWS_SESSION_TOKEN } : undefined,
+    storageClass: v.S3_STORAGE_CLASS,
+    sse: v.S3_SSE,
+    sseKmsKeyId: v.S3_SSE_KMS_KEY_ID,
+    partSize: v.S3_PART_SIZE,
+    queueSize: v.S3_QUEUE_SIZE,
+    maxParts: v.S3_MAX_PARTS,
+    // Custom endpoints get checksums only when an operation requires them: see README, "S3-compatible stores".
+    checksums: v.S3_CHECKSUMS === 'auto' ? (endpoint === undefined ? 'always' : 'when-required') : v.S3_CHECKSUMS,
+    maxAttempts: v.S3_MAX_ATTEMPTS,
+    timeoutMs: v.S3_TIMEOUT,
+    retention: {
+      days: v.S3_KEEP_DAYS ?? retention.days,
+      weeks: v.S3_KEEP_WEEKS ?? retention.weeks,
+      months: v.S3_KEEP_MONTHS ?? retention.months,
+      years: v.S3_KEEP_YEARS ?? retention.years,
+      minutes: retention.minutes,
+    },
+    lifecycle: {
+      transitionDays: v.S3_TRANSITION_DAYS,
+      transitionClass: v.S3_TRANSITION_CLASS,
+      transitionTiers: v.S3_TRANSITION_TIERS,
+      marginDays: v.S3_LIFECYCLE_MARGIN_DAYS,
+      abortIncompleteDays: v.S3_ABORT_INCOMPLETE_DAYS,
+    },
   };
 }
 

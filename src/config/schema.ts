@@ -1,4 +1,7 @@
+import bytes from 'bytes';
+import ms from 'ms';
 import { z } from 'zod';
+import { TIERS } from '../naming.ts';
 
 /** A documented environment variable: its schema, example, and whether it may hold a secret. */
 export interface EnvVar {
@@ -33,6 +36,53 @@ const list = z
 
 const absolutePath = (what: string) =>
   z.string().trim().refine((p) => p.startsWith('/'), { message: `${what} must be an absolute path` });
+
+/** A size such as 16MiB, 64MB, 1GiB or a plain number of bytes (1024-based units). */
+const size = (min: number, max: number) =>
+  z.string().trim().transform((raw, ctx) => {
+    const n = /^\d+$/.test(raw) ? Number(raw) : bytes.parse(raw.replace(/i(?=b$)/i, ''));
+    if (n === null || !Number.isFinite(n) || n < min || n > max) {
+      ctx.addIssue({ code: 'custom', message: `expected a size from ${bytes.format(min)} to ${bytes.format(max)}, such as 16MiB` });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+const wholeNumber = (min: number, max: number) =>
+  z.coerce
+    .number({ message: `expected a whole number from ${min} to ${max}` })
+    .int(`expected a whole number from ${min} to ${max}`)
+    .min(min, `expected a whole number from ${min} to ${max}`)
+    .max(max, `expected a whole number from ${min} to ${max}`);
+
+/** A retention count: 0 keeps none of that tier, -1 keeps them forever. */
+const keep = (fallback: number) => wholeNumber(-1, 100_000).default(fallback);
+const keepOverride = wholeNumber(-1, 100_000).optional();
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' })
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const STORAGE_CLASSES = [
+  'STANDARD',
+  'REDUCED_REDUNDANCY',
+  'STANDARD_IA',
+  'ONEZONE_IA',
+  'INTELLIGENT_TIERING',
+  'GLACIER',
+  'GLACIER_IR',
+  'DEEP_ARCHIVE',
+] as const;
+const TRANSITION_CLASSES = ['STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER', 'GLACIER_IR', 'DEEP_ARCHIVE'] as const;
+
+function validTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** A media folder spec: `name:/path` or `/path` (name = the folder's basename). */
 export const mediaSpec = z.string().transform((raw, ctx) => {
@@ -139,6 +189,188 @@ export const ENV = {
     schema: optionalText,
     description: 'Free text kept in the manifest and, made file-name safe, in the run id (a git tag or commit).',
     example: 'v1.4.2',
+  },
+  BACKUP_KEEP_PRE_RESTORE: {
+    schema: wholeNumber(0, 100_000).default(3),
+    description: 'How many safety backups (pre-restore/) are kept, newest first.',
+    example: '3',
+  },
+  TZ: {
+    schema: z
+      .string()
+      .trim()
+      .optional()
+      .refine((tz) => tz === undefined || tz === '' || validTimeZone(tz), { message: 'expected an IANA time zone such as Europe/Berlin or UTC' }),
+    description: 'Time zone of the calendar that decides tiers (first run of a day, ISO week, month, year). Unset: UTC.',
+    example: 'Europe/Berlin',
+  },
+  BACKUP_KEEP_DAYS: {
+    schema: keep(7),
+    description: 'How many days daily runs are kept (age measured from the newest successful run). -1: forever.',
+    example: '7',
+  },
+  BACKUP_KEEP_WEEKS: {
+    schema: keep(4),
+    description: 'How many weeks weekly runs (the first of each ISO week) are kept. -1: forever.',
+    example: '4',
+  },
+  BACKUP_KEEP_MONTHS: {
+    schema: keep(6),
+    description: 'How many months monthly runs (the first of each month) are kept. -1: forever.',
+    example: '6',
+  },
+  BACKUP_KEEP_YEARS: {
+    schema: keep(0),
+    description: 'How many years yearly runs (the first of each year) are kept; 0 keeps them as long as monthly ones. -1: forever.',
+    example: '-1',
+  },
+  BACKUP_KEEP_MINS: {
+    schema: wholeNumber(1, 10_000_000).optional(),
+    description: 'For tests and frequent schedules: daily runs are kept this many minutes instead of BACKUP_KEEP_DAYS days.',
+    example: '90',
+  },
+  S3_BUCKET: {
+    schema: optionalText.refine((b) => b === undefined || /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(b), {
+      message: 'expected a bucket name: 3 to 63 lowercase letters, digits, dots or hyphens',
+    }),
+    description: 'Turns offsite copies on: every run is also streamed to this bucket.',
+    example: 'my-backups',
+  },
+  S3_PREFIX: {
+    schema: z
+      .string()
+      .optional()
+      .transform((p) => (p ?? '').replace(/^\/+|\/+$/g, ''))
+      .refine((p) => p === '' || !p.split('/').some((part) => part === '' || part === '.' || part === '..'), {
+        message: "expected folder names separated by '/', without empty, '.' or '..' parts",
+      }),
+    description: 'Key prefix in the bucket, so one bucket can hold several apps. Keys are <prefix>/<tier>/<run>/<file>.',
+    example: 'prod/app',
+  },
+  S3_REGION: {
+    schema: optionalText,
+    description: "The bucket's region. Unset: AWS_REGION, or us-east-1 (most S3-compatible stores accept any).",
+    example: 'eu-central-1',
+  },
+  S3_ENDPOINT: {
+    schema: optionalText.refine((u) => u === undefined || URL.canParse(u), { message: 'expected a URL such as https://s3.example.com' }),
+    description: 'Endpoint of an S3-compatible store (MinIO, R2, B2, Ceph, Wasabi). Unset: AWS.',
+    example: 'http://minio:9000',
+  },
+  S3_FORCE_PATH_STYLE: {
+    schema: bool.optional(),
+    description: 'Address the bucket as <endpoint>/<bucket> instead of <bucket>.<endpoint>. Default: true when S3_ENDPOINT is set (MinIO needs it).',
+    example: 'true',
+  },
+  AWS_ACCESS_KEY_ID: {
+    schema: optionalText,
+    description: "Access key. Unset (with AWS_SECRET_ACCESS_KEY): the SDK's usual chain (web identity, ECS or instance role, ~/.aws).",
+    example: 'AKIA...',
+    secret: true,
+  },
+  AWS_SECRET_ACCESS_KEY: {
+    schema: optionalText,
+    description: 'Secret key belonging to AWS_ACCESS_KEY_ID.',
+    example: 'wJalr...',
+    secret: true,
+  },
+  AWS_SESSION_TOKEN: {
+    schema: optionalText,
+    description: 'Session token, for temporary credentials.',
+    example: 'IQoJb3JpZ2lu...',
+    secret: true,
+  },
+  S3_STORAGE_CLASS: {
+    schema: z.enum(STORAGE_CLASSES, { message: `expected one of ${STORAGE_CLASSES.join(', ')}` }).optional(),
+    description: "Storage class of uploaded artifacts (manifests stay STANDARD so listing stays cheap and instant). Unset: the bucket's default.",
+    example: 'STANDARD_IA',
+  },
+  S3_SSE: {
+    schema: z.enum(['AES256', 'aws:kms'], { message: 'expected AES256 or aws:kms' }).optional(),
+    description: 'Server-side encryption of uploaded objects.',
+    example: 'aws:kms',
+  },
+  S3_SSE_KMS_KEY_ID: {
+    schema: optionalText,
+    description: 'KMS key for S3_SSE=aws:kms. Unset: the aws/s3 managed key.',
+    example: 'arn:aws:kms:eu-central-1:111122223333:key/abcd-...',
+  },
+  S3_PART_SIZE: {
+    schema: size(5 * 1024 ** 2, 5 * 1024 ** 3).default(8 * 1024 ** 2),
+    description:
+      'Smallest multipart part size. Grown per artifact from the previous run\'s size so no upload needs more than S3_MAX_PARTS parts. Memory used: part size x (S3_QUEUE_SIZE + 1).',
+    example: '16MiB',
+  },
+  S3_QUEUE_SIZE: {
+    schema: wholeNumber(1, 64).default(4),
+    description: 'Parts uploaded in parallel.',
+    example: '4',
+  },
+  S3_MAX_PARTS: {
+    schema: wholeNumber(1, 10_000).default(10_000),
+    description: 'Most parts the store allows in one upload (S3: 10000; some S3-compatible stores: 1000).',
+    example: '1000',
+  },
+  S3_CHECKSUMS: {
+    schema: z.enum(['auto', 'always', 'when-required'], { message: 'expected auto, always or when-required' }).default('auto'),
+    description:
+      "auto: the SDK's default request checksums on AWS, only required ones with S3_ENDPOINT (many S3-compatible stores mishandle aws-chunked bodies with trailing checksums). always / when-required force one.",
+    example: 'always',
+  },
+  S3_MAX_ATTEMPTS: {
+    schema: wholeNumber(1, 20).default(5),
+    description: 'Attempts per S3 request; transient errors (5xx, throttling, resets) are retried with exponential backoff.',
+    example: '5',
+  },
+  S3_TIMEOUT: {
+    schema: z
+      .string()
+      .trim()
+      .transform((raw, ctx) => {
+        const value = ms(raw as ms.StringValue);
+        if (typeof value !== 'number' || !(value >= 1000)) {
+          ctx.addIssue({ code: 'custom', message: 'expected a duration of at least 1s, such as 30s or 2m' });
+          return z.NEVER;
+        }
+        return value;
+      })
+      .default(60_000),
+    description: 'How long one S3 request may stay silent before it is retried.',
+    example: '30s',
+  },
+  S3_KEEP_DAYS: { schema: keepOverride, description: 'Overrides BACKUP_KEEP_DAYS in the bucket.', example: '30' },
+  S3_KEEP_WEEKS: { schema: keepOverride, description: 'Overrides BACKUP_KEEP_WEEKS in the bucket.', example: '12' },
+  S3_KEEP_MONTHS: { schema: keepOverride, description: 'Overrides BACKUP_KEEP_MONTHS in the bucket.', example: '24' },
+  S3_KEEP_YEARS: { schema: keepOverride, description: 'Overrides BACKUP_KEEP_YEARS in the bucket.', example: '-1' },
+  S3_TRANSITION_DAYS: {
+    schema: wholeNumber(0, 100_000).optional(),
+    description: 'lifecycle: move artifacts of S3_TRANSITION_TIERS to S3_TRANSITION_CLASS this many days after upload.',
+    example: '30',
+  },
+  S3_TRANSITION_CLASS: {
+    schema: z.enum(TRANSITION_CLASSES, { message: `expected one of ${TRANSITION_CLASSES.join(', ')}` }).default('GLACIER'),
+    description: 'lifecycle: the storage class artifacts move to after S3_TRANSITION_DAYS.',
+    example: 'DEEP_ARCHIVE',
+  },
+  S3_TRANSITION_TIERS: {
+    schema: z
+      .string()
+      .optional()
+      .transform((s) => (s ?? 'monthly,yearly').split(',').map((x) => x.trim()).filter(Boolean))
+      .refine((tiers) => tiers.every((t) => (TIERS as readonly string[]).includes(t)), { message: `expected tiers among ${TIERS.join(', ')}` }),
+    description: 'lifecycle: which tier prefixes transition.',
+    example: 'weekly,monthly,yearly',
+  },
+  S3_LIFECYCLE_MARGIN_DAYS: {
+    schema: wholeNumber(0, 3650).default(7),
+    description:
+      'lifecycle: days added to each expiration, so the bucket expires a run only after prune (which counts from the newest run, not the clock) would have.',
+    example: '7',
+  },
+  S3_ABORT_INCOMPLETE_DAYS: {
+    schema: wholeNumber(1, 365).default(3),
+    description: 'lifecycle: days after which the bucket aborts multipart uploads a crash left behind.',
+    example: '3',
   },
   LOG_LEVEL: {
     schema: z

@@ -4,14 +4,16 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { RunError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { Artifact, Manifest } from '../manifest.ts';
+import { manifestText, type Artifact, type Manifest } from '../manifest.ts';
 import { MANIFEST, PARTIAL_DIR, formatRunId, type RunTier } from '../naming.ts';
+import type { OffsiteStore, UploadSink } from '../offsite/store.ts';
 import type { PgServer } from '../sources/postgres-server.ts';
 import type { BackupSource } from '../sources/source.ts';
+import { FanOut } from '../util/fan-out.ts';
 import { HashingStream } from '../util/hash.ts';
 import { FILE_MODE, ensureDir, fsProblem, fsyncDir, pathExists, writeFileAtomic } from '../util/fs.ts';
 import { VERSION } from '../version.ts';
-import { withCleanup } from './cleanup.ts';
+import { withCleanup, type Cleanup } from './cleanup.ts';
 
 export interface BackupRequest {
   backupDir: string;
@@ -22,11 +24,17 @@ export interface BackupRequest {
   server: PgServer | undefined;
   log: Logger;
   now?: () => Date;
+  /** Where each artifact is also streamed, while it is written; undefined: the volume only. */
+  offsite?: OffsiteStore;
+  /** Expected artifact sizes by file name (from the previous run), to size upload parts. */
+  expectedSizes?: ReadonlyMap<string, number>;
 }
 
 export interface BackupResult {
   runDir: string;
   manifest: Manifest;
+  /** Why the run is not offsite, when an offsite store was configured and it failed. */
+  offsiteError: RunError | undefined;
 }
 
 /** A run id not yet used: two runs in one second wait for the next second. */
@@ -40,12 +48,24 @@ async function allocateRunId(req: BackupRequest, now: () => Date): Promise<{ id:
   }
 }
 
-/** Streams one source into `path`, hashing on the way; a sink error (disk full) wins over its echo in the producer. */
-async function writeArtifact(source: BackupSource, path: string): Promise<Artifact> {
+/**
+ * Streams one source into `path` and, when given, into an upload at the same time, hashing on the way.
+ * A sink error (disk full) wins over its echo in the producer. An upload failure never fails the
+ * artifact: it comes back as `offsiteError`.
+ */
+async function writeArtifact(
+  source: BackupSource,
+  path: string,
+  upload: UploadSink | undefined,
+  cleanup: Cleanup,
+): Promise<{ artifact: Artifact; offsiteError: RunError | undefined }> {
   const production = await source.open();
   const hasher = new HashingStream();
   const file = createWriteStream(path, { flags: 'wx', mode: FILE_MODE, flush: true });
-  const [written, produced] = await Promise.allSettled([pipeline(production.stream, hasher, file), production.done]);
+  const tee = new FanOut(file, upload?.stream);
+  const settleUpload = upload === undefined ? undefined : cleanup.add(`abort the upload of ${source.fileName}`, () => upload.abort(new Error('the run failed')));
+  upload?.failed.catch((error: Error) => tee.drop(error));
+  const [written, produced] = await Promise.allSettled([pipeline(production.stream, hasher, tee), production.done]);
   if (written.status === 'rejected') {
     production.abort();
     await production.done.catch(() => undefined);
@@ -61,13 +81,29 @@ async function writeArtifact(source: BackupSource, path: string): Promise<Artifa
   const size = (await stat(path)).size;
   if (size !== hasher.bytes) throw new RunError(`${path} holds ${size} bytes but ${hasher.bytes} were written: the volume lost data`);
   const details = await production.describe(path);
-  return { file: source.fileName, source: source.name, size, sha256: hasher.digest(), ...details } as Artifact;
+  const artifact = { file: source.fileName, source: source.name, size, sha256: hasher.digest(), ...details } as Artifact;
+
+  let offsiteError: RunError | undefined;
+  if (upload !== undefined) {
+    try {
+      if (tee.secondaryError !== undefined) throw tee.secondaryError;
+      await upload.complete(artifact.sha256, artifact.size);
+      settleUpload!();
+    } catch (error) {
+      offsiteError = error instanceof RunError ? error : new RunError(`upload of ${source.fileName} failed: ${describe(error)}`);
+      await upload.abort(offsiteError);
+      settleUpload!();
+    }
+  }
+  return { artifact, offsiteError };
 }
 
 /**
- * One backup run: every source into BACKUP_DIR/.partial/<run-id>/, a manifest, then one rename into
- * BACKUP_DIR/<tier>/<run-id>/. Whatever fails, the partial folder is removed: a run folder in a tier is
- * always complete. The caller holds the volume lock.
+ * One backup run: every source into BACKUP_DIR/.partial/<run-id>/ (and the offsite store, at the same
+ * time), a manifest, then one rename into BACKUP_DIR/<tier>/<run-id>/. Whatever fails locally, the
+ * partial folder is removed: a run folder in a tier is always complete. An offsite failure leaves the
+ * local run complete and marked "failed" in its manifest, for the next run to retry. The caller holds
+ * the volume lock.
  */
 export async function backupRun(req: BackupRequest): Promise<BackupResult> {
   const now = req.now ?? (() => new Date());
@@ -84,14 +120,33 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
     }
     const keep = cleanup.add(`remove ${partialDir}`, () => rm(partialDir, { recursive: true, force: true }));
     const runLog = log.child({ run: id });
-    runLog.info({ tier: req.tier, sources: req.sources.map((s) => `${s.kind}:${s.name}`) }, 'backup started');
+    runLog.info({ tier: req.tier, sources: req.sources.map((s) => `${s.kind}:${s.name}`), offsite: req.offsite?.url }, 'backup started');
 
+    let offsiteError: RunError | undefined;
+    if (req.offsite !== undefined) {
+      offsiteError = await req.offsite.check().then(
+        () => undefined,
+        (error: unknown) => error as RunError,
+      );
+      if (offsiteError !== undefined) runLog.error({ err: offsiteError.message }, 'offsite store unusable: this run stays local');
+    }
     const artifacts: Artifact[] = [];
     for (const source of req.sources) {
       const began = Date.now();
-      const artifact = await writeArtifact(source, join(partialDir, source.fileName));
-      artifacts.push(artifact);
-      runLog.info({ file: artifact.file, bytes: artifact.size, ms: Date.now() - began }, `${source.kind} ${source.name} done`);
+      const upload =
+        req.offsite !== undefined && offsiteError === undefined
+          ? req.offsite.upload(req.tier, id, source.fileName, { expectedSize: req.expectedSizes?.get(source.fileName) ?? 0 })
+          : undefined;
+      const result = await writeArtifact(source, join(partialDir, source.fileName), upload, cleanup);
+      artifacts.push(result.artifact);
+      if (result.offsiteError !== undefined) {
+        offsiteError ??= result.offsiteError;
+        runLog.error({ file: result.artifact.file, err: result.offsiteError.message }, 'offsite upload failed: this run stays local');
+      }
+      runLog.info(
+        { file: result.artifact.file, bytes: result.artifact.size, ms: Date.now() - began, offsite: upload !== undefined && result.offsiteError === undefined },
+        `${source.kind} ${source.name} done`,
+      );
     }
 
     const manifest: Manifest = {
@@ -113,18 +168,51 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
             },
       artifacts,
       warnings: artifacts.flatMap((a) => (a.kind === 'media' ? a.warnings : [])),
+      offsite:
+        req.offsite === undefined
+          ? null
+          : { url: req.offsite.url, state: offsiteError === undefined ? 'pending' : 'failed', at: now().toISOString(), error: offsiteError?.message ?? null },
     };
     const runDir = join(tierDir, id);
     try {
-      await writeFileAtomic(join(partialDir, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
+      await writeFileAtomic(join(partialDir, MANIFEST), manifestText(manifest));
       await rename(partialDir, runDir);
       await fsyncDir(tierDir);
     } catch (error) {
       throw new RunError(fsProblem(error, `finishing run ${id}`));
     }
     keep();
+
+    if (req.offsite !== undefined && offsiteError === undefined) {
+      offsiteError = await finishOffsite(req.offsite, runDir, manifest, now);
+      if (offsiteError !== undefined) runLog.error({ err: offsiteError.message }, 'offsite manifest upload failed: this run stays local');
+    }
     const bytes = artifacts.reduce((s, a) => s + a.size, 0);
-    runLog.info({ dir: runDir, bytes, ms: Date.now() - start.getTime(), warnings: manifest.warnings.length }, 'backup finished');
-    return { runDir, manifest };
+    runLog.info(
+      { dir: runDir, bytes, ms: Date.now() - start.getTime(), warnings: manifest.warnings.length, offsite: manifest.offsite?.state ?? 'off' },
+      'backup finished',
+    );
+    return { runDir, manifest, offsiteError };
   });
+}
+
+/**
+ * Uploads the manifest last (a run with a manifest in the store is complete), then records the outcome in
+ * the local manifest. Returns the error, if any; the local run is complete either way.
+ */
+export async function finishOffsite(store: OffsiteStore, runDir: string, manifest: Manifest, now: () => Date): Promise<RunError | undefined> {
+  let error: RunError | undefined;
+  manifest.offsite = { url: store.url, state: 'complete', at: now().toISOString(), error: null };
+  try {
+    await store.putManifest(manifest.tier as RunTier, manifest.runId, manifestText(manifest));
+  } catch (e) {
+    error = e instanceof RunError ? e : new RunError(describe(e));
+    manifest.offsite = { url: store.url, state: 'failed', at: now().toISOString(), error: error.message };
+  }
+  try {
+    await writeFileAtomic(join(runDir, MANIFEST), manifestText(manifest));
+  } catch (e) {
+    error ??= new RunError(fsProblem(e, `recording the offsite state in ${runDir}`));
+  }
+  return error;
 }

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { requirePostgres, safetySources } from '../app.ts';
+import { offsiteStore, requirePostgres, safetySources } from '../app.ts';
 import type { Config, MediaFolder } from '../config/config.ts';
 import { RunError, UsageError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -11,7 +11,8 @@ import { readToc } from '../sources/postgres.ts';
 import { connectServer, type PgServer } from '../sources/postgres-server.ts';
 import { databaseExists, restoreDatabase } from '../sources/postgres-restore.ts';
 import { restoreFolder } from '../sources/media-restore.ts';
-import { resolveRef, type Selection } from '../volume/resolve.ts';
+import type { Selection } from '../volume/resolve.ts';
+import { resolveWithOffsite } from './fetch.ts';
 import { withVolumeLock } from '../volume/lock.ts';
 import { confirm } from '../util/confirm.ts';
 import { hashFile } from '../util/hash.ts';
@@ -90,7 +91,7 @@ async function folderHasContent(path: string): Promise<boolean> {
 export async function restore(config: Config, log: Logger, options: RestoreOptions): Promise<RestoreResult> {
   return withVolumeLock(config.backupDir, log, () =>
     withCleanup(log, async (cleanup) => {
-      const selection = await resolveRef(config.backupDir, options.ref);
+      const selection = await resolveWithOffsite(config.backupDir, offsiteStore(config, log), config.s3, options.ref, log);
       const plans = plan(config, selection, options);
       await checkChecksums(selection);
       log.info({ run: selection.manifest.runId, files: plans.map((p) => p.artifact.file) }, 'checksums match the manifest');

@@ -1,0 +1,115 @@
+import type { RetentionPolicy } from '../config/config.ts';
+import { PRE_RESTORE, TIERS, parseRunId, type RunTier, type Tier } from '../naming.ts';
+import { periodsOf, type Periods } from './calendar.ts';
+
+/** A run as retention sees it: a name, a tier, and whether it is complete (has a valid manifest). */
+export interface RetentionRun {
+  id: string;
+  tier: RunTier;
+  complete: boolean;
+  /** A reason to keep the run whatever its age (such as: not offsite yet). */
+  pinned?: string;
+}
+
+export interface Decision {
+  id: string;
+  tier: RunTier;
+  keep: boolean;
+  reason: string;
+}
+
+export interface RetentionOptions {
+  policy: RetentionPolicy;
+  keepPreRestore: number;
+  timeZone: string;
+}
+
+const UNIT: Record<Tier, { field: keyof Periods; noun: string }> = {
+  daily: { field: 'day', noun: 'day' },
+  weekly: { field: 'week', noun: 'week' },
+  monthly: { field: 'month', noun: 'month' },
+  yearly: { field: 'year', noun: 'year' },
+};
+
+function count(tier: Tier, policy: RetentionPolicy): number {
+  return { daily: policy.days, weekly: policy.weeks, monthly: policy.months, yearly: policy.years }[tier];
+}
+
+function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
+/** Whether the policy keeps anything at all beyond the newest run. */
+export function keepsNothing(policy: RetentionPolicy): boolean {
+  return policy.minutes === undefined && TIERS.every((t) => count(t, policy) === 0);
+}
+
+/** The reason a run of `tier` taken at `time` is inside a window, or undefined when it is outside all. */
+function window(tier: Tier, time: Date, ref: Date, refPeriods: Periods, options: RetentionOptions): string | undefined {
+  const { policy, timeZone } = options;
+  const periods = periodsOf(time, timeZone);
+  // A run of a higher tier also counts as one of every lower tier.
+  for (const t of TIERS.slice(0, TIERS.indexOf(tier) + 1).reverse()) {
+    if (t === 'daily' && policy.minutes !== undefined) {
+      if (ref.getTime() - time.getTime() < policy.minutes * 60_000) return `daily: within ${plural(policy.minutes, 'minute')} of the newest run`;
+      continue;
+    }
+    const n = count(t, policy);
+    if (n === -1) return `${t}: kept forever`;
+    const { field, noun } = UNIT[t];
+    if (refPeriods[field] - periods[field] < n) return `${t}: within ${plural(n, noun)} of the newest run`;
+  }
+  return undefined;
+}
+
+function expiredReason(tier: Tier, options: RetentionOptions): string {
+  const { policy } = options;
+  if (tier === 'daily' && policy.minutes !== undefined) return `daily: older than ${plural(policy.minutes, 'minute')} before the newest run`;
+  return `${tier}: older than ${plural(count(tier, policy), UNIT[tier].noun)} before the newest run`;
+}
+
+/**
+ * Which runs to keep and which to remove, with a reason for each. Pure: no clock, no I/O. Ages count
+ * from the newest complete run, so a job that fails for weeks never ages out its history. Never removes
+ * the newest complete run, never removes anything when the policy keeps nothing or no run is complete,
+ * and never removes a name this tool did not make.
+ */
+export function decide(runs: readonly RetentionRun[], options: RetentionOptions): Decision[] {
+  const parsed = runs.map((run) => ({ run, time: parseRunId(run.id)?.time }));
+  const regular = parsed
+    .filter((p): p is { run: RetentionRun; time: Date } => p.time !== undefined && p.run.tier !== PRE_RESTORE)
+    .sort((a, b) => b.time.getTime() - a.time.getTime() || b.run.id.localeCompare(a.run.id));
+  const newest = regular.find((p) => p.run.complete);
+  const refusal =
+    newest === undefined
+      ? 'no complete run yet: nothing is pruned'
+      : keepsNothing(options.policy)
+        ? 'the policy keeps nothing (every BACKUP_KEEP_* is 0): nothing is pruned'
+        : undefined;
+
+  const safety = parsed
+    .filter((p) => p.time !== undefined && p.run.tier === PRE_RESTORE)
+    .sort((a, b) => b.time!.getTime() - a.time!.getTime() || b.run.id.localeCompare(a.run.id))
+    .map((p) => p.run.id);
+
+  const refPeriods = newest === undefined ? undefined : periodsOf(newest.time, options.timeZone);
+  return runs.map((run): Decision => {
+    const keep = (reason: string): Decision => ({ id: run.id, tier: run.tier, keep: true, reason });
+    const remove = (reason: string): Decision => ({ id: run.id, tier: run.tier, keep: false, reason });
+    const time = parseRunId(run.id)?.time;
+    if (time === undefined) return keep('not a run id of backup-sidecar: never touched');
+    if (run.tier === PRE_RESTORE) {
+      const rank = safety.indexOf(run.id);
+      return rank < options.keepPreRestore
+        ? keep(`safety backup: one of the ${options.keepPreRestore} newest`)
+        : remove(`safety backup: older than the ${options.keepPreRestore} newest`);
+    }
+    if (refusal !== undefined) return keep(refusal);
+    if (run.pinned !== undefined) return keep(run.pinned);
+    if (run.id === newest!.run.id) return keep('the newest complete run');
+    if (time.getTime() > newest!.time.getTime()) return keep('newer than the newest complete run');
+    const inside = window(run.tier, time, newest!.time, refPeriods!, options);
+    const prefix = run.complete ? '' : 'incomplete; ';
+    return inside !== undefined ? keep(`${prefix}${inside}`) : remove(`${prefix}${expiredReason(run.tier, options)}`);
+  });
+}

@@ -1,0 +1,75 @@
+import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { RunError, describe } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { Manifest } from '../manifest.ts';
+import { PRE_RESTORE } from '../naming.ts';
+import type { OffsiteStore } from '../offsite/store.ts';
+import { decide, type RetentionOptions } from '../retention/policy.ts';
+import { HashingStream } from '../util/hash.ts';
+import { listRuns, type StoredRun } from '../volume/runs.ts';
+import { finishOffsite } from './backup.ts';
+
+export interface ShipResult {
+  shipped: string[];
+  /** Runs still waiting; the first error says why. */
+  waiting: string[];
+  error: RunError | undefined;
+}
+
+/** Uploads one artifact from the volume, checking on the way that the file still matches its manifest. */
+async function shipFile(store: OffsiteStore, run: StoredRun, manifest: Manifest, file: string, size: number, sha256: string): Promise<void> {
+  const sink = store.upload(run.tier, run.id, file, { expectedSize: size, sha256 });
+  const hasher = new HashingStream();
+  try {
+    const piped = pipeline(createReadStream(join(run.dir, file)), hasher, sink.stream);
+    // A failed upload stops reading its body; the race notices, and abort() below ends the pipeline.
+    piped.catch(() => undefined);
+    await Promise.race([piped, sink.failed]);
+    if (hasher.digest() !== sha256 || hasher.bytes !== size) {
+      throw new RunError(`${join(run.dir, file)} no longer matches the manifest of run ${manifest.runId}: not uploaded; run \`backup-sidecar verify ${manifest.runId}\``);
+    }
+    await sink.complete(sha256, size);
+  } catch (error) {
+    await sink.abort(error as Error);
+    throw error instanceof RunError ? error : new RunError(`upload of ${file} failed: ${describe(error)}`);
+  }
+}
+
+/**
+ * Uploads the runs of the volume that are missing from the offsite store (a failed or interrupted upload,
+ * or runs made before S3 was configured), newest first, skipping those the store's retention would prune
+ * anyway. Stops at the first failure: the store is likely still down, and the next run tries again.
+ */
+export async function shipPending(backupDir: string, store: OffsiteStore, retention: RetentionOptions, log: Logger, now: () => Date): Promise<ShipResult> {
+  const remote = await store.listRuns();
+  const remoteComplete = new Set(remote.filter((r) => r.complete).map((r) => `${r.tier}/${r.id}`));
+  const local = (await listRuns(backupDir)).filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE);
+  const missing = local.filter((r) => !remoteComplete.has(`${r.tier}/${r.id}`));
+  const keep = new Set(
+    decide([...remote.filter((r) => !missing.some((m) => m.tier === r.tier && m.id === r.id)), ...missing.map((r) => ({ ...r, complete: true }))], retention)
+      .filter((d) => d.keep)
+      .map((d) => `${d.tier}/${d.id}`),
+  );
+  const result: ShipResult = { shipped: [], waiting: [], error: undefined };
+  for (const run of missing.filter((r) => keep.has(`${r.tier}/${r.id}`))) {
+    if (result.error !== undefined) {
+      result.waiting.push(run.id);
+      continue;
+    }
+    const manifest = run.manifest!;
+    try {
+      for (const a of manifest.artifacts) await shipFile(store, run, manifest, a.file, a.size, a.sha256);
+      const error = await finishOffsite(store, run.dir, manifest, now);
+      if (error !== undefined) throw error;
+      result.shipped.push(run.id);
+      log.info({ run: run.id, tier: run.tier }, 'earlier run uploaded offsite');
+    } catch (error) {
+      result.error = error instanceof RunError ? error : new RunError(describe(error));
+      result.waiting.push(run.id);
+      log.error({ run: run.id, err: result.error.message }, 'earlier run still not offsite');
+    }
+  }
+  return result;
+}

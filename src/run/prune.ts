@@ -1,0 +1,64 @@
+import { rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { RunError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { PARTIAL_DIR, PRE_RESTORE } from '../naming.ts';
+import type { OffsiteStore } from '../offsite/store.ts';
+import { decide, type Decision, type RetentionOptions } from '../retention/policy.ts';
+import { ensureDir, fsProblem } from '../util/fs.ts';
+import { listRuns } from '../volume/runs.ts';
+
+export interface PruneReport {
+  where: 'volume' | 'offsite';
+  decisions: Decision[];
+  removed: number;
+}
+
+/**
+ * Applies retention to the volume. With an offsite store (offsiteUrl), runs not yet uploaded are kept. A removed run is first moved into .partial/ (one rename, so it never
+ * looks complete while half deleted), then deleted. The caller holds the volume lock.
+ */
+export async function pruneVolume(backupDir: string, options: RetentionOptions, log: Logger, dryRun: boolean, offsiteUrl?: string): Promise<PruneReport> {
+  const runs = await listRuns(backupDir);
+  const decisions = decide(
+    runs.map((r) => ({
+      id: r.id,
+      tier: r.tier,
+      complete: r.manifest !== undefined,
+      // With an offsite store, a run that never got there may be the only copy: it waits for the upload.
+      pinned: offsiteUrl !== undefined && r.manifest !== undefined && r.tier !== PRE_RESTORE && r.manifest.offsite?.state !== 'complete' ? `not yet in ${offsiteUrl}` : undefined,
+    })),
+    options,
+  );
+  let removed = 0;
+  if (!dryRun) {
+    for (const d of decisions.filter((x) => !x.keep)) {
+      const run = runs.find((r) => r.id === d.id && r.tier === d.tier)!;
+      const trash = join(backupDir, PARTIAL_DIR, `${run.id}.${run.tier}.pruned`);
+      try {
+        await ensureDir(join(backupDir, PARTIAL_DIR));
+        await rename(run.dir, trash);
+        await rm(trash, { recursive: true, force: true });
+      } catch (error) {
+        throw new RunError(fsProblem(error, `removing ${run.dir}`));
+      }
+      removed += 1;
+      log.info({ run: run.id, tier: run.tier, reason: d.reason }, 'pruned from the volume');
+    }
+  }
+  return { where: 'volume', decisions, removed };
+}
+
+/** Applies retention to the offsite store: DeleteObjects in batches, only keys this tool made. */
+export async function pruneOffsite(store: OffsiteStore, options: RetentionOptions, log: Logger, dryRun: boolean): Promise<PruneReport> {
+  const runs = await store.listRuns();
+  const decisions = decide(runs, options);
+  const doomed = runs.filter((r) => decisions.some((d) => !d.keep && d.id === r.id && d.tier === r.tier));
+  let removed = 0;
+  if (!dryRun && doomed.length > 0) {
+    const keys = await store.deleteRuns(doomed);
+    removed = doomed.length;
+    log.info({ runs: doomed.length, keys, store: store.url }, 'pruned offsite');
+  }
+  return { where: 'offsite', decisions, removed };
+}

@@ -1,0 +1,225 @@
+import { createHash } from 'node:crypto';
+import { Transform, type Readable } from 'node:stream';
+import {
+  CopyObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  paginateListObjectsV2,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import type { S3Config } from '../config/config.ts';
+import { RunError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { MANIFEST, objectKey, parseObjectKey, type RunTier } from '../naming.ts';
+import type { OffsiteStore, RemoteRun, UploadSink } from '../offsite/store.ts';
+import { createS3Client, s3Problem } from './client.ts';
+import { MAX_PART_SIZE, partSizeFor } from './part-size.ts';
+
+/** DeleteObjects takes at most this many keys a call. */
+const DELETE_BATCH = 1000;
+/** CopyObject copies at most 5 GiB in one call; larger objects keep their sha256 only in the manifest. */
+const MAX_COPY = MAX_PART_SIZE;
+
+function copySource(bucket: string, key: string): string {
+  return `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
+}
+
+/** The offsite store on S3 or an S3-compatible server. */
+export class S3Store implements OffsiteStore {
+  readonly url: string;
+  private readonly s3: S3Config;
+  private readonly client: S3Client;
+  private readonly log: Logger;
+
+  constructor(s3: S3Config, log: Logger, client: S3Client = createS3Client(s3)) {
+    this.s3 = s3;
+    this.client = client;
+    this.log = log;
+    this.url = `s3://${s3.bucket}${s3.prefix === '' ? '' : `/${s3.prefix}`}`;
+  }
+
+  private key(tier: RunTier, runId: string, file: string): string {
+    return objectKey(this.s3.prefix, tier, runId, file);
+  }
+
+  /** Storage class and encryption, for every object this tool writes. */
+  private storage(withClass: boolean) {
+    return {
+      ...(withClass && this.s3.storageClass !== undefined ? { StorageClass: this.s3.storageClass } : {}),
+      ...(this.s3.sse === undefined ? {} : { ServerSideEncryption: this.s3.sse }),
+      ...(this.s3.sseKmsKeyId === undefined ? {} : { SSEKMSKeyId: this.s3.sseKmsKeyId }),
+    };
+  }
+
+  private async send<T>(what: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      throw s3Problem(error, what, this.s3);
+    }
+  }
+
+  async check(): Promise<void> {
+    await this.send(`checking bucket ${this.s3.bucket}`, () => this.client.send(new HeadBucketCommand({ Bucket: this.s3.bucket })));
+  }
+
+  upload(tier: RunTier, runId: string, file: string, options: { expectedSize: number; sha256?: string }): UploadSink {
+    const key = this.key(tier, runId, file);
+    const partSize = partSizeFor(options.expectedSize, this.s3.partSize, this.s3.maxParts);
+    const maxParts = this.s3.maxParts;
+    const capacity = partSize * maxParts;
+    let sent = 0;
+    // Stops before the part limit: the local run goes on, and the next run uploads the file from disk
+    // with a part size chosen from its real size.
+    const body = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        sent += chunk.length;
+        if (sent > capacity) {
+          callback(new RunError(`${file} outgrew ${capacity} bytes (${maxParts} parts of ${partSize}); it will be uploaded from disk by the next run`));
+        } else callback(null, chunk);
+      },
+    });
+    const upload = new Upload({
+      client: this.client,
+      params: {
+        Bucket: this.s3.bucket,
+        Key: key,
+        Body: body,
+        ContentType: 'application/octet-stream',
+        ...(options.sha256 === undefined ? {} : { Metadata: { sha256: options.sha256 } }),
+        ...this.storage(true),
+      },
+      partSize,
+      queueSize: this.s3.queueSize,
+      leavePartsOnError: false,
+    });
+    this.log.debug({ key, partSize, capacity }, 'upload started');
+    const done = upload.done();
+    const failed = done.then(
+      () => new Promise<never>(() => undefined),
+      (error: unknown) => {
+        throw s3Problem(error, `upload of ${key}`, this.s3);
+      },
+    );
+    failed.catch(() => undefined);
+    return {
+      stream: body,
+      failed,
+      complete: async (sha256, size) => {
+        await this.send(`upload of ${key}`, () => done);
+        await this.seal(key, sha256, size, options.sha256 === undefined);
+      },
+      abort: async (reason) => {
+        // An errored body ends lib-storage's reader, which then aborts the multipart upload (no orphan parts).
+        body.destroy(reason);
+        await done.catch(() => undefined);
+      },
+    };
+  }
+
+  /** Checks the stored size, then records the sha256 with the object (an in-place copy; S3 needs metadata at creation). */
+  private async seal(key: string, sha256: string, size: number, copyMetadata: boolean): Promise<void> {
+    const head = await this.send(`checking ${key}`, () => this.client.send(new HeadObjectCommand({ Bucket: this.s3.bucket, Key: key })));
+    if (head.ContentLength !== size) {
+      throw new RunError(`S3 holds ${head.ContentLength} bytes of ${key} but ${size} were sent; it will be uploaded again by the next run`);
+    }
+    const stored = head.Metadata?.sha256;
+    if (stored !== undefined && stored !== sha256) throw new RunError(`S3 object ${key} carries sha256 ${stored}, the manifest says ${sha256}`);
+    if (!copyMetadata) return;
+    if (size > MAX_COPY) {
+      this.log.debug({ key, size }, 'too large for an in-place copy: its sha256 is only in the manifest');
+      return;
+    }
+    await this.send(`recording the sha256 of ${key}`, () =>
+      this.client.send(
+        new CopyObjectCommand({
+          Bucket: this.s3.bucket,
+          Key: key,
+          CopySource: copySource(this.s3.bucket, key),
+          MetadataDirective: 'REPLACE',
+          Metadata: { sha256 },
+          ContentType: 'application/octet-stream',
+          ...this.storage(true),
+        }),
+      ),
+    );
+  }
+
+  async putManifest(tier: RunTier, runId: string, body: string): Promise<void> {
+    const key = this.key(tier, runId, MANIFEST);
+    const sha256 = createHash('sha256').update(body).digest('hex');
+    await this.send(`upload of ${key}`, () =>
+      this.client.send(
+        new PutObjectCommand({
+          Bucket: this.s3.bucket,
+          Key: key,
+          Body: body,
+          ContentType: 'application/json',
+          Metadata: { sha256 },
+          // Manifests stay in the default class: listing and choosing a run must not wait for a thaw.
+          ...this.storage(false),
+        }),
+      ),
+    );
+  }
+
+  async listRuns(): Promise<RemoteRun[]> {
+    const runs = new Map<string, RemoteRun>();
+    const Prefix = this.s3.prefix === '' ? undefined : `${this.s3.prefix}/`;
+    await this.send(`listing ${this.url}`, async () => {
+      for await (const page of paginateListObjectsV2({ client: this.client }, { Bucket: this.s3.bucket, Prefix })) {
+        for (const object of page.Contents ?? []) {
+          const parsed = object.Key === undefined ? undefined : parseObjectKey(this.s3.prefix, object.Key);
+          if (parsed === undefined) continue;
+          const id = `${parsed.tier}/${parsed.run.id}`;
+          let run = runs.get(id);
+          if (run === undefined) {
+            run = { id: parsed.run.id, tier: parsed.tier, time: parsed.run.time, complete: false, files: [] };
+            runs.set(id, run);
+          }
+          if (parsed.file === MANIFEST) run.complete = true;
+          run.files.push({ file: parsed.file, key: object.Key!, size: object.Size ?? 0 });
+        }
+      }
+    });
+    return [...runs.values()].sort((a, b) => b.time.getTime() - a.time.getTime() || b.id.localeCompare(a.id));
+  }
+
+  async getManifestText(tier: RunTier, runId: string): Promise<string> {
+    const key = this.key(tier, runId, MANIFEST);
+    return this.send(`reading ${key}`, async () => {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.s3.bucket, Key: key }));
+      return out.Body!.transformToString('utf8');
+    });
+  }
+
+  async download(tier: RunTier, runId: string, file: string): Promise<{ stream: Readable; sha256: string | undefined }> {
+    const key = this.key(tier, runId, file);
+    const out = await this.send(`download of ${key}`, () => this.client.send(new GetObjectCommand({ Bucket: this.s3.bucket, Key: key })));
+    return { stream: out.Body as Readable, sha256: out.Metadata?.sha256 };
+  }
+
+  async deleteRuns(runs: RemoteRun[]): Promise<number> {
+    const keys = runs.flatMap((r) => r.files);
+    // Manifests go first: a run interrupted half-way through deletion then reads as incomplete.
+    const ordered = [...keys.filter((f) => f.file === MANIFEST), ...keys.filter((f) => f.file !== MANIFEST)].map((f) => f.key);
+    let deleted = 0;
+    for (let i = 0; i < ordered.length; i += DELETE_BATCH) {
+      const batch = ordered.slice(i, i + DELETE_BATCH);
+      const out = await this.send(`deleting ${batch.length} objects`, () =>
+        this.client.send(new DeleteObjectsCommand({ Bucket: this.s3.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })),
+      );
+      const errors = out.Errors ?? [];
+      if (errors.length > 0) {
+        const first = errors[0]!;
+        throw new RunError(`S3 refused to delete ${errors.length} of ${batch.length} objects (first: ${first.Key}: ${first.Code} ${first.Message ?? ''})`.trim());
+      }
+      deleted += batch.length;
+    }
+    return deleted;
+  }
+}
