@@ -1,31 +1,14 @@
-import { chmod, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, filesBelow, runCli, tempDir } from './support/cli.ts';
-import { PG15_BIN, PG17_SERVER_BIN, startPostgres, type TestServer } from './support/postgres-server.ts';
+import { PG17_SERVER_BIN, startPostgres, type TestServer } from './support/postgres-server.ts';
+import { wrapperBin } from './support/pg-wrappers.ts';
 
 let pg: TestServer;
 let work: string;
 let env: Record<string, string>;
-
-/**
- * A client folder of tiny wrappers around the real PostgreSQL 15 tools: each records its argv and
- * environment keys, and pg_dump can be told to die after some bytes, as a crashing pg_dump would.
- */
-async function wrapperBin(dir: string, options: { dieAfterBytes?: number } = {}): Promise<string> {
-  await mkdir(dir, { recursive: true });
-  for (const tool of ['pg_dump', 'pg_restore', 'psql']) {
-    const real = join(PG15_BIN, tool);
-    const body =
-      tool === 'pg_dump' && options.dieAfterBytes !== undefined
-        ? `case "$1" in --version) exec ${real} "$@";; esac\n${real} "$@" | head -c ${options.dieAfterBytes}\necho "pg_dump: error: simulated crash" >&2\nexit 1\n`
-        : `exec ${real} "$@"\n`;
-    await writeFile(join(dir, tool), `#!/bin/sh\nprintf '%s\\n' "${tool} $*" >> ${join(dir, 'argv.log')}\n${body}`);
-    await chmod(join(dir, tool), 0o755);
-  }
-  return dir;
-}
 
 async function tierFiles(): Promise<string[]> {
   return (await filesBelow(env.BACKUP_DIR!)).filter((f) => !f.startsWith('.lock'));

@@ -32,6 +32,8 @@ export interface RemoteRun {
 export interface OffsiteStore {
   /** s3://bucket/prefix, for messages. */
   readonly url: string;
+  /** The key (or name) of a run's file in the store. */
+  keyOf(tier: RunTier, runId: string, file: string): string;
   /** Fails with a one-line error when the bucket is missing or not accessible. */
   check(): Promise<void>;
   upload(tier: RunTier, runId: string, file: string, options: { expectedSize: number; sha256?: string }): UploadSink;

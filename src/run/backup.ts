@@ -87,6 +87,7 @@ async function writeArtifact(
   if (upload !== undefined) {
     try {
       if (tee.secondaryError !== undefined) throw tee.secondaryError;
+      upload.stream.end();
       await upload.complete(artifact.sha256, artifact.size);
       settleUpload!();
     } catch (error) {
@@ -131,6 +132,16 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
       if (offsiteError !== undefined) runLog.error({ err: offsiteError.message }, 'offsite store unusable: this run stays local');
     }
     const artifacts: Artifact[] = [];
+    const uploaded: string[] = [];
+    const store = req.offsite;
+    const keepUploads =
+      store === undefined
+        ? () => undefined
+        : cleanup.add('delete the objects this failed run uploaded', async () => {
+            if (uploaded.length > 0) {
+              await store.deleteRuns([{ id, tier: req.tier, time: start, complete: false, files: uploaded.map((file) => ({ file, key: store.keyOf(req.tier, id, file), size: 0 })) }]);
+            }
+          });
     for (const source of req.sources) {
       const began = Date.now();
       const upload =
@@ -139,6 +150,7 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
           : undefined;
       const result = await writeArtifact(source, join(partialDir, source.fileName), upload, cleanup);
       artifacts.push(result.artifact);
+      if (upload !== undefined && result.offsiteError === undefined) uploaded.push(source.fileName);
       if (result.offsiteError !== undefined) {
         offsiteError ??= result.offsiteError;
         runLog.error({ file: result.artifact.file, err: result.offsiteError.message }, 'offsite upload failed: this run stays local');
@@ -182,6 +194,7 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
       throw new RunError(fsProblem(error, `finishing run ${id}`));
     }
     keep();
+    keepUploads();
 
     if (req.offsite !== undefined && offsiteError === undefined) {
       offsiteError = await finishOffsite(req.offsite, runDir, manifest, now);

@@ -42,7 +42,7 @@ export class S3Store implements OffsiteStore {
     this.url = `s3://${s3.bucket}${s3.prefix === '' ? '' : `/${s3.prefix}`}`;
   }
 
-  private key(tier: RunTier, runId: string, file: string): string {
+  keyOf(tier: RunTier, runId: string, file: string): string {
     return objectKey(this.s3.prefix, tier, runId, file);
   }
 
@@ -68,7 +68,7 @@ export class S3Store implements OffsiteStore {
   }
 
   upload(tier: RunTier, runId: string, file: string, options: { expectedSize: number; sha256?: string }): UploadSink {
-    const key = this.key(tier, runId, file);
+    const key = this.keyOf(tier, runId, file);
     const partSize = partSizeFor(options.expectedSize, this.s3.partSize, this.s3.maxParts);
     const maxParts = this.s3.maxParts;
     const capacity = partSize * maxParts;
@@ -150,7 +150,7 @@ export class S3Store implements OffsiteStore {
   }
 
   async putManifest(tier: RunTier, runId: string, body: string): Promise<void> {
-    const key = this.key(tier, runId, MANIFEST);
+    const key = this.keyOf(tier, runId, MANIFEST);
     const sha256 = createHash('sha256').update(body).digest('hex');
     await this.send(`upload of ${key}`, () =>
       this.client.send(
@@ -190,7 +190,7 @@ export class S3Store implements OffsiteStore {
   }
 
   async getManifestText(tier: RunTier, runId: string): Promise<string> {
-    const key = this.key(tier, runId, MANIFEST);
+    const key = this.keyOf(tier, runId, MANIFEST);
     return this.send(`reading ${key}`, async () => {
       const out = await this.client.send(new GetObjectCommand({ Bucket: this.s3.bucket, Key: key }));
       return out.Body!.transformToString('utf8');
@@ -198,7 +198,7 @@ export class S3Store implements OffsiteStore {
   }
 
   async download(tier: RunTier, runId: string, file: string): Promise<{ stream: Readable; sha256: string | undefined }> {
-    const key = this.key(tier, runId, file);
+    const key = this.keyOf(tier, runId, file);
     const out = await this.send(`download of ${key}`, () => this.client.send(new GetObjectCommand({ Bucket: this.s3.bucket, Key: key })));
     return { stream: out.Body as Readable, sha256: out.Metadata?.sha256 };
   }

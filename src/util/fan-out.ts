@@ -6,6 +6,8 @@ import { finished } from 'node:stream/promises';
  * Writes every chunk to a primary stream (the volume file) and, while it keeps up, a secondary one (the
  * offsite upload), respecting the backpressure of both: the artifact is produced once and never re-read.
  * A failing secondary is dropped and the primary goes on; a failing primary fails the whole write.
+ * Ending ends only the primary: the owner ends the secondary once it knows the producer succeeded, so
+ * that an upload never completes with the truncated output of a producer that died.
  */
 export class FanOut extends Writable {
   private readonly primary: Writable;
@@ -52,7 +54,6 @@ export class FanOut extends Writable {
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    this.secondary?.end();
     this.primary.end();
     finished(this.primary).then(() => callback(), callback);
   }
