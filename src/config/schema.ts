@@ -253,7 +253,9 @@ export const ENV = {
     example: 'eu-central-1',
   },
   S3_ENDPOINT: {
-    schema: optionalText.refine((u) => u === undefined || URL.canParse(u), { message: 'expected a URL such as https://s3.example.com' }),
+    schema: optionalText.refine((u) => u === undefined || /^https?:$/.test(URL.parse(u)?.protocol ?? ''), {
+      message: 'expected an http(s) URL such as https://s3.example.com',
+    }),
     description: 'Endpoint of an S3-compatible store (MinIO, R2, B2, Ceph, Wasabi). Unset: AWS.',
     example: 'http://minio:9000',
   },
