@@ -76,7 +76,7 @@ describe('S3 configuration', () => {
     [{ S3_PART_SIZE: '1MiB' }, /^S3_PART_SIZE="1MiB": expected a size from 5MB to 5GB, such as 16MiB/],
     [{ S3_PART_SIZE: 'lots' }, /^S3_PART_SIZE="lots": expected a size/],
     [{ S3_QUEUE_SIZE: '0' }, /^S3_QUEUE_SIZE="0": expected a whole number from 1 to 64/],
-    [{ S3_ENDPOINT: 'minio:9000 x' }, /^S3_ENDPOINT="minio:9000 x": expected a URL/],
+    [{ S3_ENDPOINT: 'minio:9000 x' }, /^S3_ENDPOINT="minio:9000 x": expected an http\(s\) URL/],
     [{ S3_SSE: 'kms' }, /^S3_SSE="kms": expected AES256 or aws:kms/],
     [{ S3_SSE_KMS_KEY_ID: 'arn:x' }, /^S3_SSE_KMS_KEY_ID: only used with S3_SSE=aws:kms/],
     [{ AWS_ACCESS_KEY_ID: 'k' }, /^AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: set both or neither/],
