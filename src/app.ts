@@ -3,7 +3,6 @@ import { UsageError } from './errors.ts';
 import type { Logger } from './log.ts';
 import type { OffsiteStore } from './offsite/store.ts';
 import type { RetentionOptions } from './retention/policy.ts';
-import { S3Store } from './s3/store.ts';
 import { MediaSource } from './sources/media.ts';
 import { PostgresSource } from './sources/postgres.ts';
 import { connectServer, type PgServer } from './sources/postgres-server.ts';
@@ -49,9 +48,11 @@ export function safetySources(config: Config, server: PgServer | undefined, data
   return sources;
 }
 
-/** The offsite store, when S3_BUCKET is set. */
-export function offsiteStore(config: Config, log: Logger): OffsiteStore | undefined {
-  return config.s3 === undefined ? undefined : new S3Store(config.s3, log);
+/** The offsite store, when S3_BUCKET is set. The AWS SDK is loaded only then (it costs ~15 MiB). */
+export async function offsiteStore(config: Config, log: Logger): Promise<OffsiteStore | undefined> {
+  if (config.s3 === undefined) return undefined;
+  const { S3Store } = await import('./s3/store.ts');
+  return new S3Store(config.s3, log);
 }
 
 export function retentionOptions(config: Config, where: 'volume' | 'offsite'): RetentionOptions {

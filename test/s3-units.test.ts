@@ -63,7 +63,7 @@ describe('object keys', () => {
 describe('S3 configuration', () => {
   it('defaults: path style and checksums only when required with a custom endpoint', () => {
     const aws = loadConfig(base).config!.s3!;
-    expect(aws).toMatchObject({ bucket: 'my-backups', prefix: '', region: 'us-east-1', forcePathStyle: false, checksums: 'always', partSize: 8 * MIB, queueSize: 4, maxParts: 10_000, credentials: undefined });
+    expect(aws).toMatchObject({ bucket: 'my-backups', prefix: '', region: 'us-east-1', forcePathStyle: false, checksums: 'always', partSize: 5 * MIB, queueSize: 2, maxParts: 10_000, credentials: undefined });
     const minio = loadConfig({ ...base, S3_ENDPOINT: 'http://minio:9000', S3_PREFIX: '/prod/app/', AWS_ACCESS_KEY_ID: 'k', AWS_SECRET_ACCESS_KEY: 's' }).config!.s3!;
     expect(minio).toMatchObject({ prefix: 'prod/app', forcePathStyle: true, checksums: 'when-required', credentials: { accessKeyId: 'k', secretAccessKey: 's' } });
     expect(loadConfig({ ...base, S3_ENDPOINT: 'http://minio:9000', S3_CHECKSUMS: 'always' }).config!.s3!.checksums).toBe('always');

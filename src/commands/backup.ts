@@ -17,7 +17,7 @@ import { listRuns } from '../volume/runs.ts';
  * both places are pruned. Exit 1 when the offsite part failed: the local run is kept either way.
  */
 export async function backupCommand(config: Config, log: Logger, options: { tier: Tier | undefined }): Promise<number> {
-  const store = offsiteStore(config, log);
+  const store = await offsiteStore(config, log);
   const problems: string[] = [];
   const result = await withVolumeLock(config.backupDir, log, async () => {
     const earlier = (await listRuns(config.backupDir)).filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE);

@@ -16,7 +16,7 @@ export function table(rows: string[][]): string {
 
 /** `list --remote [--json]`: the runs in the offsite store, newest first. */
 export async function listRemoteCommand(config: Config, log: Logger, json: boolean, now = new Date()): Promise<number> {
-  const store = offsiteStore(config, log);
+  const store = await offsiteStore(config, log);
   if (store === undefined) throw new UsageError('list --remote needs S3_BUCKET (example: S3_BUCKET=my-backups)');
   const runs = await store.listRuns();
   const size = (r: RemoteRun) => r.files.reduce((s, f) => s + f.size, 0);

@@ -7,7 +7,7 @@ import { table } from './list.ts';
 
 /** `prune [--dry-run]`: retention applied to the volume and the offsite store, every run with its reason. */
 export async function pruneCommand(config: Config, log: Logger, dryRun: boolean): Promise<number> {
-  const store = offsiteStore(config, log);
+  const store = await offsiteStore(config, log);
   const reports: PruneReport[] = await withVolumeLock(config.backupDir, log, async () => {
     const volume = await pruneVolume(config.backupDir, retentionOptions(config, 'volume'), log, dryRun, store?.url);
     if (store === undefined) return [volume];

@@ -298,13 +298,13 @@ export const ENV = {
     example: 'arn:aws:kms:eu-central-1:111122223333:key/abcd-...',
   },
   S3_PART_SIZE: {
-    schema: size(5 * 1024 ** 2, 5 * 1024 ** 3).default(8 * 1024 ** 2),
+    schema: size(5 * 1024 ** 2, 5 * 1024 ** 3).default(5 * 1024 ** 2),
     description:
-      'Smallest multipart part size. Grown per artifact from the previous run\'s size so no upload needs more than S3_MAX_PARTS parts. Memory used: part size x (S3_QUEUE_SIZE + 1).',
+      'Smallest multipart part size. Grown per artifact from the previous run\'s size so no upload needs more than S3_MAX_PARTS parts. Memory used: about part size x (S3_QUEUE_SIZE + 4).',
     example: '16MiB',
   },
   S3_QUEUE_SIZE: {
-    schema: wholeNumber(1, 64).default(4),
+    schema: wholeNumber(1, 64).default(2),
     description: 'Parts uploaded in parallel.',
     example: '4',
   },

@@ -58,6 +58,7 @@ async function writeArtifact(
   path: string,
   upload: UploadSink | undefined,
   cleanup: Cleanup,
+  log: Logger,
 ): Promise<{ artifact: Artifact; offsiteError: RunError | undefined }> {
   const production = await source.open();
   const hasher = new HashingStream();
@@ -86,7 +87,12 @@ async function writeArtifact(
   let offsiteError: RunError | undefined;
   if (upload !== undefined) {
     try {
-      if (tee.secondaryError !== undefined) throw tee.secondaryError;
+      if (tee.secondaryError !== undefined) {
+        // The upload's own error says why (the stream error is often just its echo, an AbortError).
+        await upload.abort(tee.secondaryError);
+        throw await upload.failed.catch((error: unknown) => error);
+      }
+      log.debug({ file: artifact.file }, 'written to the volume; completing the upload');
       upload.stream.end();
       await upload.complete(artifact.sha256, artifact.size);
       settleUpload!();
@@ -148,7 +154,7 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
         req.offsite !== undefined && offsiteError === undefined
           ? req.offsite.upload(req.tier, id, source.fileName, { expectedSize: req.expectedSizes?.get(source.fileName) ?? 0 })
           : undefined;
-      const result = await writeArtifact(source, join(partialDir, source.fileName), upload, cleanup);
+      const result = await writeArtifact(source, join(partialDir, source.fileName), upload, cleanup, runLog);
       artifacts.push(result.artifact);
       if (upload !== undefined && result.offsiteError === undefined) uploaded.push(source.fileName);
       if (result.offsiteError !== undefined) {
@@ -202,7 +208,15 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
     }
     const bytes = artifacts.reduce((s, a) => s + a.size, 0);
     runLog.info(
-      { dir: runDir, bytes, ms: Date.now() - start.getTime(), warnings: manifest.warnings.length, offsite: manifest.offsite?.state ?? 'off' },
+      {
+        dir: runDir,
+        bytes,
+        ms: Date.now() - start.getTime(),
+        warnings: manifest.warnings.length,
+        offsite: manifest.offsite?.state ?? 'off',
+        // This process only (pg_dump and tar are separate processes): memory must not grow with the data.
+        maxRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
+      },
       'backup finished',
     );
     return { runDir, manifest, offsiteError };

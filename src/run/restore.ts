@@ -91,7 +91,7 @@ async function folderHasContent(path: string): Promise<boolean> {
 export async function restore(config: Config, log: Logger, options: RestoreOptions): Promise<RestoreResult> {
   return withVolumeLock(config.backupDir, log, () =>
     withCleanup(log, async (cleanup) => {
-      const selection = await resolveWithOffsite(config.backupDir, offsiteStore(config, log), config.s3, options.ref, log);
+      const selection = await resolveWithOffsite(config.backupDir, await offsiteStore(config, log), config.s3, options.ref, log);
       const plans = plan(config, selection, options);
       await checkChecksums(selection);
       log.info({ run: selection.manifest.runId, files: plans.map((p) => p.artifact.file) }, 'checksums match the manifest');

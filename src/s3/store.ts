@@ -111,6 +111,7 @@ export class S3Store implements OffsiteStore {
       failed,
       complete: async (sha256, size) => {
         await this.send(`upload of ${key}`, () => done);
+        this.log.debug({ key, bytes: size }, 'upload complete');
         await this.seal(key, sha256, size, options.sha256 === undefined);
       },
       abort: async (reason) => {
@@ -134,6 +135,7 @@ export class S3Store implements OffsiteStore {
       this.log.debug({ key, size }, 'too large for an in-place copy: its sha256 is only in the manifest');
       return;
     }
+    this.log.debug({ key }, 'stored size checked; recording the sha256');
     await this.send(`recording the sha256 of ${key}`, () =>
       this.client.send(
         new CopyObjectCommand({

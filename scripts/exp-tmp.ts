@@ -1,0 +1,10 @@
+import { writeFile } from 'node:fs/promises';
+import { startPostgres, freePort } from '../test/support/postgres-server.ts';
+const pg = await startPostgres();
+await pg.sql('postgres', 'CREATE DATABASE big;');
+const rows = Math.round((1024 * 1024 * 1024) / 520);
+await pg.sql('big', `CREATE EXTENSION pgcrypto; CREATE TABLE events (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, user_id int NOT NULL, kind text NOT NULL, payload text NOT NULL);
+ INSERT INTO events SELECT i, now() - i * interval '1 second', (random() * 100000)::int, (ARRAY['view','click','buy','login'])[1 + i % 4], encode(gen_random_bytes(300), 'base64') FROM generate_series(1, ${rows}) i; VACUUM ANALYZE events;`);
+await writeFile('/tmp/exp/env.json', JSON.stringify(pg.env));
+console.log('ready', pg.env);
+await new Promise(() => {});
