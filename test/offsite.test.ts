@@ -143,6 +143,18 @@ describe('offsite copies in S3', () => {
     }
   });
 
+  it('transient errors (503 SlowDown, connection resets) are retried with backoff and the run succeeds', async () => {
+    for (const how of ['slowdown', 'reset'] as const) {
+      s3.requests.length = 0;
+      s3.failNext(3, how);
+      const r = await runCli(['backup'], { ...env, S3_MAX_ATTEMPTS: '5' });
+      expect(r.stderr).not.toMatch(/"level":50/);
+      expect(r.exitCode).toBe(0);
+      expect(r.stdout).toMatch(/offsite: complete/);
+      expect(s3.requests.slice(0, 3).map((q) => q.status)).toEqual(how === 'slowdown' ? [503, 503, 503] : [-1, -1, -1]);
+    }
+  });
+
   it('S3 down before the run: the local run completes, is marked, exit 1; the next run uploads it', async () => {
     const before = await localRuns();
     await s3.down();

@@ -28,6 +28,8 @@ export interface TestS3 {
   up(): Promise<void>;
   /** Goes down once this many more request-body bytes have passed. */
   cutAfter(bytes: number): void;
+  /** The next `count` requests fail transiently: 503 SlowDown, or a connection reset without an answer. */
+  failNext(count: number, how: 'slowdown' | 'reset'): void;
   /** Every request gets 403 AccessDenied until allow(). */
   deny(): void;
   allow(): void;
@@ -50,6 +52,7 @@ export async function startS3(bucket = 'backups'): Promise<TestS3> {
   const requests: ProxyRequest[] = [];
   const sockets = new Set<Socket>();
   let denying = false;
+  let failures: { count: number; how: 'slowdown' | 'reset' } = { count: 0, how: 'slowdown' };
   let budget = Number.POSITIVE_INFINITY;
   let server: Server;
 
@@ -58,6 +61,19 @@ export async function startS3(bucket = 'backups'): Promise<TestS3> {
       server = createServer((req, res) => {
         const entry = { method: req.method ?? '', url: req.url ?? '', status: 0 };
         requests.push(entry);
+        if (failures.count > 0) {
+          failures.count -= 1;
+          req.resume();
+          if (failures.how === 'reset') {
+            entry.status = -1;
+            req.socket.destroy();
+            return;
+          }
+          entry.status = 503;
+          res.writeHead(503, { 'content-type': 'application/xml', connection: 'close' });
+          res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>');
+          return;
+        }
         if (denying) {
           req.resume();
           entry.status = 403;
@@ -134,6 +150,9 @@ export async function startS3(bucket = 'backups'): Promise<TestS3> {
     up: listen,
     cutAfter: (bytes) => {
       budget = bytes;
+    },
+    failNext: (count, how) => {
+      failures = { count, how };
     },
     deny: () => {
       denying = true;
