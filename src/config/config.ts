@@ -68,6 +68,22 @@ export interface S3Config {
   };
 }
 
+export interface DaemonConfig {
+  schedule: string;
+  onStart: boolean;
+  shutdownTimeoutMs: number;
+  /** Undefined: derived from the schedule. */
+  healthMaxAgeMs: number | undefined;
+  healthPort: number | undefined;
+}
+
+export interface HooksConfig {
+  webhookUrl: string | undefined;
+  webhookErrorUrl: string | undefined;
+  preCommand: string | undefined;
+  postCommand: string | undefined;
+}
+
 export interface Config {
   postgres: PostgresConfig | undefined;
   media: MediaFolder[];
@@ -81,6 +97,12 @@ export interface Config {
   /** IANA zone of the tier calendar. */
   timeZone: string;
   s3: S3Config | undefined;
+  daemon: DaemonConfig;
+  hooks: HooksConfig;
+  /** status warns below this many free bytes in the volume. */
+  diskFreeMin: number;
+  /** Test-only clock start (BACKUP_FAKE_NOW). */
+  fakeNow: Date | undefined;
   logLevel: LogLevel;
   logFormat: 'json' | 'pretty';
 }

@@ -1,4 +1,5 @@
 import bytes from 'bytes';
+import { Cron } from 'croner';
 import ms from 'ms';
 import { z } from 'zod';
 import { TIERS } from '../naming.ts';
@@ -54,6 +55,41 @@ const wholeNumber = (min: number, max: number) =>
     .int(`expected a whole number from ${min} to ${max}`)
     .min(min, `expected a whole number from ${min} to ${max}`)
     .max(max, `expected a whole number from ${min} to ${max}`);
+
+/** A duration such as 90s, 26h, 2d (the ms library), at least `min` milliseconds. */
+const duration = (min: number) =>
+  z
+    .string()
+    .trim()
+    .transform((raw, ctx) => {
+      const value = ms(raw as ms.StringValue);
+      if (typeof value !== 'number' || !(value >= min)) {
+        ctx.addIssue({ code: 'custom', message: `expected a duration of at least ${ms(min, { long: true })}, such as 90s, 26h or 2d` });
+        return z.NEVER;
+      }
+      return value;
+    });
+
+const httpUrl = optionalText.refine((u) => u === undefined || /^https?:$/.test(URL.parse(u)?.protocol ?? ''), {
+  message: 'expected an http(s) URL such as https://hooks.example.com/backup',
+});
+
+/** A cron expression croner accepts (5 or 6 fields, or a nickname such as @daily). */
+const cronExpression = z
+  .string()
+  .trim()
+  .default('@daily')
+  .refine(
+    (pattern) => {
+      try {
+        new Cron(pattern, { paused: true }).stop();
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    { message: 'expected a cron expression: 5 fields, 6 with seconds first, or @hourly, @daily, @weekly, @monthly' },
+  );
 
 /** A retention count: 0 keeps none of that tier, -1 keeps them forever. */
 const keep = (fallback: number) => wholeNumber(-1, 100_000).default(fallback);
@@ -325,18 +361,7 @@ export const ENV = {
     example: '5',
   },
   S3_TIMEOUT: {
-    schema: z
-      .string()
-      .trim()
-      .transform((raw, ctx) => {
-        const value = ms(raw as ms.StringValue);
-        if (typeof value !== 'number' || !(value >= 1000)) {
-          ctx.addIssue({ code: 'custom', message: 'expected a duration of at least 1s, such as 30s or 2m' });
-          return z.NEVER;
-        }
-        return value;
-      })
-      .default(60_000),
+    schema: duration(1000).default(60_000),
     description: 'How long one S3 request may stay silent before it is retried.',
     example: '30s',
   },
@@ -373,6 +398,63 @@ export const ENV = {
     schema: wholeNumber(1, 365).default(3),
     description: 'lifecycle: days after which the bucket aborts multipart uploads a crash left behind.',
     example: '3',
+  },
+  SCHEDULE: {
+    schema: cronExpression,
+    description: 'When the daemon backs up: a cron expression in TZ (seconds field and nicknames allowed).',
+    example: '0 3 * * *',
+  },
+  BACKUP_ON_START: {
+    schema: bool.default(false),
+    description: 'The daemon runs one backup as soon as it starts.',
+    example: 'true',
+  },
+  SHUTDOWN_TIMEOUT: {
+    schema: duration(0).default(60_000),
+    description: 'On SIGTERM or SIGINT, how long a running backup may take to finish before it is aborted cleanly.',
+    example: '5m',
+  },
+  HEALTHCHECK_MAX_AGE: {
+    schema: duration(1000).optional(),
+    description: 'healthcheck fails when the newest successful run is older. Default: two SCHEDULE intervals plus one hour.',
+    example: '26h',
+  },
+  HEALTHCHECK_PORT: {
+    schema: wholeNumber(1, 65535).optional(),
+    description: 'The daemon serves /healthz (200 or 503) and /metrics (Prometheus) on this port.',
+    example: '8080',
+  },
+  DISK_FREE_MIN: {
+    schema: size(0, 2 ** 53).default(1024 ** 3),
+    description: 'status warns when the volume has less free space.',
+    example: '5GiB',
+  },
+  WEBHOOK_URL: {
+    schema: httpUrl,
+    description: 'Called (POST, JSON) after every backup run: status, run id, sizes, duration, error. Masked like a secret: such URLs often hold a token.',
+    example: 'https://hc-ping.com/<uuid>',
+    secret: true,
+  },
+  WEBHOOK_ERROR_URL: {
+    schema: httpUrl,
+    description: 'Called (POST, JSON) only after a failed run.',
+    example: 'https://hooks.slack.com/services/...',
+    secret: true,
+  },
+  BACKUP_PRE_COMMAND: {
+    schema: optionalText,
+    description: 'A shell command run before each backup (such as an app data export); its failure fails the run.',
+    example: 'curl -fsS http://app:3000/export',
+  },
+  BACKUP_POST_COMMAND: {
+    schema: optionalText,
+    description: 'A shell command run after each backup, with BACKUP_STATUS (ok or failed) and BACKUP_RUN_DIR in its environment; its failure is reported.',
+    example: '/scripts/notify.sh',
+  },
+  BACKUP_FAKE_NOW: {
+    schema: z.iso.datetime({ message: 'expected an ISO time such as 2026-01-31T02:00:00Z' }).optional(),
+    description: 'For tests only: the clock starts at this time (and runs on), to simulate months of runs.',
+    example: '2026-01-31T02:00:00Z',
   },
   LOG_LEVEL: {
     schema: z

@@ -28,6 +28,8 @@ export interface BackupRequest {
   offsite?: OffsiteStore;
   /** Expected artifact sizes by file name (from the previous run), to size upload parts. */
   expectedSizes?: ReadonlyMap<string, number>;
+  /** Aborts the run cleanly (the daemon's shutdown timeout): producers are killed, nothing is left. */
+  signal?: AbortSignal;
 }
 
 export interface BackupResult {
@@ -59,8 +61,13 @@ async function writeArtifact(
   upload: UploadSink | undefined,
   cleanup: Cleanup,
   log: Logger,
+  signal: AbortSignal | undefined,
 ): Promise<{ artifact: Artifact; offsiteError: RunError | undefined }> {
+  signal?.throwIfAborted();
   const production = await source.open();
+  const onAbort = () => production.abort();
+  signal?.addEventListener('abort', onAbort);
+  cleanup.add(`stop listening for the abort of ${source.fileName}`, async () => signal?.removeEventListener('abort', onAbort));
   const hasher = new HashingStream();
   const file = createWriteStream(path, { flags: 'wx', mode: FILE_MODE, flush: true });
   const tee = new FanOut(file, upload?.stream);
@@ -75,9 +82,11 @@ async function writeArtifact(
     if (err.syscall !== undefined) {
       throw new RunError(fsProblem(err, `writing ${source.fileName}`));
     }
+    if (signal?.aborted) throw new RunError(`aborted: ${describe(signal.reason)}`);
     if (produced.status === 'rejected') throw produced.reason;
     throw new RunError(`writing ${source.fileName} failed: ${describe(err)}`);
   }
+  if (signal?.aborted) throw new RunError(`aborted: ${describe(signal.reason)}`);
   if (produced.status === 'rejected') throw produced.reason;
   const size = (await stat(path)).size;
   if (size !== hasher.bytes) throw new RunError(`${path} holds ${size} bytes but ${hasher.bytes} were written: the volume lost data`);
@@ -154,7 +163,7 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
         req.offsite !== undefined && offsiteError === undefined
           ? req.offsite.upload(req.tier, id, source.fileName, { expectedSize: req.expectedSizes?.get(source.fileName) ?? 0 })
           : undefined;
-      const result = await writeArtifact(source, join(partialDir, source.fileName), upload, cleanup, runLog);
+      const result = await writeArtifact(source, join(partialDir, source.fileName), upload, cleanup, runLog, req.signal);
       artifacts.push(result.artifact);
       if (upload !== undefined && result.offsiteError === undefined) uploaded.push(source.fileName);
       if (result.offsiteError !== undefined) {

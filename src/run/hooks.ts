@@ -1,0 +1,38 @@
+import { execa } from 'execa';
+import type { HooksConfig } from '../config/config.ts';
+import { RunError, firstLine } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { JobOutcome } from '../volume/status.ts';
+
+/** Runs BACKUP_PRE_COMMAND or BACKUP_POST_COMMAND through the shell, its output logged line by line. */
+export async function runHook(which: 'BACKUP_PRE_COMMAND' | 'BACKUP_POST_COMMAND', command: string, env: Record<string, string>, log: Logger): Promise<void> {
+  const result = await execa(command, { shell: true, reject: false, all: true, env, timeout: 3_600_000 });
+  for (const line of (result.all ?? '').split('\n').filter((l) => l.trim() !== '')) log.info({ hook: which }, line);
+  if (result.exitCode !== 0) {
+    const why = result.timedOut ? 'timed out after 1 hour' : `exit ${result.exitCode ?? result.signal}`;
+    throw new RunError(`${which} failed (${why})${firstLine(result.all) === '' ? '' : `: ${firstLine(result.all)}`}`);
+  }
+}
+
+/**
+ * Tells WEBHOOK_URL (every run) and WEBHOOK_ERROR_URL (failed runs) how the run went. A failing webhook
+ * is logged and never fails the backup; the URLs are never logged (they often carry a token).
+ */
+export async function notify(hooks: HooksConfig, outcome: JobOutcome & { durationMs: number; dir: string | null }, log: Logger): Promise<void> {
+  const targets = [
+    { name: 'WEBHOOK_URL', url: hooks.webhookUrl },
+    { name: 'WEBHOOK_ERROR_URL', url: outcome.ok ? undefined : hooks.webhookErrorUrl },
+  ].filter((t): t is { name: string; url: string } => t.url !== undefined);
+  const body = JSON.stringify({ status: outcome.ok ? 'ok' : 'failed', ...outcome });
+  await Promise.all(
+    targets.map(async ({ name, url }) => {
+      try {
+        const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(10_000) });
+        if (!response.ok) log.warn({ webhook: name, status: response.status }, 'webhook answered with an error status');
+        else log.debug({ webhook: name, status: response.status }, 'webhook called');
+      } catch (error) {
+        log.warn({ webhook: name, err: (error as Error).name === 'TimeoutError' ? 'timed out after 10 s' : (error as Error).message }, 'webhook failed');
+      }
+    }),
+  );
+}

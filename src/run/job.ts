@@ -1,0 +1,83 @@
+import { buildSources, offsiteStore, retentionOptions } from '../app.ts';
+import { clockOf } from '../clock.ts';
+import type { Config } from '../config/config.ts';
+import { RunError, describe } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { PRE_RESTORE, type Tier } from '../naming.ts';
+import { tierFor } from '../retention/tiers.ts';
+import { withVolumeLock } from '../volume/lock.ts';
+import { listRuns } from '../volume/runs.ts';
+import { recordOutcome, type JobOutcome } from '../volume/status.ts';
+import { backupRun, type BackupResult } from './backup.ts';
+import { notify, runHook } from './hooks.ts';
+import { shipPending } from './offsite.ts';
+import { pruneOffsite, pruneVolume } from './prune.ts';
+
+export interface JobResult {
+  /** Undefined when the run itself failed. */
+  run: BackupResult | undefined;
+  outcome: JobOutcome;
+  /** Why the job is not a full success: the error of a failed run, or offsite / hook problems after a good one. */
+  error: Error | undefined;
+}
+
+/**
+ * One backup job, as `backup` and the daemon run it: BACKUP_PRE_COMMAND, then under the volume lock a run
+ * into its tier (streamed offsite when S3 is set), the upload of earlier runs missing offsite, and pruning
+ * of both places (only after a successful run); then BACKUP_POST_COMMAND, the outcome recorded for
+ * healthcheck and status, and the webhooks. Never throws: the outcome says what happened.
+ */
+export async function backupJob(config: Config, log: Logger, options: { tier?: Tier; signal?: AbortSignal } = {}): Promise<JobResult> {
+  const now = clockOf(config);
+  const started = now();
+  const problems: string[] = [];
+  let run: BackupResult | undefined;
+  let failure: Error | undefined;
+  try {
+    if (config.hooks.preCommand !== undefined) await runHook('BACKUP_PRE_COMMAND', config.hooks.preCommand, {}, log);
+    const store = await offsiteStore(config, log);
+    run = await withVolumeLock(config.backupDir, log, async () => {
+      const earlier = (await listRuns(config.backupDir)).filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE);
+      const tier = options.tier ?? tierFor(now(), earlier.map((r) => r.time), config.timeZone);
+      // Part sizes grow with the artifact: the newest earlier run says how big each file has become.
+      const expectedSizes = new Map<string, number>();
+      for (const r of earlier) for (const a of r.manifest!.artifacts) if (!expectedSizes.has(a.file)) expectedSizes.set(a.file, a.size);
+
+      const { sources, server } = await buildSources(config, log);
+      const result = await backupRun({ backupDir: config.backupDir, tier, label: config.label, sources, server, log, now, offsite: store, expectedSizes, signal: options.signal });
+      if (result.offsiteError !== undefined) problems.push(`not offsite: ${result.offsiteError.message}; the run is kept in the volume and the next run uploads it`);
+      if (store !== undefined && result.offsiteError === undefined) {
+        try {
+          const shipped = await shipPending(config.backupDir, store, retentionOptions(config, 'offsite'), log, now);
+          if (shipped.error !== undefined) problems.push(`${shipped.waiting.length} earlier run(s) still not offsite: ${shipped.error.message}`);
+          await pruneOffsite(store, retentionOptions(config, 'offsite'), log, false);
+        } catch (error) {
+          problems.push(describe(error));
+        }
+      }
+      await pruneVolume(config.backupDir, retentionOptions(config, 'volume'), log, false, store?.url);
+      return result;
+    });
+  } catch (error) {
+    failure = error instanceof Error ? error : new RunError(String(error));
+  }
+  if (config.hooks.postCommand !== undefined) {
+    const env = { BACKUP_STATUS: failure === undefined ? 'ok' : 'failed', BACKUP_RUN_DIR: run?.runDir ?? '' };
+    await runHook('BACKUP_POST_COMMAND', config.hooks.postCommand, env, log).catch((error: unknown) => problems.push(describe(error)));
+  }
+  const error = failure ?? (problems.length > 0 ? new RunError(problems.join('\n')) : undefined);
+  const finished = now();
+  const outcome: JobOutcome = {
+    ok: failure === undefined,
+    startedAt: started.toISOString(),
+    finishedAt: finished.toISOString(),
+    runId: run?.manifest.runId ?? null,
+    tier: run?.manifest.tier ?? null,
+    bytes: run?.manifest.artifacts.reduce((s, a) => s + a.size, 0) ?? 0,
+    offsite: run?.manifest.offsite?.state ?? (config.s3 === undefined ? 'off' : 'failed'),
+    error: error === undefined ? null : error.message,
+  };
+  await recordOutcome(config.backupDir, outcome).catch((e: unknown) => log.warn({ err: describe(e) }, 'cannot record the outcome in the volume'));
+  await notify(config.hooks, { ...outcome, durationMs: finished.getTime() - started.getTime(), dir: run?.runDir ?? null }, log);
+  return { run, outcome, error };
+}

@@ -1,0 +1,37 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { writeFileAtomic } from '../util/fs.ts';
+
+/** `.status.json` in the volume: how the last backup job went, for healthcheck and status. */
+const STATUS = '.status.json';
+
+export const jobOutcome = z.object({
+  ok: z.boolean(),
+  startedAt: z.iso.datetime(),
+  finishedAt: z.iso.datetime(),
+  runId: z.string().nullable(),
+  tier: z.string().nullable(),
+  bytes: z.number(),
+  /** Offsite state of the run: complete, failed, or off (no S3). */
+  offsite: z.string(),
+  error: z.string().nullable(),
+});
+export type JobOutcome = z.infer<typeof jobOutcome>;
+
+const statusFile = z.object({ last: jobOutcome, lastFailure: jobOutcome.nullable() });
+export type StatusFile = z.infer<typeof statusFile>;
+
+export async function readStatus(backupDir: string): Promise<StatusFile | undefined> {
+  try {
+    return statusFile.parse(JSON.parse(await readFile(join(backupDir, STATUS), 'utf8')));
+  } catch {
+    return undefined;
+  }
+}
+
+export async function recordOutcome(backupDir: string, outcome: JobOutcome): Promise<void> {
+  const previous = await readStatus(backupDir);
+  const next: StatusFile = { last: outcome, lastFailure: outcome.ok ? (previous?.lastFailure ?? null) : outcome };
+  await writeFileAtomic(join(backupDir, STATUS), `${JSON.stringify(next, null, 2)}\n`);
+}
