@@ -32,6 +32,9 @@ Commands:
       --no-owner              do not restore ownership and privileges (roles missing on this server)
       --jobs N                pg_restore parallel jobs (default: number of CPUs)
   list [--remote] [--json]    the runs in the volume (or, with --remote, in S3), newest first
+  daemon                      the long-running process: backups on SCHEDULE, /healthz and /metrics
+  healthcheck                 exit 0 when the newest successful run is recent and the last did not fail
+  status                      health, runs per tier, sizes, free space, offsite state, last error
   prune [--dry-run]           apply retention to the volume and S3; prints every run with its reason
   lifecycle [--apply]         print (or put on the bucket) the S3 lifecycle rules matching retention
   verify [ref]                sha256 of each file against its manifest, then a full read (default: latest)
@@ -68,7 +71,7 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  const known = ['backup', 'restore', 'list', 'verify', 'prune', 'lifecycle', 'print-config'];
+  const known = ['backup', 'restore', 'list', 'verify', 'prune', 'lifecycle', 'daemon', 'healthcheck', 'status', 'print-config'];
   if (!known.includes(command)) throw new UsageError(`unknown command "${command}"; commands: ${known.join(', ')} (see --help)`);
 
   const loaded = loadConfig();
@@ -88,6 +91,19 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
       const tier = values.tier as string | undefined;
       if (tier !== undefined && !(TIERS as readonly string[]).includes(tier)) throw new UsageError(`--tier expects one of ${TIERS.join(', ')}, got "${tier}"`);
       return backupCommand(config, log, { tier: tier as Tier | undefined });
+    }
+    case 'daemon': {
+      const { positionals } = parse(rest);
+      if (positionals.length > 0) throw new UsageError('daemon takes no arguments (see --help)');
+      const { runDaemon } = await import('./daemon/daemon.ts');
+      return runDaemon(config, log);
+    }
+    case 'healthcheck':
+    case 'status': {
+      const { positionals } = parse(rest);
+      if (positionals.length > 0) throw new UsageError(`${command} takes no arguments (see --help)`);
+      const { healthcheckCommand, statusCommand } = await import('./commands/health.ts');
+      return command === 'healthcheck' ? healthcheckCommand(config) : statusCommand(config);
     }
     case 'prune': {
       const { values, positionals } = parse(rest, { 'dry-run': { type: 'boolean', short: 'n' } });

@@ -4,16 +4,25 @@ import { PG15_BIN } from './postgres-server.ts';
 
 /**
  * A client folder of tiny wrappers around the real PostgreSQL 15 tools: each records its argv and
- * environment keys, and pg_dump can be told to die after some bytes, as a crashing pg_dump would.
+ * environment keys; pg_dump can be told to die after some bytes, as a crashing pg_dump would, or to
+ * take at least `slowSeconds` (its output paced by a process that exits when killed, closing the pipe).
  */
-export async function wrapperBin(dir: string, options: { dieAfterBytes?: number } = {}): Promise<string> {
+export async function wrapperBin(dir: string, options: { dieAfterBytes?: number; slowSeconds?: number } = {}): Promise<string> {
   await mkdir(dir, { recursive: true });
   for (const tool of ['pg_dump', 'pg_restore', 'psql']) {
     const real = join(PG15_BIN, tool);
+    const pace = `import subprocess, sys, time
+p = subprocess.Popen([${JSON.stringify(real)}] + sys.argv[1:], stdout=subprocess.PIPE)
+data = p.stdout.read()
+for i in range(0, max(len(data), 1), max(len(data) // 20, 1)):
+    sys.stdout.buffer.write(data[i:i + max(len(data) // 20, 1)]); sys.stdout.flush(); time.sleep(${(options.slowSeconds ?? 0) / 20})
+sys.exit(p.wait())`;
     const body =
       tool === 'pg_dump' && options.dieAfterBytes !== undefined
         ? `case "$1" in --version) exec ${real} "$@";; esac\n${real} "$@" | head -c ${options.dieAfterBytes}\necho "pg_dump: error: simulated crash" >&2\nexit 1\n`
-        : `exec ${real} "$@"\n`;
+        : tool === 'pg_dump' && options.slowSeconds !== undefined
+          ? `case "$1" in --version) exec ${real} "$@";; esac\nexec python3 -c '${pace}' "$@"\n`
+          : `exec ${real} "$@"\n`;
     await writeFile(join(dir, tool), `#!/bin/sh\nprintf '%s\\n' "${tool} $*" >> ${join(dir, 'argv.log')}\n${body}`);
     await chmod(join(dir, tool), 0o755);
   }

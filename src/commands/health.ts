@@ -1,0 +1,55 @@
+import { statfs } from 'node:fs/promises';
+import { Cron } from 'croner';
+import ms from 'ms';
+import prettyBytes from 'pretty-bytes';
+import { clockOf } from '../clock.ts';
+import type { Config } from '../config/config.ts';
+import { healthOf } from '../health/health.ts';
+import { RUN_TIERS } from '../naming.ts';
+import { runSize } from '../volume/runs.ts';
+import { table } from './list.ts';
+
+/** `healthcheck`: exit 0 when healthy, 1 otherwise; the reason on one line either way. */
+export async function healthcheckCommand(config: Config): Promise<number> {
+  const health = await healthOf(config, clockOf(config)());
+  (health.healthy ? process.stdout : process.stderr).write(`${health.healthy ? '' : 'unhealthy: '}${health.reason}\n`);
+  return health.healthy ? 0 : 1;
+}
+
+/** `status`: a report for people: health, runs per tier, sizes, free space, offsite state, last error. */
+export async function statusCommand(config: Config): Promise<number> {
+  const now = clockOf(config)();
+  const health = await healthOf(config, now);
+  const out: string[] = [`health: ${health.healthy ? health.reason : `FAILING: ${health.reason}`} (max age ${ms(health.maxAgeMs, { long: true })})`];
+  const rows = [['TIER', 'RUNS', 'NEWEST', 'AGE', 'SIZE']];
+  for (const tier of RUN_TIERS) {
+    const runs = health.runs.filter((r) => r.tier === tier && r.manifest !== undefined);
+    if (runs.length === 0) continue;
+    const newest = runs[0]!;
+    rows.push([tier, String(runs.length), newest.id, ms(Math.max(0, now.getTime() - newest.time.getTime())), prettyBytes(runs.reduce((s, r) => s + runSize(r), 0))]);
+  }
+  out.push(rows.length > 1 ? table(rows) : 'no runs yet');
+  const damaged = health.runs.filter((r) => r.manifest === undefined);
+  if (damaged.length > 0) out.push(`damaged runs (no valid manifest): ${damaged.map((r) => `${r.tier}/${r.id}`).join(', ')}`);
+  const total = health.runs.reduce((s, r) => s + runSize(r), 0);
+  out.push(`total: ${health.runs.length} runs, ${prettyBytes(total)} in ${config.backupDir}`);
+  const fs = await statfs(config.backupDir).catch(() => undefined);
+  if (fs !== undefined) {
+    const free = fs.bavail * fs.bsize;
+    const low = free < config.diskFreeMin;
+    out.push(`free space: ${prettyBytes(free)}${low ? `: WARNING, below DISK_FREE_MIN (${prettyBytes(config.diskFreeMin)})` : ''}`);
+  }
+  if (config.s3 !== undefined) {
+    const pending = health.runs.filter((r) => r.manifest !== undefined && r.tier !== 'pre-restore' && r.manifest.offsite?.state !== 'complete');
+    out.push(pending.length === 0 ? 'offsite: every run is in S3' : `not offsite yet: ${pending.length} run(s): ${pending.map((r) => r.id).join(', ')}`);
+  }
+  const last = health.status?.last;
+  if (last !== undefined) out.push(`last backup: ${last.ok ? 'ok' : 'FAILED'} at ${last.finishedAt}${last.error === null ? '' : `: ${last.error.split('\n')[0]}`}`);
+  const failure = health.status?.lastFailure;
+  if (failure != null && failure !== last) out.push(`last failure: ${failure.finishedAt}: ${(failure.error ?? '').split('\n')[0]}`);
+  const job = new Cron(config.daemon.schedule, { timezone: config.timeZone, paused: true });
+  out.push(`schedule: ${config.daemon.schedule} (${config.timeZone}), next at ${job.nextRun(now)?.toISOString() ?? 'never'}`);
+  job.stop();
+  process.stdout.write(`${out.join('\n')}\n`);
+  return 0;
+}

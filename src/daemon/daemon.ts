@@ -1,0 +1,100 @@
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import { Cron } from 'croner';
+import { clockOf } from '../clock.ts';
+import type { Config } from '../config/config.ts';
+import { describe } from '../errors.ts';
+import { healthOf } from '../health/health.ts';
+import { metricsText, type DaemonCounters } from '../health/metrics.ts';
+import type { Logger } from '../log.ts';
+import { backupJob } from '../run/job.ts';
+
+/** Serves /healthz (200 or 503, the reason as text) and /metrics (Prometheus). */
+async function healthServer(config: Config, port: number, counters: DaemonCounters, log: Logger): Promise<Server> {
+  const now = clockOf(config);
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' || (path !== '/healthz' && path !== '/metrics')) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz or /metrics\n');
+      return;
+    }
+    healthOf(config, now()).then(
+      (health) => {
+        if (path === '/healthz') res.writeHead(health.healthy ? 200 : 503, { 'content-type': 'text/plain' }).end(`${health.reason}\n`);
+        else res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metricsText(health, counters));
+      },
+      (error: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${describe(error)}\n`),
+    );
+  });
+  server.listen(port);
+  await once(server, 'listening');
+  log.info({ port }, 'serving /healthz and /metrics');
+  return server;
+}
+
+/**
+ * The long-running process: backups on SCHEDULE (never two at once: a run still going when the next is
+ * due makes that one skip with a warning), one at start with BACKUP_ON_START, the health endpoints with
+ * HEALTHCHECK_PORT. On SIGTERM or SIGINT it stops scheduling, lets a running backup finish within
+ * SHUTDOWN_TIMEOUT or aborts it cleanly, and exits 0.
+ */
+export async function runDaemon(config: Config, log: Logger): Promise<number> {
+  const counters: DaemonCounters = { runs: 0, failures: 0, skipped: 0 };
+  const abort = new AbortController();
+  let running: Promise<void> | undefined;
+
+  const work = async () => {
+    counters.runs += 1;
+    const { outcome, error } = await backupJob(config, log, { signal: abort.signal });
+    if (!outcome.ok) counters.failures += 1;
+    if (error !== undefined) log.error({ err: error.message }, outcome.ok ? 'backup done, with problems' : 'backup failed');
+  };
+  const job = new Cron(
+    config.daemon.schedule,
+    {
+      timezone: config.timeZone,
+      protect: () => {
+        counters.skipped += 1;
+        log.warn('the previous backup is still running: this scheduled run is skipped');
+      },
+      catch: (error) => log.error({ err: describe(error) }, 'scheduled backup crashed'),
+    },
+    () => {
+      running = work().finally(() => {
+        running = undefined;
+      });
+      return running;
+    },
+  );
+  const server = config.daemon.healthPort === undefined ? undefined : await healthServer(config, config.daemon.healthPort, counters, log);
+  log.info({ schedule: config.daemon.schedule, timeZone: config.timeZone, next: job.nextRun()?.toISOString() }, 'daemon started');
+  if (config.daemon.onStart) void job.trigger();
+
+  // `on`, not `once`: with no listener left, execa's exit hook re-raises the signal and kills the process
+  // mid-shutdown. A second signal aborts a running backup at once.
+  let signals = 0;
+  const signal = await new Promise<string>((resolve) => {
+    for (const s of ['SIGTERM', 'SIGINT'] as const) {
+      process.on(s, () => {
+        signals += 1;
+        if (signals === 1) resolve(s);
+        else abort.abort(new Error(`a second ${s} arrived`));
+      });
+    }
+  });
+  job.stop();
+  log.info({ signal }, 'stopping: no more scheduled runs');
+  if (running !== undefined) {
+    const timeout = config.daemon.shutdownTimeoutMs;
+    log.info({ timeoutMs: timeout }, 'waiting for the running backup to finish');
+    const timer = setTimeout(() => {
+      log.warn({ timeoutMs: timeout }, 'shutdown timeout: aborting the running backup');
+      abort.abort(new Error(`the daemon is shutting down (SHUTDOWN_TIMEOUT ${timeout} ms)`));
+    }, timeout);
+    await running;
+    clearTimeout(timer);
+  }
+  if (server !== undefined) await new Promise((resolve) => server.close(resolve));
+  log.info('stopped');
+  return 0;
+}

@@ -1,0 +1,47 @@
+import { Cron } from 'croner';
+import ms from 'ms';
+import type { Config } from '../config/config.ts';
+import { PRE_RESTORE } from '../naming.ts';
+import { listRuns, type StoredRun } from '../volume/runs.ts';
+import { readStatus, type StatusFile } from '../volume/status.ts';
+
+export interface Health {
+  healthy: boolean;
+  /** One line: why, or what is fine. */
+  reason: string;
+  maxAgeMs: number;
+  newest: StoredRun | undefined;
+  runs: StoredRun[];
+  status: StatusFile | undefined;
+}
+
+/** Two intervals of the schedule plus one hour: one missed run is tolerated, two are not. */
+export function defaultMaxAge(schedule: string, timeZone: string, from = new Date()): number {
+  const job = new Cron(schedule, { timezone: timeZone, paused: true });
+  const [a, b, c] = job.nextRuns(3, from);
+  job.stop();
+  if (a === undefined || b === undefined) return 26 * 3_600_000;
+  const interval = Math.max(b.getTime() - a.getTime(), c === undefined ? 0 : c.getTime() - b.getTime());
+  return 2 * interval + 3_600_000;
+}
+
+/**
+ * Healthy when the newest successful run is younger than HEALTHCHECK_MAX_AGE and the last backup job did
+ * not fail. Reads the volume only: it works beside the daemon, from `docker exec` or a HEALTHCHECK.
+ */
+export async function healthOf(config: Config, now: Date): Promise<Health> {
+  const runs = await listRuns(config.backupDir);
+  const status = await readStatus(config.backupDir);
+  const maxAgeMs = config.daemon.healthMaxAgeMs ?? defaultMaxAge(config.daemon.schedule, config.timeZone, now);
+  const newest = runs.find((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE);
+  const base = { maxAgeMs, newest, runs, status };
+  if (status !== undefined && !status.last.ok) {
+    return { ...base, healthy: false, reason: `the last backup failed at ${status.last.finishedAt}: ${(status.last.error ?? 'unknown error').split('\n')[0]}` };
+  }
+  if (newest === undefined) return { ...base, healthy: false, reason: `no successful backup in ${config.backupDir} yet` };
+  const age = now.getTime() - newest.time.getTime();
+  if (age > maxAgeMs) {
+    return { ...base, healthy: false, reason: `the newest successful backup, ${newest.id}, is ${ms(age, { long: true })} old (more than ${ms(maxAgeMs, { long: true })})` };
+  }
+  return { ...base, healthy: true, reason: `ok: the newest successful backup, ${newest.id}, is ${ms(Math.max(0, age), { long: true })} old` };
+}

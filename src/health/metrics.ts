@@ -1,0 +1,34 @@
+import type { Health } from './health.ts';
+
+/** Counters the daemon keeps since it started. */
+export interface DaemonCounters {
+  runs: number;
+  failures: number;
+  skipped: number;
+}
+
+function line(name: string, help: string, type: 'gauge' | 'counter', samples: [string, number][]): string {
+  return [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...samples.map(([labels, v]) => `${name}${labels} ${v}`)].join('\n');
+}
+
+/** Prometheus text exposition of the health and the volume. Computed per scrape from the volume itself. */
+export function metricsText(health: Health, counters: DaemonCounters): string {
+  const last = health.status?.last;
+  const tiers = new Map<string, number>();
+  for (const r of health.runs) if (r.manifest !== undefined) tiers.set(r.tier, (tiers.get(r.tier) ?? 0) + 1);
+  const notOffsite = health.runs.filter((r) => r.manifest?.offsite != null && r.manifest.offsite.state !== 'complete').length;
+  const seconds = (iso: string | undefined) => (iso === undefined ? 0 : Date.parse(iso) / 1000);
+  return `${[
+    line('backup_sidecar_healthy', '1 when healthcheck passes.', 'gauge', [['', health.healthy ? 1 : 0]]),
+    line('backup_sidecar_last_success_timestamp_seconds', 'Start time of the newest successful run.', 'gauge', [['', health.newest === undefined ? 0 : health.newest.time.getTime() / 1000]]),
+    line('backup_sidecar_last_run_success', '1 when the last backup job succeeded.', 'gauge', [['', last?.ok === true ? 1 : 0]]),
+    line('backup_sidecar_last_run_duration_seconds', 'Duration of the last backup job.', 'gauge', [['', last === undefined ? 0 : seconds(last.finishedAt) - seconds(last.startedAt)]]),
+    line('backup_sidecar_last_run_bytes', 'Bytes written by the last backup job.', 'gauge', [['', last?.bytes ?? 0]]),
+    line('backup_sidecar_runs', 'Complete runs in the volume, per tier.', 'gauge', [...tiers].map(([t, n]) => [`{tier="${t}"}`, n])),
+    line('backup_sidecar_volume_bytes', 'Bytes of all complete runs in the volume.', 'gauge', [['', health.runs.reduce((s, r) => s + (r.manifest?.artifacts.reduce((a, x) => a + x.size, 0) ?? 0), 0)]]),
+    line('backup_sidecar_runs_not_offsite', 'Runs in the volume not (yet) in the offsite store.', 'gauge', [['', notOffsite]]),
+    line('backup_sidecar_jobs_total', 'Backup jobs run by this daemon.', 'counter', [['', counters.runs]]),
+    line('backup_sidecar_job_failures_total', 'Backup jobs that failed, in this daemon.', 'counter', [['', counters.failures]]),
+    line('backup_sidecar_jobs_skipped_total', 'Scheduled jobs skipped because the previous one was still running.', 'counter', [['', counters.skipped]]),
+  ].join('\n')}\n`;
+}

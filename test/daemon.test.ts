@@ -1,0 +1,155 @@
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, runCli, tempDir } from './support/cli.ts';
+import { wrapperBin } from './support/pg-wrappers.ts';
+import { freePort, startPostgres, type TestServer } from './support/postgres-server.ts';
+import { startS3, type TestS3 } from './support/s3-server.ts';
+
+let pg: TestServer;
+let s3: TestS3;
+let work: string;
+let env: Record<string, string>;
+let hooks: Server;
+const received: { path: string; body: { status: string; runId: string | null; error: string | null; bytes: number } }[] = [];
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function runs(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const tier of ['daily', 'weekly', 'monthly', 'yearly']) for (const id of await readdir(join(dir, tier)).catch(() => [])) out.push(`${tier}/${id}`);
+  return out;
+}
+
+function daemon(extra: Record<string, string>): ResultPromise<{ env: Record<string, string>; extendEnv: false; reject: false; all: true }> {
+  return execa(process.execPath, [CLI, 'daemon'], { env: { ...env, ...extra }, extendEnv: false, reject: false, all: true });
+}
+
+beforeAll(async () => {
+  [pg, s3] = await Promise.all([startPostgres(), startS3()]);
+  await pg.sql('postgres', 'CREATE DATABASE app;');
+  await pg.sql('app', 'CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 5000);');
+  work = await tempDir('daemon');
+  await mkdir(join(work, 'media'));
+  await writeFile(join(work, 'media/a.txt'), 'a');
+  hooks = createServer((req, res) => {
+    let text = '';
+    req.on('data', (c: Buffer) => (text += c.toString()));
+    req.on('end', () => {
+      received.push({ path: req.url ?? '', body: JSON.parse(text) });
+      res.writeHead(req.url === '/broken' ? 500 : 204).end();
+    });
+  }).listen(0, '127.0.0.1');
+  await once(hooks, 'listening');
+  const port = (hooks.address() as { port: number }).port;
+  env = {
+    ...pg.env,
+    PATH: process.env.PATH ?? '',
+    POSTGRES_DB: 'app',
+    MEDIA_PATHS: `media:${join(work, 'media')}`,
+    LOG_LEVEL: 'info',
+    WEBHOOK_URL: `http://127.0.0.1:${port}/all`,
+    WEBHOOK_ERROR_URL: `http://127.0.0.1:${port}/errors`,
+  };
+});
+
+afterAll(async () => {
+  hooks?.close();
+  await Promise.all([pg?.stop(), s3?.stop()]);
+  if (work !== undefined) await rm(work, { recursive: true, force: true });
+});
+
+describe('the daemon', () => {
+  it('backs up on a seconds schedule, serves health and metrics, and healthcheck follows the database going down and back', async () => {
+    const dir = join(work, 'scheduled');
+    const port = await freePort();
+    const local = { ...env, BACKUP_DIR: dir, HEALTHCHECK_MAX_AGE: '1h' };
+    const child = daemon({ BACKUP_DIR: dir, SCHEDULE: '*/2 * * * * *', HEALTHCHECK_PORT: String(port), BACKUP_PRE_COMMAND: 'echo pre-hook-ran', BACKUP_POST_COMMAND: 'echo "post-hook $BACKUP_STATUS"' });
+    try {
+      await until('two runs', async () => ((await runs(dir)).length >= 2 ? true : undefined));
+      expect((await runCli(['healthcheck'], local)).exitCode).toBe(0);
+      const ok = await fetch(`http://127.0.0.1:${port}/healthz`);
+      expect(ok.status).toBe(200);
+      expect(await ok.text()).toMatch(/^ok: the newest successful backup, \d{8}T\d{6}Z, is .* old\n$/);
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(metrics).toMatch(/^backup_sidecar_healthy 1$/m);
+      expect(metrics).toMatch(/^backup_sidecar_last_run_success 1$/m);
+      expect(metrics).toMatch(/^backup_sidecar_jobs_total [2-9]$/m);
+      expect(received.filter((r) => r.path === '/all' && r.body.status === 'ok').length).toBeGreaterThanOrEqual(2);
+
+      await pg.halt();
+      try {
+        const down = await until('healthcheck to fail', async () => {
+          const r = await runCli(['healthcheck'], local);
+          return r.exitCode === 1 ? r : undefined;
+        });
+        expect(down.stderr).toMatch(/^unhealthy: the last backup failed at \S+: cannot connect to PostgreSQL at 127\.0\.0\.1/m);
+        expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(503);
+        const failed = received.find((r) => r.path === '/errors');
+        expect(failed?.body).toMatchObject({ status: 'failed', runId: null, error: expect.stringMatching(/cannot connect to PostgreSQL/) });
+        const status = await runCli(['status'], local);
+        expect(status.stdout).toMatch(/^health: FAILING: the last backup failed/m);
+        expect(status.stdout).toMatch(/^last backup: FAILED at /m);
+      } finally {
+        await pg.start();
+      }
+      await until('healthcheck to pass again', async () => ((await runCli(['healthcheck'], local)).exitCode === 0 ? true : undefined));
+    } finally {
+      child.kill('SIGTERM');
+    }
+    const result = await child;
+    expect(result.exitCode).toBe(0);
+    expect(result.all).toMatch(/"msg":"daemon started"/);
+    expect(result.all).toMatch(/"hook":"BACKUP_PRE_COMMAND","msg":"pre-hook-ran"/);
+    expect(result.all).toMatch(/"hook":"BACKUP_POST_COMMAND","msg":"post-hook ok"/);
+    expect(result.all).toMatch(/"hook":"BACKUP_POST_COMMAND","msg":"post-hook failed"/);
+    expect(result.all).toMatch(/"msg":"stopped"/);
+    expect(result.all).not.toContain(env.WEBHOOK_URL);
+  });
+
+  it('never runs two backups at once: a run still going when the next is due is skipped with a warning', async () => {
+    const dir = join(work, 'overlap');
+    const bin = await wrapperBin(join(work, 'slow-bin'), { slowSeconds: 3 });
+    const child = daemon({ BACKUP_DIR: dir, SCHEDULE: '* * * * * *', PG_BIN_DIR: bin });
+    try {
+      await until('a finished run', async () => ((await runs(dir)).length >= 1 ? true : undefined));
+    } finally {
+      child.kill('SIGTERM');
+    }
+    const result = await child;
+    expect(result.exitCode).toBe(0);
+    expect(result.all).toMatch(/the previous backup is still running: this scheduled run is skipped/);
+    // Started and finished alternate: never two runs in flight.
+    const events = result.all.split('\n').filter((l) => /"msg":"backup (started|finished)"/.test(l)).map((l) => (l.includes('started') ? 'S' : 'F'));
+    expect(events.join('')).toMatch(/^(SF)*S?$/);
+  });
+
+  it('SIGTERM during a run: waits SHUTDOWN_TIMEOUT, aborts cleanly (no partial files, no S3 objects), exits 0', async () => {
+    const dir = join(work, 'shutdown');
+    const bin = await wrapperBin(join(work, 'slower-bin'), { slowSeconds: 30 });
+    const keysBefore = await s3.keys();
+    const child = daemon({ BACKUP_DIR: dir, SCHEDULE: '0 0 1 1 *', BACKUP_ON_START: 'true', SHUTDOWN_TIMEOUT: '1s', PG_BIN_DIR: bin, ...s3.env, S3_PREFIX: 'shutdown' });
+    await until('the run to be writing', async () => ((await readdir(join(dir, '.partial')).catch(() => [])).length > 0 ? true : undefined));
+    const began = Date.now();
+    child.kill('SIGTERM');
+    const result = await child;
+    expect(result.exitCode).toBe(0);
+    expect(Date.now() - began).toBeLessThan(10_000);
+    expect(result.all).toMatch(/shutdown timeout: aborting the running backup/);
+    expect(result.all).toMatch(/aborted: the daemon is shutting down/);
+    expect(await readdir(join(dir, '.partial')).catch(() => [])).toEqual([]);
+    expect(await runs(dir)).toEqual([]);
+    expect(await s3.keys()).toEqual(keysBefore);
+  });
+});
