@@ -123,3 +123,32 @@ describe('the CLI on bad configuration', () => {
     expect(ok.stdout).toMatch(/no problems found/);
   });
 });
+
+describe('daemon configuration', () => {
+  it('defaults', () => {
+    const config = loadConfig({ MEDIA_PATHS: '/data' }).config!;
+    expect(config.daemon).toEqual({ schedule: '@daily', onStart: false, shutdownTimeoutMs: 60_000, healthMaxAgeMs: undefined, healthPort: undefined });
+    expect(config.timeZone).toBe('UTC');
+    expect(loadConfig({ MEDIA_PATHS: '/data', SCHEDULE: '*/10 * * * * *', HEALTHCHECK_MAX_AGE: '26h', BACKUP_ON_START: 'yes' }).config!.daemon).toMatchObject({
+      schedule: '*/10 * * * * *',
+      healthMaxAgeMs: 26 * 3_600_000,
+      onStart: true,
+    });
+  });
+
+  it.each([
+    [{ SCHEDULE: '61 * * * *' }, /^SCHEDULE="61 \* \* \* \*": expected a cron expression/],
+    [{ SHUTDOWN_TIMEOUT: 'forever' }, /^SHUTDOWN_TIMEOUT="forever": expected a duration/],
+    [{ HEALTHCHECK_MAX_AGE: '10ms' }, /^HEALTHCHECK_MAX_AGE="10ms": expected a duration of at least 1 second/],
+    [{ HEALTHCHECK_PORT: '0' }, /^HEALTHCHECK_PORT="0": expected a whole number from 1 to 65535/],
+    [{ BACKUP_ON_START: 'sometimes' }, /^BACKUP_ON_START="sometimes": expected true or false/],
+    [{ WEBHOOK_URL: 'ftp://x/y' }, /^WEBHOOK_URL: expected an http\(s\) URL/],
+    [{ BACKUP_FAKE_NOW: 'yesterday' }, /^BACKUP_FAKE_NOW="yesterday": expected an ISO time/],
+    [{ DISK_FREE_MIN: 'lots' }, /^DISK_FREE_MIN="lots": expected a size/],
+  ])('%j gives one clear line', (override, expected) => {
+    const { config, problems } = loadConfig({ MEDIA_PATHS: '/data', ...override });
+    expect(config).toBeUndefined();
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(expected);
+  });
+});
