@@ -199,6 +199,27 @@ describe('offsite copies in S3', () => {
     expect(await s3.keys()).toContain(`prod/app/${cut}/manifest.json`);
   });
 
+  it('a run whose file changed in the volume since it was made is not uploaded by the catch-up', async () => {
+    const local = { ...env, BACKUP_DIR: join(work, 'changed-backups'), S3_PREFIX: 'changed' };
+    await s3.down();
+    try {
+      expect((await runCli(['backup'], local)).exitCode).toBe(1);
+    } finally {
+      await s3.up();
+    }
+    const [tier] = await readdir(local.BACKUP_DIR).then((names) => names.filter((n) => !n.startsWith('.')));
+    const [id] = await readdir(join(local.BACKUP_DIR, tier!));
+    const dump = join(local.BACKUP_DIR, tier!, id!, 'app.dump');
+    const bytes = await readFile(dump);
+    bytes[100] = bytes[100]! ^ 0xff;
+    await writeFile(dump, bytes);
+    const next = await runCli(['backup'], local);
+    expect(next.exitCode).toBe(1);
+    expect(next.stderr).toMatch(new RegExp(`1 earlier run\\(s\\) still not offsite: .*${id}/app\\.dump no longer matches the manifest of run ${id}: not uploaded`));
+    expect(await s3.keys()).not.toContain(`changed/${tier}/${id}/app.dump`);
+    expect(await s3.keys()).not.toContain(`changed/${tier}/${id}/manifest.json`);
+  });
+
   it('an artifact that outgrows its parts stops uploading before the part limit, aborts the multipart upload, and is shipped from disk next', async () => {
     // 16 MiB of media, 5 MiB parts, at most 3 parts: S3's limit would be hit at part 4. (The S3 test
     // server takes parts of at most 11 MiB, which bounds the sizes this test can use.)

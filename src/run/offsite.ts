@@ -23,13 +23,16 @@ async function shipFile(store: OffsiteStore, run: StoredRun, manifest: Manifest,
   const sink = store.upload(run.tier, run.id, file, { expectedSize: size, sha256 });
   const hasher = new HashingStream();
   try {
-    const piped = pipeline(createReadStream(join(run.dir, file)), hasher, sink.stream);
+    // The body is ended only once the file is known to match its manifest, so a changed file never
+    // completes an upload.
+    const piped = pipeline(createReadStream(join(run.dir, file)), hasher, sink.stream, { end: false });
     // A failed upload stops reading its body; the race notices, and abort() below ends the pipeline.
     piped.catch(() => undefined);
     await Promise.race([piped, sink.failed]);
     if (hasher.digest() !== sha256 || hasher.bytes !== size) {
       throw new RunError(`${join(run.dir, file)} no longer matches the manifest of run ${manifest.runId}: not uploaded; run \`backup-sidecar verify ${manifest.runId}\``);
     }
+    sink.stream.end();
     await sink.complete(sha256, size);
   } catch (error) {
     await sink.abort(error as Error);
