@@ -4,6 +4,7 @@ import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultMaxAge } from '../src/health/health.ts';
+import { recordDaemonStart } from '../src/volume/status.ts';
 import { runCli, tempDir } from './support/cli.ts';
 
 let work: string;
@@ -101,5 +102,20 @@ describe('healthcheck defaults', () => {
     ['*/10 * * * * *', 1 + 20 / 3600],
   ])('%s → two intervals plus an hour', (schedule, hours) => {
     expect(defaultMaxAge(schedule, 'UTC', new Date('2026-06-10T12:00:00Z')) / 3_600_000).toBeCloseTo(hours, 5);
+  });
+
+  it('before the first run, a started daemon is healthy until that run is overdue', async () => {
+    const dir = join(work, 'fresh');
+    const at = (iso: string) => ({ MEDIA_PATHS: env.MEDIA_PATHS!, BACKUP_DIR: dir, SCHEDULE: '@daily', TZ: 'UTC', BACKUP_FAKE_NOW: iso });
+    const noDaemon = await runCli(['healthcheck'], at('2026-06-10T13:00:00Z'));
+    expect(noDaemon.exitCode).toBe(1);
+    expect(noDaemon.stdout + noDaemon.stderr).toContain('no successful backup');
+    await recordDaemonStart(dir, new Date('2026-06-10T12:00:00Z'));
+    const fresh = await runCli(['healthcheck'], at('2026-06-10T13:00:00Z'));
+    expect(fresh.exitCode).toBe(0);
+    expect(fresh.stdout + fresh.stderr).toContain('no backup yet; the daemon started 1 hour ago');
+    const overdue = await runCli(['healthcheck'], at('2026-06-12T14:00:00Z'));
+    expect(overdue.exitCode).toBe(1);
+    expect(overdue.stdout + overdue.stderr).toContain('no successful backup');
   });
 });

@@ -8,6 +8,7 @@ import { healthOf } from '../health/health.ts';
 import { metricsText, type DaemonCounters } from '../health/metrics.ts';
 import type { Logger } from '../log.ts';
 import { backupJob } from '../run/job.ts';
+import { recordDaemonStart } from '../volume/status.ts';
 
 /** Serves /healthz (200 or 503, the reason as text) and /metrics (Prometheus). */
 async function healthServer(config: Config, port: number, counters: DaemonCounters, log: Logger): Promise<Server> {
@@ -67,6 +68,9 @@ export async function runDaemon(config: Config, log: Logger): Promise<number> {
     },
   );
   const server = config.daemon.healthPort === undefined ? undefined : await healthServer(config, config.daemon.healthPort, counters, log);
+  await recordDaemonStart(config.backupDir, clockOf(config)()).catch((error: unknown) =>
+    log.warn({ err: describe(error) }, 'could not record the daemon start in the volume; the health check reports unhealthy until the first backup'),
+  );
   log.info({ schedule: config.daemon.schedule, timeZone: config.timeZone, next: job.nextRun()?.toISOString() }, 'daemon started');
   if (config.daemon.onStart) void job.trigger();
 

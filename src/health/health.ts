@@ -3,7 +3,7 @@ import ms from 'ms';
 import type { Config } from '../config/config.ts';
 import { PRE_RESTORE } from '../naming.ts';
 import { listRuns, type StoredRun } from '../volume/runs.ts';
-import { readStatus, type StatusFile } from '../volume/status.ts';
+import { readDaemonStart, readStatus, type StatusFile } from '../volume/status.ts';
 
 export interface Health {
   healthy: boolean;
@@ -27,7 +27,7 @@ export function defaultMaxAge(schedule: string, timeZone: string, from = new Dat
 
 /**
  * Healthy when the newest successful run is younger than HEALTHCHECK_MAX_AGE and the last backup job did
- * not fail. Reads the volume only: it works beside the daemon, from `docker exec` or a HEALTHCHECK.
+ * not fail; before the first run, while the daemon has been up for less than HEALTHCHECK_MAX_AGE. Reads the volume only: it works beside the daemon, from `docker exec` or a HEALTHCHECK.
  */
 export async function healthOf(config: Config, now: Date): Promise<Health> {
   const runs = await listRuns(config.backupDir);
@@ -38,7 +38,14 @@ export async function healthOf(config: Config, now: Date): Promise<Health> {
   if (status !== undefined && !status.last.ok) {
     return { ...base, healthy: false, reason: `the last backup failed at ${status.last.finishedAt}: ${(status.last.error ?? 'unknown error').split('\n')[0]}` };
   }
-  if (newest === undefined) return { ...base, healthy: false, reason: `no successful backup in ${config.backupDir} yet` };
+  if (newest === undefined) {
+    const started = await readDaemonStart(config.backupDir);
+    const up = started === undefined ? undefined : now.getTime() - started.getTime();
+    if (up !== undefined && up >= 0 && up <= maxAgeMs) {
+      return { ...base, healthy: true, reason: `ok: no backup yet; the daemon started ${ms(up, { long: true })} ago and its first run is not overdue` };
+    }
+    return { ...base, healthy: false, reason: `no successful backup in ${config.backupDir} yet` };
+  }
   const age = now.getTime() - newest.time.getTime();
   if (age > maxAgeMs) {
     return { ...base, healthy: false, reason: `the newest successful backup, ${newest.id}, is ${ms(age, { long: true })} old (more than ${ms(maxAgeMs, { long: true })})` };

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../util/fs.ts';
@@ -34,4 +34,24 @@ export async function recordOutcome(backupDir: string, outcome: JobOutcome): Pro
   const previous = await readStatus(backupDir);
   const next: StatusFile = { last: outcome, lastFailure: outcome.ok ? (previous?.lastFailure ?? null) : outcome };
   await writeFileAtomic(join(backupDir, STATUS), `${JSON.stringify(next, null, 2)}\n`);
+}
+
+/**
+ * `.daemon.json` in the volume: when the daemon last started. A fresh install has no run until its first
+ * scheduled one; the health check counts it as healthy until that is overdue.
+ */
+const DAEMON = '.daemon.json';
+const daemonFile = z.object({ startedAt: z.iso.datetime() });
+
+export async function recordDaemonStart(backupDir: string, at: Date): Promise<void> {
+  await mkdir(backupDir, { recursive: true, mode: 0o700 });
+  await writeFileAtomic(join(backupDir, DAEMON), `${JSON.stringify({ startedAt: at.toISOString() })}\n`);
+}
+
+export async function readDaemonStart(backupDir: string): Promise<Date | undefined> {
+  try {
+    return new Date(daemonFile.parse(JSON.parse(await readFile(join(backupDir, DAEMON), 'utf8'))).startedAt);
+  } catch {
+    return undefined;
+  }
 }
