@@ -152,4 +152,18 @@ describe('the daemon', () => {
     expect(await runs(dir)).toEqual([]);
     expect(await s3.keys()).toEqual(keysBefore);
   });
+
+  it('SIGTERM during a slow BACKUP_PRE_COMMAND: the hook is stopped after SHUTDOWN_TIMEOUT, exit 0', async () => {
+    const dir = join(work, 'shutdown-hook');
+    const marker = join(work, 'hook-started');
+    const child = daemon({ BACKUP_DIR: dir, SCHEDULE: '0 0 1 1 *', BACKUP_ON_START: 'true', SHUTDOWN_TIMEOUT: '1s', BACKUP_PRE_COMMAND: `touch ${marker}; sleep 60` });
+    await until('the hook to be running', async () => (await readdir(work)).includes('hook-started') || undefined);
+    const began = Date.now();
+    child.kill('SIGTERM');
+    const result = await child;
+    expect(result.exitCode).toBe(0);
+    expect(Date.now() - began).toBeLessThan(10_000);
+    expect(result.all).toMatch(/BACKUP_PRE_COMMAND failed \(stopped: the daemon is shutting down/);
+    expect(await runs(dir)).toEqual([]);
+  });
 });

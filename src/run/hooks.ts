@@ -1,15 +1,40 @@
 import { execa } from 'execa';
 import type { HooksConfig } from '../config/config.ts';
-import { RunError, firstLine } from '../errors.ts';
+import { RunError, describe, firstLine } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { JobOutcome } from '../volume/status.ts';
 
-/** Runs BACKUP_PRE_COMMAND or BACKUP_POST_COMMAND through the shell, its output logged line by line. */
-export async function runHook(which: 'BACKUP_PRE_COMMAND' | 'BACKUP_POST_COMMAND', command: string, env: Record<string, string>, log: Logger): Promise<void> {
-  const result = await execa(command, { shell: true, reject: false, all: true, env, timeout: 3_600_000 });
+const HOOK_TIMEOUT_MS = 3_600_000;
+
+/**
+ * Runs BACKUP_PRE_COMMAND or BACKUP_POST_COMMAND through the shell, its output logged line by line. The
+ * signal (the daemon shutting down) and a one-hour timeout stop it.
+ */
+export async function runHook(
+  which: 'BACKUP_PRE_COMMAND' | 'BACKUP_POST_COMMAND',
+  command: string,
+  env: Record<string, string>,
+  log: Logger,
+  signal?: AbortSignal,
+): Promise<void> {
+  const timeout = AbortSignal.timeout(HOOK_TIMEOUT_MS);
+  const stopWhen = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
+  // Its own process group: the shell's children (`sleep`, a script) hold the output open, so stopping
+  // only the shell would leave the hook running and this waiting.
+  const subprocess = execa(command, { shell: true, reject: false, all: true, env, detached: true });
+  const stop = () => {
+    try {
+      if (subprocess.pid !== undefined) process.kill(-subprocess.pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  };
+  stopWhen.addEventListener('abort', stop, { once: true });
+  const result = await subprocess;
+  stopWhen.removeEventListener('abort', stop);
   for (const line of (result.all ?? '').split('\n').filter((l) => l.trim() !== '')) log.info({ hook: which }, line);
   if (result.exitCode !== 0) {
-    const why = result.timedOut ? 'timed out after 1 hour' : `exit ${result.exitCode ?? result.signal}`;
+    const why = timeout.aborted ? 'timed out after 1 hour' : signal?.aborted ? `stopped: ${describe(signal.reason)}` : `exit ${result.exitCode ?? result.signal}`;
     throw new RunError(`${which} failed (${why})${firstLine(result.all) === '' ? '' : `: ${firstLine(result.all)}`}`);
   }
 }

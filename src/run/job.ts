@@ -34,7 +34,7 @@ export async function backupJob(config: Config, log: Logger, options: { tier?: T
   let run: BackupResult | undefined;
   let failure: Error | undefined;
   try {
-    if (config.hooks.preCommand !== undefined) await runHook('BACKUP_PRE_COMMAND', config.hooks.preCommand, {}, log);
+    if (config.hooks.preCommand !== undefined) await runHook('BACKUP_PRE_COMMAND', config.hooks.preCommand, {}, log, options.signal);
     const store = await offsiteStore(config, log);
     run = await withVolumeLock(config.backupDir, log, async () => {
       const earlier = (await listRuns(config.backupDir)).filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE);
@@ -62,6 +62,7 @@ export async function backupJob(config: Config, log: Logger, options: { tier?: T
     failure = error instanceof Error ? error : new RunError(String(error));
   }
   if (config.hooks.postCommand !== undefined) {
+    // Not cancelled on shutdown: it often restarts what the pre command stopped.
     const env = { BACKUP_STATUS: failure === undefined ? 'ok' : 'failed', BACKUP_RUN_DIR: run?.runDir ?? '' };
     await runHook('BACKUP_POST_COMMAND', config.hooks.postCommand, env, log).catch((error: unknown) => problems.push(describe(error)));
   }
