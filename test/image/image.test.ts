@@ -1,0 +1,187 @@
+import { lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { filesBelow, tempDir } from '../support/cli.ts';
+import { IMAGE, buildImage, podman, requirePodman } from '../support/podman.ts';
+import { startPostgres, type TestServer } from '../support/postgres-server.ts';
+
+// The image as users run it: built from the Dockerfile, started with podman next to a PostgreSQL server
+// on the host, with the backup volume, a read-only media folder and the password as a mounted secret.
+const UID = 1234;
+const GID = 2345;
+const NAME = `bsc-image-test-${process.pid}`;
+const HOOKED = `${NAME}-hooked`;
+
+let pg: TestServer;
+let work: string;
+let volume: string;
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+function containerEnv(extra: Record<string, string> = {}): string[] {
+  const env: Record<string, string> = {
+    PUID: String(UID),
+    PGID: String(GID),
+    POSTGRES_HOST: '127.0.0.1',
+    POSTGRES_PORT: String(pg.port),
+    POSTGRES_USER: 'postgres',
+    POSTGRES_PASSWORD_FILE: '/run/secrets/postgres_password',
+    POSTGRES_DB: 'app',
+    MEDIA_PATHS: 'uploads:/media/uploads',
+    SCHEDULE: '@daily',
+    BACKUP_ON_START: 'true',
+    SHUTDOWN_TIMEOUT: '3s',
+    ...extra,
+  };
+  return Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
+}
+
+function mounts(backups: string): string[] {
+  return ['-v', `${backups}:/backups`, '-v', `${join(work, 'uploads')}:/media/uploads:ro`, '-v', `${join(work, 'pg_password')}:/run/secrets/postgres_password:ro`];
+}
+
+async function start(name: string, backups: string, extra: Record<string, string> = {}): Promise<void> {
+  const result = await podman(['run', '-d', '--name', name, '--network=host', '--health-interval=disable', ...containerEnv(extra), ...mounts(backups), IMAGE]);
+  if (result.exitCode !== 0) throw new Error(`podman run failed: ${result.stderr}`);
+}
+
+/** A process's real user and group ids, read on the host. */
+async function ids(pid: number): Promise<{ uid: number; gid: number; command: string }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const command = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').join(' ').trim();
+  return { uid: Number(/^Uid:\s+(\d+)/m.exec(status)![1]), gid: Number(/^Gid:\s+(\d+)/m.exec(status)![1]), command };
+}
+
+async function runDirs(backups: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const tier of ['daily', 'weekly', 'monthly', 'yearly']) for (const id of await readdir(join(backups, tier)).catch(() => [])) out.push(`${tier}/${id}`);
+  return out;
+}
+
+beforeAll(async () => {
+  await requirePodman();
+  await buildImage((line) => process.stderr.write(`${line}\n`));
+  pg = await startPostgres();
+  await pg.sql('postgres', 'CREATE DATABASE app;');
+  await pg.sql('app', 'CREATE TABLE t (x int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 1000);');
+  work = await tempDir('image');
+  volume = join(work, 'backups');
+  await mkdir(volume, { mode: 0o755 });
+  await mkdir(join(work, 'uploads/2026'), { recursive: true });
+  await writeFile(join(work, 'uploads/2026/photo.jpg'), 'not really a photo');
+  await writeFile(join(work, 'pg_password'), pg.password, { mode: 0o444 });
+  await start(NAME, volume);
+}, 900_000);
+
+afterAll(async () => {
+  await podman(['rm', '--force', '--time', '0', NAME, HOOKED]);
+  await pg?.stop();
+  if (work !== undefined) await rm(work, { recursive: true, force: true });
+});
+
+describe('the image', () => {
+  it('starts the daemon as PUID:PGID under tini, backs up on start, and the volume belongs to PUID:PGID', async () => {
+    const [run] = await until('the first run in the volume', async () => {
+      const dirs = await runDirs(volume);
+      return dirs.length > 0 ? dirs : undefined;
+    });
+    const manifest = JSON.parse(await readFile(join(volume, run!, 'manifest.json'), 'utf8')) as { artifacts: { file: string }[] };
+    expect(manifest.artifacts.map((a) => a.file).sort()).toEqual(['app.dump', 'uploads.tar.gz']);
+
+    for (const path of [volume, ...(await readdir(volume, { recursive: true })).map((p) => join(volume, p))]) {
+      const s = await lstat(path);
+      expect({ path, uid: s.uid, gid: s.gid }).toEqual({ path, uid: UID, gid: GID });
+    }
+
+    const pid = Number((await podman(['inspect', '--format', '{{.State.Pid}}', NAME])).stdout);
+    const init = await ids(pid);
+    expect(init).toMatchObject({ uid: UID, gid: GID });
+    expect(init.command).toMatch(/^tini -- /);
+    const children = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).trim().split(' ').map(Number);
+    expect(children).toHaveLength(1);
+    const daemon = await ids(children[0]!);
+    expect(daemon).toMatchObject({ uid: UID, gid: GID });
+    expect(daemon.command).toContain('/app/dist/cli.js daemon');
+  });
+
+  it('healthcheck is healthy after the backup (the image HEALTHCHECK and docker exec)', async () => {
+    const check = await podman(['healthcheck', 'run', NAME]);
+    expect(check.exitCode, check.stdout + check.stderr).toBe(0);
+    expect((await podman(['inspect', '--format', '{{.State.Health.Status}}', NAME])).stdout).toBe('healthy');
+    const exec = await podman(['exec', NAME, 'healthcheck']);
+    expect(exec.exitCode).toBe(0);
+    expect(`${exec.stdout}${exec.stderr}`).toMatch(/ok: the newest successful backup/);
+  });
+
+  it('the commands are on PATH: docker exec backup list / status / verify', async () => {
+    const [run] = await runDirs(volume);
+    const list = await podman(['exec', NAME, 'list']);
+    expect(list.exitCode, list.stderr).toBe(0);
+    expect(list.stdout).toContain(run!.split('/')[1]);
+    expect((await podman(['exec', NAME, 'status'])).exitCode).toBe(0);
+    const verify = await podman(['exec', NAME, 'verify']);
+    expect(verify.exitCode, verify.stderr).toBe(0);
+    expect((await podman(['exec', NAME, 'backup-sidecar', '--version'])).stdout).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it('docker exec backup restore <file> --yes restores the database; its safety backup belongs to PUID:PGID', async () => {
+    const [run] = await runDirs(volume);
+    await pg.sql('app', 'DELETE FROM t WHERE x > 10;');
+    const restore = await podman(['exec', NAME, 'restore', `${run}/app.dump`, '--yes']);
+    expect(restore.exitCode, restore.stderr.slice(-2000)).toBe(0);
+    expect(await pg.sql('app', 'SELECT count(*) FROM t;')).toBe('1000');
+    const safety = await filesBelow(join(volume, 'pre-restore'));
+    expect(safety.some((f) => f.endsWith('app.dump'))).toBe(true);
+    for (const file of safety) expect((await lstat(join(volume, 'pre-restore', file))).uid).toBe(UID);
+  });
+
+  it('no secret in the container config or its logs', async () => {
+    const logs = await podman(['logs', NAME]);
+    const inspect = await podman(['inspect', NAME]);
+    for (const text of [logs.stdout, logs.stderr, inspect.stdout]) expect(text).not.toContain(pg.password);
+  });
+
+  it('SIGTERM stops the idle daemon at once, exit 0', async () => {
+    const began = Date.now();
+    await podman(['kill', '--signal', 'TERM', NAME]);
+    const wait = await podman(['wait', NAME]);
+    expect(wait.stdout.trim()).toBe('0');
+    expect(Date.now() - began).toBeLessThan(5_000);
+    expect((await podman(['logs', NAME])).stderr).toMatch(/"msg":"stopped"/);
+  });
+
+  it('SIGTERM during a backup (a slow BACKUP_PRE_COMMAND) stops it within SHUTDOWN_TIMEOUT, exit 0', async () => {
+    const backups = join(work, 'hooked');
+    await mkdir(backups);
+    await start(HOOKED, backups, { BACKUP_PRE_COMMAND: 'touch /backups/hook-started; sleep 120', SHUTDOWN_TIMEOUT: '2s' });
+    await until('the hook to run', async () => (await readdir(backups)).includes('hook-started') || undefined);
+    const began = Date.now();
+    await podman(['kill', '--signal', 'TERM', HOOKED]);
+    const wait = await podman(['wait', HOOKED]);
+    const elapsed = Date.now() - began;
+    expect(wait.stdout.trim()).toBe('0');
+    expect(elapsed).toBeGreaterThanOrEqual(2_000);
+    expect(elapsed).toBeLessThan(10_000);
+    expect((await podman(['logs', HOOKED])).stderr).toMatch(/BACKUP_PRE_COMMAND failed \(stopped: the daemon is shutting down/);
+    expect(await runDirs(backups)).toEqual([]);
+  });
+
+  it('as a one-off: --version, a bad PUID (exit 2, one line), and --user without the root preparation', async () => {
+    const version = await podman(['run', '--rm', '--no-healthcheck', IMAGE, '--version']);
+    expect(version.stdout).toMatch(/^\d+\.\d+\.\d+$/);
+    const bad = await podman(['run', '--rm', '--no-healthcheck', '-e', 'PUID=nobody', IMAGE, 'list']);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr.trim()).toBe('entrypoint: PUID must be a numeric user id, got "nobody" (example: PUID=1000)');
+    const asUser = await podman(['run', '--rm', '--no-healthcheck', '--user', `${UID}:${GID}`, ...containerEnv(), ...mounts(volume), IMAGE, 'list', '--json']);
+    expect(asUser.exitCode, asUser.stderr).toBe(0);
+    expect((JSON.parse(asUser.stdout) as unknown[]).length).toBeGreaterThanOrEqual(1);
+  });
+});
