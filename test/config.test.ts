@@ -1,4 +1,4 @@
-import { access, writeFile } from 'node:fs/promises';
+import { access, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/load.ts';
@@ -89,6 +89,7 @@ describe('loadConfig', () => {
     const { config } = loadConfig({ ...base, POSTGRES_PASSWORD_FILE: join(dir, 'pw'), POSTGRES_DB_FILE: join(dir, 'db'), POSTGRES_DB: undefined });
     expect(config?.postgres?.password).toBe('s3cret with space');
     expect(config?.postgres?.databases).toEqual(['app', 'other']);
+    await rm(dir, { recursive: true, force: true });
   });
 });
 
@@ -102,6 +103,7 @@ describe('the CLI on bad configuration', () => {
     ]);
     await expect(access(join(dir, 'never-made'))).rejects.toThrow(/ENOENT/);
     expect(r.stderr).not.toMatch(/at .*\.js:\d+/);
+    await rm(dir, { recursive: true, force: true });
   });
 
   it('exits 2 on an unknown command or flag', async () => {
