@@ -38,6 +38,9 @@ Commands:
   prune [--dry-run]           apply retention to the volume and S3; prints every run with its reason
   lifecycle [--apply]         print (or put on the bucket) the S3 lifecycle rules matching retention
   verify [ref]                sha256 of each file against its manifest, then a full read (default: latest)
+  verify --restore [ref]      a restore drill: each dump restored into a scratch database and its row
+                              counts (and VERIFY_SQL) checked, each tarball unpacked into a temporary
+                              folder and measured; nothing real is touched; the result goes to verify.json
   print-config                the effective configuration, secrets masked, and what is wrong with it
 
 <ref> is an absolute path, a path relative to BACKUP_DIR, a run id, a file name (newest run that has
@@ -145,8 +148,12 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
       return values.remote === true ? listRemoteCommand(config, log, values.json === true) : listCommand(config, values.json === true);
     }
     case 'verify': {
-      const { positionals } = parse(rest);
+      const { values, positionals } = parse(rest, { restore: { type: 'boolean' } });
       if (positionals.length > 1) throw new UsageError('verify takes at most one file, run id or "latest"');
+      if (values.restore === true) {
+        const { drillCommand } = await import('./commands/drill.ts');
+        return drillCommand(config, log, positionals[0] ?? 'latest');
+      }
       return verifyCommand(config, positionals[0] ?? 'latest');
     }
     default:

@@ -33,6 +33,9 @@ export const mediaArtifact = z.object({
   path: z.string(),
   /** Archive members below the folder root (files, folders, links). */
   entries: z.number().int().nonnegative(),
+  /** Regular files among them and the bytes they hold (a hard-linked file counted once); absent before 0.2. */
+  files: z.number().int().nonnegative().optional(),
+  bytes: z.number().int().nonnegative().optional(),
   /** Files that changed or vanished while being read. */
   warnings: z.array(z.string()),
 });

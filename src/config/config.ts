@@ -77,6 +77,13 @@ export interface DaemonConfig {
   healthPort: number | undefined;
 }
 
+/** Restore drills: where scratch databases are made, and the extra check. */
+export interface VerifyConfig {
+  /** Undefined when no database is backed up. */
+  postgres: PostgresConfig | undefined;
+  sql: string | undefined;
+}
+
 export interface HooksConfig {
   webhookUrl: string | undefined;
   webhookErrorUrl: string | undefined;
@@ -98,6 +105,7 @@ export interface Config {
   timeZone: string;
   s3: S3Config | undefined;
   daemon: DaemonConfig;
+  verify: VerifyConfig;
   hooks: HooksConfig;
   /** status warns below this many free bytes in the volume. */
   diskFreeMin: number;

@@ -135,6 +135,19 @@ export function loadConfig(env: Env = process.env): LoadResult {
         healthMaxAgeMs: v.HEALTHCHECK_MAX_AGE,
         healthPort: v.HEALTHCHECK_PORT,
       },
+      verify: {
+        postgres:
+          postgres === undefined || v.VERIFY_POSTGRES_HOST === undefined
+            ? postgres
+            : {
+                ...postgres,
+                host: v.VERIFY_POSTGRES_HOST,
+                port: v.VERIFY_POSTGRES_PORT ?? 5432,
+                user: v.VERIFY_POSTGRES_USER ?? postgres.user,
+                password: v.VERIFY_POSTGRES_PASSWORD,
+              },
+        sql: v.VERIFY_SQL,
+      },
       hooks: {
         webhookUrl: v.WEBHOOK_URL,
         webhookErrorUrl: v.WEBHOOK_ERROR_URL,

@@ -92,6 +92,12 @@ const cronExpression = z
   );
 
 /** A retention count: 0 keeps none of that tier, -1 keeps them forever. */
+const port = z.coerce
+  .number({ message: 'expected a whole number from 1 to 65535' })
+  .int('expected a whole number from 1 to 65535')
+  .min(1, 'expected a whole number from 1 to 65535')
+  .max(65535, 'expected a whole number from 1 to 65535');
+
 const keep = (fallback: number) => wholeNumber(-1, 100_000).default(fallback);
 const keepOverride = wholeNumber(-1, 100_000).optional();
 
@@ -154,12 +160,7 @@ export const ENV = {
     example: 'db',
   },
   POSTGRES_PORT: {
-    schema: z.coerce
-      .number({ message: 'expected a whole number from 1 to 65535' })
-      .int('expected a whole number from 1 to 65535')
-      .min(1, 'expected a whole number from 1 to 65535')
-      .max(65535, 'expected a whole number from 1 to 65535')
-      .default(5432),
+    schema: port.default(5432),
     description: 'PostgreSQL port.',
     example: '5432',
   },
@@ -197,6 +198,34 @@ export const ENV = {
     description:
       'Folder holding pg_dump, pg_restore and psql. Unset: every /usr/lib/postgresql/<major>/bin and PATH are searched and the client of the server\'s major is used.',
     example: '/usr/lib/postgresql/17/bin',
+  },
+  VERIFY_POSTGRES_HOST: {
+    schema: optionalText,
+    description:
+      'Server for restore drills (verify --restore, VERIFY_SCHEDULE). Unset: the backed-up server itself, into a scratch database.',
+    example: 'verify-db',
+  },
+  VERIFY_POSTGRES_PORT: {
+    schema: port.optional(),
+    description: 'Port of VERIFY_POSTGRES_HOST. Default: 5432.',
+    example: '5432',
+  },
+  VERIFY_POSTGRES_USER: {
+    schema: optionalText,
+    description: 'User on VERIFY_POSTGRES_HOST; it must be allowed to create databases. Default: POSTGRES_USER.',
+    example: 'postgres',
+    fileVariant: true,
+  },
+  VERIFY_POSTGRES_PASSWORD: {
+    schema: z.string().optional(),
+    description: 'Password on VERIFY_POSTGRES_HOST (POSTGRES_PASSWORD is never sent to another server).',
+    example: 'change-me',
+    secret: true,
+  },
+  VERIFY_SQL: {
+    schema: optionalText,
+    description: 'A query a drill runs in each restored database; its first column must be true, or the drill fails.',
+    example: "SELECT count(*) > 0 FROM users",
   },
   MEDIA_PATHS: {
     schema: mediaSpec.optional().transform((v) => v ?? []),

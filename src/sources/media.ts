@@ -1,5 +1,6 @@
 import { createInterface } from 'node:readline';
-import { readdir, stat } from 'node:fs/promises';
+import { lstat, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import type { MediaCompression, MediaFolder } from '../config/config.ts';
 import { RunError } from '../errors.ts';
@@ -23,6 +24,30 @@ export async function checkFolder(folder: MediaFolder): Promise<void> {
 export async function countEntries(dir: string): Promise<number> {
   return (await readdir(dir, { recursive: true })).length;
 }
+
+/** Entries below `dir`, its regular files, and their bytes (hard links counted once), as the manifest has them. */
+export async function measureTree(dir: string): Promise<{ entries: number; files: number; bytes: number }> {
+  const all = await readdir(dir, { recursive: true, withFileTypes: true });
+  const seen = new Set<string>();
+  let files = 0;
+  let bytes = 0;
+  for (const entry of all) {
+    if (!entry.isFile()) continue;
+    files++;
+    const info = await lstat(join(entry.parentPath, entry.name), { bigint: true });
+    const inode = `${info.dev}:${info.ino}`;
+    if (info.nlink > 1n && seen.has(inode)) continue;
+    seen.add(inode);
+    bytes += Number(info.size);
+  }
+  return { entries: all.length, files, bytes };
+}
+
+/**
+ * One member in tar's `-vv` listing: type and mode, owner, size (or device numbers), date, name (escaped,
+ * so one line each). Hard links ("h") carry no data of their own.
+ */
+const MEMBER = /^([-hdlpcbsC])\S{9}\S*\s+\S+\s+(\d+)(?:,\s*\d+)?\s+\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d)?\s(.*)$/;
 
 /** One media folder, archived with GNU tar (pax format, sorted, compressed) to stdout. */
 export class MediaSource implements BackupSource {
@@ -56,18 +81,25 @@ export class MediaSource implements BackupSource {
       '--sort=name',
       COMPRESS_FLAG[this.compression],
       ...this.exclude.map((p) => `--exclude=${p}`),
-      // With the archive on stdout, --verbose lists the members on stderr. Every member starts with "./",
-      // every message with "tar: ", so the two are told apart without buffering a huge listing.
+      // With the archive on stdout, -vv lists the members on stderr, one ls-style line each (sizes for the
+      // manifest); tar's messages start with "tar: ", so the two are told apart without buffering.
+      '--verbose',
       '--verbose',
       '.',
     ];
     this.log.debug({ media: this.name, args }, 'starting tar');
     const tar = execa('tar', args, { stdin: 'ignore', buffer: false, encoding: 'buffer', reject: false });
     let entries = 0;
+    let files = 0;
+    let bytes = 0;
     const messages: string[] = [];
     createInterface({ input: tar.stderr }).on('line', (line) => {
-      if (line.startsWith('./')) {
-        if (line !== './') entries++;
+      const member = MEMBER.exec(line);
+      if (member !== null) {
+        if (member[3] === './') return;
+        entries++;
+        if (member[1] === '-' || member[1] === 'h') files++;
+        if (member[1] === '-') bytes += Number(member[2]);
       } else if (line.trim() !== '') {
         messages.push(line.replace(/^tar: /, '').trim());
       }
@@ -95,6 +127,8 @@ export class MediaSource implements BackupSource {
         compression: this.compression,
         path: this.folder.path,
         entries,
+        files,
+        bytes,
         warnings,
       }),
     };

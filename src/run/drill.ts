@@ -1,0 +1,157 @@
+import { randomBytes } from 'node:crypto';
+import { availableParallelism, tmpdir } from 'node:os';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { z } from 'zod';
+import { offsiteStore } from '../app.ts';
+import type { Config } from '../config/config.ts';
+import { RunError, UsageError, describe, firstLine } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { MediaArtifact, PostgresArtifact } from '../manifest.ts';
+import { libpqEnv, pgError, query } from '../pg/psql.ts';
+import { compareCounts } from '../sources/postgres-restore.ts';
+import { connectServer, type PgServer } from '../sources/postgres-server.ts';
+import { measureTree } from '../sources/media.ts';
+import { writeFileAtomic } from '../util/fs.ts';
+import { withVolumeLock } from '../volume/lock.ts';
+import { resolveWithOffsite } from './fetch.ts';
+import { checkChecksums } from './restore.ts';
+
+/** `verify.json`, next to the run's manifest: the last restore drill of that run. */
+export const VERIFY_FILE = 'verify.json';
+
+export const drillReport = z.object({
+  runId: z.string(),
+  ok: z.boolean(),
+  startedAt: z.iso.datetime(),
+  finishedAt: z.iso.datetime(),
+  durationMs: z.number(),
+  checks: z.array(z.object({ check: z.string(), ok: z.boolean(), detail: z.string(), durationMs: z.number() })),
+});
+export type DrillReport = z.infer<typeof drillReport>;
+export type DrillCheck = DrillReport['checks'][number];
+
+/** Scratch databases of drills start with this, so they can never be a real database's name. */
+export const DRILL_DB_PREFIX = 'backup_sidecar_drill_';
+
+async function timed(check: string, work: () => Promise<string>): Promise<DrillCheck> {
+  const started = Date.now();
+  try {
+    return { check, ok: true, detail: await work(), durationMs: Date.now() - started };
+  } catch (error) {
+    return { check, ok: false, detail: describe(error), durationMs: Date.now() - started };
+  }
+}
+
+function failed(check: string, error: unknown): DrillCheck {
+  return { check, ok: false, detail: describe(error), durationMs: 0 };
+}
+
+/** pg_restore into a scratch database, row counts and VERIFY_SQL, then the database is dropped whatever happened. */
+async function drillDatabase(server: PgServer, maintenanceDb: string, path: string, artifact: PostgresArtifact, sql: string | undefined, log: Logger): Promise<DrillCheck[]> {
+  const scratch = `${DRILL_DB_PREFIX}${randomBytes(6).toString('hex')}`;
+  const checks: DrillCheck[] = [];
+  await query(server.client, server.conn, maintenanceDb, `CREATE DATABASE :"scratch" TEMPLATE template0;`, { scratch });
+  try {
+    log.info({ file: artifact.file, scratch }, 'drill: pg_restore into a scratch database');
+    const restored = await timed(`restore ${artifact.file}`, async () => {
+      // Without owners and grants: the roles need not exist on a drill server, and the data is what counts.
+      const args = ['--exit-on-error', '--no-password', '--no-owner', '--no-acl', `--jobs=${availableParallelism()}`, `--dbname=${scratch}`, path];
+      const result = await execa(join(server.client.binDir, 'pg_restore'), args, { env: libpqEnv(server.conn, scratch), reject: false });
+      if (result.exitCode !== 0) throw new RunError(`pg_restore failed: ${pgError(result.stderr)}`);
+      const counts = await compareCounts(server, scratch, artifact);
+      if (counts.differences.length > 0) throw new RunError(`does not match the manifest: ${counts.differences.slice(0, 5).join('; ')}`);
+      return `${counts.tables} tables and ${counts.rows} rows match the manifest${artifact.largeObjects > 0 ? `, ${artifact.largeObjects} large objects` : ''}`;
+    });
+    checks.push(restored);
+    if (sql !== undefined && restored.ok) {
+      checks.push(
+        await timed(`VERIFY_SQL on ${artifact.source}`, async () => {
+          const rows = await query(server.client, server.conn, scratch, sql);
+          const value = rows[0]?.[0];
+          if (value !== 't' && value !== 'true') throw new RunError(`VERIFY_SQL returned ${value === undefined ? 'no row' : `"${value}"`}, not true`);
+          return 'returned true';
+        }),
+      );
+    }
+  } finally {
+    await query(server.client, server.conn, maintenanceDb, `DROP DATABASE IF EXISTS :"scratch" WITH (FORCE);`, { scratch }).catch((error: unknown) =>
+      log.error({ scratch, err: describe(error) }, 'drill: could not drop the scratch database; drop it by hand'),
+    );
+  }
+  return checks;
+}
+
+/** Unpacks a tarball into a temporary folder and compares entries, files and bytes with the manifest. */
+async function drillFolder(path: string, artifact: MediaArtifact): Promise<DrillCheck> {
+  return timed(`unpack ${artifact.file}`, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'backup-sidecar-drill-'));
+    try {
+      const result = await execa('tar', ['--extract', `--file=${path}`, `--directory=${dir}`, artifact.compression === 'gzip' ? '--gzip' : '--zstd'], { reject: false });
+      if (result.exitCode !== 0) throw new RunError(`tar cannot unpack it: ${firstLine(result.stderr).replace(/^tar: /, '')}`);
+      const got = await measureTree(dir);
+      const differences: string[] = [];
+      if (got.entries !== artifact.entries) differences.push(`${got.entries} entries, the manifest says ${artifact.entries}`);
+      if (artifact.files !== undefined && got.files !== artifact.files) differences.push(`${got.files} files, the manifest says ${artifact.files}`);
+      if (artifact.bytes !== undefined && got.bytes !== artifact.bytes) differences.push(`${got.bytes} bytes of files, the manifest says ${artifact.bytes}`);
+      if (differences.length > 0) throw new RunError(`does not match the manifest: ${differences.join('; ')}`);
+      return `${got.entries} entries, ${got.files} files, ${got.bytes} bytes, as in the manifest`;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+/**
+ * A restore drill: proves a run restorable without touching anything real. Checksums first; then every
+ * dump is restored into a scratch database (on VERIFY_POSTGRES_HOST, or the same server) and compared
+ * with the manifest, VERIFY_SQL run in it, and the scratch database dropped; every tarball is unpacked
+ * into a temporary folder and measured. The report is written next to the run as verify.json.
+ */
+export async function drill(config: Config, log: Logger, ref: string, now: () => Date): Promise<{ report: DrillReport; runDir: string }> {
+  return withVolumeLock(config.backupDir, log, async () => {
+    const selection = await resolveWithOffsite(config.backupDir, await offsiteStore(config, log), config.s3, ref, log);
+    const started = now();
+    const checks: DrillCheck[] = [await timed('sha256', async () => {
+      await checkChecksums(selection);
+      return `${selection.artifacts.length} file(s) match the manifest`;
+    })];
+    if (checks[0]!.ok) {
+      const dumps = selection.artifacts.filter((a): a is PostgresArtifact => a.kind === 'postgres');
+      if (dumps.length > 0) {
+        const pg = config.verify.postgres;
+        if (pg === undefined) throw new UsageError('the run holds database dumps: set POSTGRES_HOST and POSTGRES_USER (or VERIFY_POSTGRES_HOST) for the drill');
+        const connect = `connect to ${pg.host}:${pg.port}`;
+        const connecting = Date.now();
+        const server = await connectServer(pg, pg.maintenanceDb).catch((error: unknown) => {
+          checks.push(failed(connect, error));
+          return undefined;
+        });
+        if (server !== undefined) {
+          const detail = `PostgreSQL ${server.serverVersion}, pg_restore ${server.client.version}`;
+          checks.push({ check: connect, ok: true, detail, durationMs: Date.now() - connecting });
+          for (const dump of dumps) {
+            const path = join(selection.runDir, dump.file);
+            checks.push(...(await drillDatabase(server, pg.maintenanceDb, path, dump, config.verify.sql, log).catch((error: unknown) => [failed(`restore ${dump.file}`, error)])));
+          }
+        }
+      }
+      for (const media of selection.artifacts.filter((a): a is MediaArtifact => a.kind === 'media')) {
+        checks.push(await drillFolder(join(selection.runDir, media.file), media));
+      }
+    }
+    const finished = now();
+    const report: DrillReport = {
+      runId: selection.manifest.runId,
+      ok: checks.every((c) => c.ok),
+      startedAt: started.toISOString(),
+      finishedAt: finished.toISOString(),
+      durationMs: finished.getTime() - started.getTime(),
+      checks,
+    };
+    await writeFileAtomic(join(selection.runDir, VERIFY_FILE), `${JSON.stringify(report, null, 2)}\n`);
+    log.info({ run: report.runId, ok: report.ok, durationMs: report.durationMs }, report.ok ? 'drill passed' : 'drill failed');
+    return { report, runDir: selection.runDir };
+  });
+}
