@@ -129,7 +129,16 @@ describe('the CLI on bad configuration', () => {
 describe('daemon configuration', () => {
   it('defaults', () => {
     const config = loadConfig({ MEDIA_PATHS: '/data' }).config!;
-    expect(config.daemon).toEqual({ schedule: '@daily', onStart: false, shutdownTimeoutMs: 60_000, healthMaxAgeMs: undefined, healthPort: undefined });
+    expect(config.daemon).toEqual({
+      schedule: '@daily',
+      onStart: false,
+      shutdownTimeoutMs: 60_000,
+      healthMaxAgeMs: undefined,
+      healthPort: undefined,
+      verifySchedule: undefined,
+      requireVerify: false,
+    });
+    expect(config.verify).toEqual({ postgres: undefined, sql: undefined });
     expect(config.timeZone).toBe('UTC');
     expect(loadConfig({ MEDIA_PATHS: '/data', SCHEDULE: '*/10 * * * * *', HEALTHCHECK_MAX_AGE: '26h', BACKUP_ON_START: 'yes' }).config!.daemon).toMatchObject({
       schedule: '*/10 * * * * *',
@@ -138,8 +147,20 @@ describe('daemon configuration', () => {
     });
   });
 
+  it('the drill server: the backed-up one by default; VERIFY_POSTGRES_* never inherit the password', () => {
+    const base = { POSTGRES_DB: 'app', POSTGRES_HOST: 'db', POSTGRES_USER: 'u', POSTGRES_PASSWORD: 'prod-secret' };
+    expect(loadConfig(base).config!.verify.postgres).toMatchObject({ host: 'db', port: 5432, user: 'u', password: 'prod-secret' });
+    expect(loadConfig({ ...base, VERIFY_POSTGRES_HOST: 'scratch', VERIFY_SQL: 'SELECT true' }).config!.verify).toMatchObject({
+      postgres: { host: 'scratch', port: 5432, user: 'u', password: undefined, databases: ['app'] },
+      sql: 'SELECT true',
+    });
+  });
+
   it.each([
     [{ SCHEDULE: '61 * * * *' }, /^SCHEDULE="61 \* \* \* \*": expected a cron expression/],
+    [{ VERIFY_SCHEDULE: 'weekly' }, /^VERIFY_SCHEDULE="weekly": expected a cron expression/],
+    [{ HEALTHCHECK_REQUIRE_VERIFY: 'maybe' }, /^HEALTHCHECK_REQUIRE_VERIFY="maybe": expected true or false/],
+    [{ VERIFY_POSTGRES_PORT: 'x' }, /^VERIFY_POSTGRES_PORT="x": expected a whole number from 1 to 65535/],
     [{ SHUTDOWN_TIMEOUT: 'forever' }, /^SHUTDOWN_TIMEOUT="forever": expected a duration/],
     [{ HEALTHCHECK_MAX_AGE: '10ms' }, /^HEALTHCHECK_MAX_AGE="10ms": expected a duration of at least 1 second/],
     [{ HEALTHCHECK_PORT: '0' }, /^HEALTHCHECK_PORT="0": expected a whole number from 1 to 65535/],

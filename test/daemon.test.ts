@@ -4,7 +4,7 @@ import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, runCli, tempDir } from './support/cli.ts';
+import { CLI, readJson, runCli, tempDir } from './support/cli.ts';
 import { wrapperBin } from './support/pg-wrappers.ts';
 import { freePort, startPostgres, type TestServer } from './support/postgres-server.ts';
 import { startS3, type TestS3 } from './support/s3-server.ts';
@@ -14,7 +14,7 @@ let s3: TestS3;
 let work: string;
 let env: Record<string, string>;
 let hooks: Server;
-const received: { path: string; body: { status: string; runId: string | null; error: string | null; bytes: number } }[] = [];
+const received: { path: string; body: { event: string; status: string; runId: string | null; error: string | null; bytes: number; checks?: { check: string; ok: boolean }[] } }[] = [];
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -165,5 +165,48 @@ describe('the daemon', () => {
     expect(Date.now() - began).toBeLessThan(10_000);
     expect(result.all).toMatch(/BACKUP_PRE_COMMAND failed \(stopped: the daemon is shutting down/);
     expect(await runs(dir)).toEqual([]);
+  });
+
+  it('VERIFY_SCHEDULE: drills the newest run, writes verify.json, reports it in list, status, metrics and webhooks; HEALTHCHECK_REQUIRE_VERIFY', async () => {
+    const dir = join(work, 'drills');
+    const port = await freePort();
+    const local = { ...env, BACKUP_DIR: dir, HEALTHCHECK_MAX_AGE: '1h', HEALTHCHECK_REQUIRE_VERIFY: 'true' };
+    const drills = () => received.filter((r) => r.body.event === 'drill');
+    const before = drills().length;
+    const passing = daemon({ BACKUP_DIR: dir, SCHEDULE: '0 0 1 1 *', BACKUP_ON_START: 'true', VERIFY_SCHEDULE: '*/2 * * * * *', VERIFY_SQL: 'SELECT count(*) = 5000 FROM t', HEALTHCHECK_PORT: String(port) });
+    try {
+      const [run] = await until('a run', async () => ((await runs(dir)).length > 0 ? runs(dir) : undefined));
+      const report = await until('verify.json', async () => readJson<{ ok: boolean; checks: { check: string }[] }>(join(dir, run!, 'verify.json')).catch(() => undefined));
+      expect(report.ok).toBe(true);
+      expect(report.checks.map((c) => c.check)).toContain('VERIFY_SQL on app');
+      await until('the drill webhook', async () => (drills().length > before ? true : undefined));
+      expect(drills().at(-1)!.body).toMatchObject({ event: 'drill', status: 'ok', runId: run!.split('/')[1] });
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(metrics).toMatch(/^backup_sidecar_last_drill_success 1$/m);
+      expect(metrics).toMatch(/^backup_sidecar_drills_total [1-9]\d*$/m);
+      expect((await runCli(['list'], local)).stdout).toMatch(/\spassed\s/);
+      expect((await runCli(['status'], local)).stdout).toMatch(/^last restore drill: passed at \S+ on run /m);
+      expect((await runCli(['healthcheck'], local)).exitCode).toBe(0);
+    } finally {
+      passing.kill('SIGTERM');
+    }
+    expect((await passing).exitCode).toBe(0);
+
+    const failing = daemon({ BACKUP_DIR: dir, SCHEDULE: '0 0 1 1 *', VERIFY_SCHEDULE: '*/2 * * * * *', VERIFY_SQL: 'SELECT false' });
+    try {
+      const unhealthy = await until('healthcheck to fail on the drill', async () => {
+        const r = await runCli(['healthcheck'], local);
+        return r.exitCode === 1 ? r : undefined;
+      });
+      expect(unhealthy.stderr).toMatch(/^unhealthy: the last restore drill FAILED at \S+ on run \S+: VERIFY_SQL on app: VERIFY_SQL returned "f", not true$/m);
+      expect((await runCli(['healthcheck'], { ...local, HEALTHCHECK_REQUIRE_VERIFY: 'false' })).exitCode).toBe(0);
+      await until('the failed drill webhook', async () => (received.some((r) => r.path === '/errors' && r.body.event === 'drill') ? true : undefined));
+      expect((await runCli(['list', '--json'], local)).stdout).toMatch(/"ok": false/);
+    } finally {
+      failing.kill('SIGTERM');
+    }
+    expect((await failing).exitCode).toBe(0);
+    const left = await pg.sql('postgres', "SELECT count(*) FROM pg_database WHERE datname LIKE 'backup\\_sidecar\\_drill\\_%';");
+    expect(left).toBe('0');
   });
 });

@@ -109,7 +109,7 @@ describe('backup then restore, for real', () => {
     expect(runs).toHaveLength(1);
     expect(runs[0]).toMatchObject({ tier: 'yearly', id: manifest.runId });
     const table = await runCli(['list'], env);
-    expect(table.stdout).toMatch(/^TIER\s+RUN\s+LABEL\s+AGE\s+SIZE\s+OFFSITE\s+ARTIFACTS\nyearly\s+\d{8}T\d{6}Z_v1\.2\.3-rc\s+v1\.2\.3 \(rc\)/);
+    expect(table.stdout).toMatch(/^TIER\s+RUN\s+LABEL\s+AGE\s+SIZE\s+OFFSITE\s+DRILL\s+ARTIFACTS\nyearly\s+\d{8}T\d{6}Z_v1\.2\.3-rc\s+v1\.2\.3 \(rc\)/);
     const verify = await runCli(['verify', manifest.runId], env);
     expect(verify.stdout).toMatch(/all 3 artifacts verified/);
     expect(verify.exitCode).toBe(0);

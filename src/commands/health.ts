@@ -6,6 +6,7 @@ import { clockOf } from '../clock.ts';
 import type { Config } from '../config/config.ts';
 import { healthOf } from '../health/health.ts';
 import { RUN_TIERS } from '../naming.ts';
+import { drillSummary } from '../volume/drill-report.ts';
 import { runSize } from '../volume/runs.ts';
 import { table } from './list.ts';
 
@@ -47,9 +48,15 @@ export async function statusCommand(config: Config): Promise<number> {
   if (last !== undefined) out.push(`last backup: ${last.ok ? 'ok' : 'FAILED'} at ${last.finishedAt}${last.error === null ? '' : `: ${last.error.split('\n')[0]}`}`);
   const failure = health.status?.lastFailure;
   if (failure != null && failure !== last) out.push(`last failure: ${failure.finishedAt}: ${(failure.error ?? '').split('\n')[0]}`);
-  const job = new Cron(config.daemon.schedule, { timezone: config.timeZone, paused: true });
-  out.push(`schedule: ${config.daemon.schedule} (${config.timeZone}), next at ${job.nextRun(now)?.toISOString() ?? 'never'}`);
-  job.stop();
+  out.push(health.lastDrill === undefined ? 'last restore drill: none yet (verify --restore, VERIFY_SCHEDULE)' : `last restore drill: ${drillSummary(health.lastDrill)}`);
+  const next = (schedule: string) => {
+    const job = new Cron(schedule, { timezone: config.timeZone, paused: true });
+    const at = job.nextRun(now)?.toISOString() ?? 'never';
+    job.stop();
+    return `${schedule} (${config.timeZone}), next at ${at}`;
+  };
+  out.push(`schedule: ${next(config.daemon.schedule)}`);
+  if (config.daemon.verifySchedule !== undefined) out.push(`drill schedule: ${next(config.daemon.verifySchedule)}`);
   process.stdout.write(`${out.join('\n')}\n`);
   return 0;
 }

@@ -59,6 +59,7 @@ export async function listCommand(config: Config, json: boolean, now = new Date(
       warnings: r.manifest?.warnings ?? [],
       offsite: r.manifest?.offsite ?? null,
       problem: r.problem ?? null,
+      drill: r.drill ?? null,
     }));
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return 0;
@@ -67,7 +68,7 @@ export async function listCommand(config: Config, json: boolean, now = new Date(
     process.stdout.write(`no backup runs in ${config.backupDir} yet\n`);
     return 0;
   }
-  const rows = [['TIER', 'RUN', 'LABEL', 'AGE', 'SIZE', 'OFFSITE', 'ARTIFACTS']];
+  const rows = [['TIER', 'RUN', 'LABEL', 'AGE', 'SIZE', 'OFFSITE', 'DRILL', 'ARTIFACTS']];
   for (const r of runs) {
     rows.push([
       r.tier,
@@ -76,6 +77,7 @@ export async function listCommand(config: Config, json: boolean, now = new Date(
       ms(Math.max(0, now.getTime() - r.time.getTime())),
       r.manifest === undefined ? '?' : prettyBytes(runSize(r)),
       r.manifest?.offsite?.state ?? '-',
+      r.drill === undefined ? '-' : r.drill.ok ? 'passed' : 'FAILED',
       r.manifest === undefined ? `damaged: ${r.problem}` : r.manifest.artifacts.map((a) => a.file).join(', '),
     ]);
   }

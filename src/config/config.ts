@@ -75,6 +75,10 @@ export interface DaemonConfig {
   /** Undefined: derived from the schedule. */
   healthMaxAgeMs: number | undefined;
   healthPort: number | undefined;
+  /** Cron of restore drills; undefined: none. */
+  verifySchedule: string | undefined;
+  /** Unhealthy when the last drill failed. */
+  requireVerify: boolean;
 }
 
 /** Restore drills: where scratch databases are made, and the extra check. */

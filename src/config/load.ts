@@ -134,6 +134,8 @@ export function loadConfig(env: Env = process.env): LoadResult {
         shutdownTimeoutMs: v.SHUTDOWN_TIMEOUT,
         healthMaxAgeMs: v.HEALTHCHECK_MAX_AGE,
         healthPort: v.HEALTHCHECK_PORT,
+        verifySchedule: v.VERIFY_SCHEDULE,
+        requireVerify: v.HEALTHCHECK_REQUIRE_VERIFY,
       },
       verify: {
         postgres:

@@ -78,7 +78,6 @@ const httpUrl = optionalText.refine((u) => u === undefined || /^https?:$/.test(U
 const cronExpression = z
   .string()
   .trim()
-  .default('@daily')
   .refine(
     (pattern) => {
       try {
@@ -91,13 +90,13 @@ const cronExpression = z
     { message: 'expected a cron expression: 5 fields, 6 with seconds first, or @hourly, @daily, @weekly, @monthly' },
   );
 
-/** A retention count: 0 keeps none of that tier, -1 keeps them forever. */
 const port = z.coerce
   .number({ message: 'expected a whole number from 1 to 65535' })
   .int('expected a whole number from 1 to 65535')
   .min(1, 'expected a whole number from 1 to 65535')
   .max(65535, 'expected a whole number from 1 to 65535');
 
+/** A retention count: 0 keeps none of that tier, -1 keeps them forever. */
 const keep = (fallback: number) => wholeNumber(-1, 100_000).default(fallback);
 const keepOverride = wholeNumber(-1, 100_000).optional();
 
@@ -429,7 +428,7 @@ export const ENV = {
     example: '3',
   },
   SCHEDULE: {
-    schema: cronExpression,
+    schema: cronExpression.default('@daily'),
     description: 'When the daemon backs up: a cron expression in TZ (seconds field and nicknames allowed).',
     example: '0 3 * * *',
   },
@@ -447,6 +446,16 @@ export const ENV = {
     schema: duration(1000).optional(),
     description: 'healthcheck fails when the newest successful run is older. Default: two SCHEDULE intervals plus one hour.',
     example: '26h',
+  },
+  VERIFY_SCHEDULE: {
+    schema: cronExpression.optional(),
+    description: 'When the daemon runs a restore drill (verify --restore) on the newest run, in TZ. Unset: no drills.',
+    example: '0 5 * * 0',
+  },
+  HEALTHCHECK_REQUIRE_VERIFY: {
+    schema: bool.default(false),
+    description: 'healthcheck, /healthz and status report unhealthy when the last restore drill failed.',
+    example: 'true',
   },
   HEALTHCHECK_PORT: {
     schema: wholeNumber(1, 65535).optional(),

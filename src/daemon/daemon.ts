@@ -7,6 +7,8 @@ import { describe } from '../errors.ts';
 import { healthOf } from '../health/health.ts';
 import { metricsText, type DaemonCounters } from '../health/metrics.ts';
 import type { Logger } from '../log.ts';
+import { drill } from '../run/drill.ts';
+import { notifyDrill } from '../run/hooks.ts';
 import { backupJob } from '../run/job.ts';
 import { recordDaemonStart } from '../volume/status.ts';
 
@@ -40,9 +42,11 @@ async function healthServer(config: Config, port: number, counters: DaemonCounte
  * SHUTDOWN_TIMEOUT or aborts it cleanly, and exits 0.
  */
 export async function runDaemon(config: Config, log: Logger): Promise<number> {
-  const counters: DaemonCounters = { runs: 0, failures: 0, skipped: 0 };
+  const counters: DaemonCounters = { runs: 0, failures: 0, skipped: 0, drills: 0, drillFailures: 0 };
   const abort = new AbortController();
   let running: Promise<void> | undefined;
+  // A drill holds the volume lock: a backup due during one waits for it; a drill due during a backup is skipped.
+  let drilling: Promise<void> | undefined;
 
   const work = async () => {
     counters.runs += 1;
@@ -61,17 +65,45 @@ export async function runDaemon(config: Config, log: Logger): Promise<number> {
       catch: (error) => log.error({ err: describe(error) }, 'scheduled backup crashed'),
     },
     () => {
-      running = work().finally(() => {
+      running = (drilling ?? Promise.resolve()).then(work).finally(() => {
         running = undefined;
       });
       return running;
     },
   );
+  const drillWork = async () => {
+    counters.drills += 1;
+    try {
+      const { report } = await drill(config, log, 'latest', clockOf(config), abort.signal);
+      if (!report.ok) counters.drillFailures += 1;
+      await notifyDrill(config.hooks, report, log);
+    } catch (error) {
+      counters.drillFailures += 1;
+      log.error({ err: describe(error) }, 'restore drill failed');
+      await notifyDrill(config.hooks, { ok: false, error: describe(error) }, log);
+    }
+  };
+  const drillJob =
+    config.daemon.verifySchedule === undefined
+      ? undefined
+      : new Cron(config.daemon.verifySchedule, { timezone: config.timeZone, protect: true, catch: (error) => log.error({ err: describe(error) }, 'scheduled drill crashed') }, () => {
+          if (running !== undefined) {
+            log.warn('a backup is running: this scheduled restore drill is skipped');
+            return undefined;
+          }
+          drilling = drillWork().finally(() => {
+            drilling = undefined;
+          });
+          return drilling;
+        });
   const server = config.daemon.healthPort === undefined ? undefined : await healthServer(config, config.daemon.healthPort, counters, log);
   await recordDaemonStart(config.backupDir, clockOf(config)()).catch((error: unknown) =>
     log.warn({ err: describe(error) }, 'could not record the daemon start in the volume; the health check reports unhealthy until the first backup'),
   );
-  log.info({ schedule: config.daemon.schedule, timeZone: config.timeZone, next: job.nextRun()?.toISOString() }, 'daemon started');
+  log.info(
+    { schedule: config.daemon.schedule, timeZone: config.timeZone, next: job.nextRun()?.toISOString(), nextDrill: drillJob?.nextRun()?.toISOString() },
+    'daemon started',
+  );
   if (config.daemon.onStart) void job.trigger();
 
   // `on`, not `once`: with no listener left, execa's exit hook re-raises the signal and kills the process
@@ -87,15 +119,16 @@ export async function runDaemon(config: Config, log: Logger): Promise<number> {
     }
   });
   job.stop();
+  drillJob?.stop();
   log.info({ signal }, 'stopping: no more scheduled runs');
-  if (running !== undefined) {
+  if (running !== undefined || drilling !== undefined) {
     const timeout = config.daemon.shutdownTimeoutMs;
     log.info({ timeoutMs: timeout }, 'waiting for the running backup to finish');
     const timer = setTimeout(() => {
       log.warn({ timeoutMs: timeout }, 'shutdown timeout: aborting the running backup');
       abort.abort(new Error(`the daemon is shutting down (SHUTDOWN_TIMEOUT ${timeout} ms)`));
     }, timeout);
-    await running;
+    await Promise.all([running, drilling]);
     clearTimeout(timer);
   }
   if (server !== undefined) await new Promise((resolve) => server.close(resolve));

@@ -2,6 +2,7 @@ import { Cron } from 'croner';
 import ms from 'ms';
 import type { Config } from '../config/config.ts';
 import { PRE_RESTORE } from '../naming.ts';
+import { drillSummary, type DrillReport } from '../volume/drill-report.ts';
 import { listRuns, type StoredRun } from '../volume/runs.ts';
 import { readDaemonStart, readStatus, type StatusFile } from '../volume/status.ts';
 
@@ -13,6 +14,8 @@ export interface Health {
   newest: StoredRun | undefined;
   runs: StoredRun[];
   status: StatusFile | undefined;
+  /** The most recent restore drill of any run in the volume. */
+  lastDrill: DrillReport | undefined;
 }
 
 /** Two intervals of the schedule plus one hour: one missed run is tolerated, two are not. */
@@ -27,14 +30,19 @@ export function defaultMaxAge(schedule: string, timeZone: string, from = new Dat
 
 /**
  * Healthy when the newest successful run is younger than HEALTHCHECK_MAX_AGE and the last backup job did
- * not fail; before the first run, while the daemon has been up for less than HEALTHCHECK_MAX_AGE. Reads the volume only: it works beside the daemon, from `docker exec` or a HEALTHCHECK.
+ * not fail; before the first run, while the daemon has been up for less than HEALTHCHECK_MAX_AGE. With
+ * HEALTHCHECK_REQUIRE_VERIFY, also only while the last restore drill passed. Reads the volume only: it works beside the daemon, from `docker exec` or a HEALTHCHECK.
  */
 export async function healthOf(config: Config, now: Date): Promise<Health> {
   const runs = await listRuns(config.backupDir);
   const status = await readStatus(config.backupDir);
   const maxAgeMs = config.daemon.healthMaxAgeMs ?? defaultMaxAge(config.daemon.schedule, config.timeZone, now);
   const newest = runs.find((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE);
-  const base = { maxAgeMs, newest, runs, status };
+  const lastDrill = runs
+    .map((r) => r.drill)
+    .filter((d): d is DrillReport => d !== undefined)
+    .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt))[0];
+  const base = { maxAgeMs, newest, runs, status, lastDrill };
   if (status !== undefined && !status.last.ok) {
     return { ...base, healthy: false, reason: `the last backup failed at ${status.last.finishedAt}: ${(status.last.error ?? 'unknown error').split('\n')[0]}` };
   }
@@ -49,6 +57,9 @@ export async function healthOf(config: Config, now: Date): Promise<Health> {
   const age = now.getTime() - newest.time.getTime();
   if (age > maxAgeMs) {
     return { ...base, healthy: false, reason: `the newest successful backup, ${newest.id}, is ${ms(age, { long: true })} old (more than ${ms(maxAgeMs, { long: true })})` };
+  }
+  if (config.daemon.requireVerify && lastDrill !== undefined && !lastDrill.ok) {
+    return { ...base, healthy: false, reason: `the last restore drill ${drillSummary(lastDrill)}` };
   }
   return { ...base, healthy: true, reason: `ok: the newest successful backup, ${newest.id}, is ${ms(Math.max(0, age), { long: true })} old` };
 }

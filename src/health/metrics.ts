@@ -5,6 +5,8 @@ export interface DaemonCounters {
   runs: number;
   failures: number;
   skipped: number;
+  drills: number;
+  drillFailures: number;
 }
 
 function line(name: string, help: string, type: 'gauge' | 'counter', samples: [string, number][]): string {
@@ -14,6 +16,7 @@ function line(name: string, help: string, type: 'gauge' | 'counter', samples: [s
 /** Prometheus text exposition of the health and the volume. Computed per scrape from the volume itself. */
 export function metricsText(health: Health, counters: DaemonCounters): string {
   const last = health.status?.last;
+  const drill = health.lastDrill;
   const tiers = new Map<string, number>();
   for (const r of health.runs) if (r.manifest !== undefined) tiers.set(r.tier, (tiers.get(r.tier) ?? 0) + 1);
   const notOffsite = health.runs.filter((r) => r.manifest?.offsite != null && r.manifest.offsite.state !== 'complete').length;
@@ -30,5 +33,10 @@ export function metricsText(health: Health, counters: DaemonCounters): string {
     line('backup_sidecar_jobs_total', 'Backup jobs run by this daemon.', 'counter', [['', counters.runs]]),
     line('backup_sidecar_job_failures_total', 'Backup jobs that failed, in this daemon.', 'counter', [['', counters.failures]]),
     line('backup_sidecar_jobs_skipped_total', 'Scheduled jobs skipped because the previous one was still running.', 'counter', [['', counters.skipped]]),
+    line('backup_sidecar_last_drill_success', '1 when the last restore drill passed (0 also when there was none).', 'gauge', [['', drill?.ok === true ? 1 : 0]]),
+    line('backup_sidecar_last_drill_timestamp_seconds', 'When the last restore drill finished (0: never).', 'gauge', [['', seconds(drill?.finishedAt)]]),
+    line('backup_sidecar_last_drill_duration_seconds', 'Duration of the last restore drill.', 'gauge', [['', (drill?.durationMs ?? 0) / 1000]]),
+    line('backup_sidecar_drills_total', 'Restore drills run by this daemon.', 'counter', [['', counters.drills]]),
+    line('backup_sidecar_drill_failures_total', 'Restore drills that failed, in this daemon.', 'counter', [['', counters.drillFailures]]),
   ].join('\n')}\n`;
 }

@@ -3,7 +3,6 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { z } from 'zod';
 import { offsiteStore } from '../app.ts';
 import type { Config } from '../config/config.ts';
 import { RunError, UsageError, describe, firstLine } from '../errors.ts';
@@ -14,23 +13,10 @@ import { compareCounts } from '../sources/postgres-restore.ts';
 import { connectServer, type PgServer } from '../sources/postgres-server.ts';
 import { measureTree } from '../sources/media.ts';
 import { writeFileAtomic } from '../util/fs.ts';
+import { VERIFY_FILE, type DrillCheck, type DrillReport } from '../volume/drill-report.ts';
 import { withVolumeLock } from '../volume/lock.ts';
 import { resolveWithOffsite } from './fetch.ts';
 import { checkChecksums } from './restore.ts';
-
-/** `verify.json`, next to the run's manifest: the last restore drill of that run. */
-export const VERIFY_FILE = 'verify.json';
-
-export const drillReport = z.object({
-  runId: z.string(),
-  ok: z.boolean(),
-  startedAt: z.iso.datetime(),
-  finishedAt: z.iso.datetime(),
-  durationMs: z.number(),
-  checks: z.array(z.object({ check: z.string(), ok: z.boolean(), detail: z.string(), durationMs: z.number() })),
-});
-export type DrillReport = z.infer<typeof drillReport>;
-export type DrillCheck = DrillReport['checks'][number];
 
 /** Scratch databases of drills start with this, so they can never be a real database's name. */
 export const DRILL_DB_PREFIX = 'backup_sidecar_drill_';
@@ -49,7 +35,15 @@ function failed(check: string, error: unknown): DrillCheck {
 }
 
 /** pg_restore into a scratch database, row counts and VERIFY_SQL, then the database is dropped whatever happened. */
-async function drillDatabase(server: PgServer, maintenanceDb: string, path: string, artifact: PostgresArtifact, sql: string | undefined, log: Logger): Promise<DrillCheck[]> {
+async function drillDatabase(
+  server: PgServer,
+  maintenanceDb: string,
+  path: string,
+  artifact: PostgresArtifact,
+  sql: string | undefined,
+  log: Logger,
+  signal: AbortSignal | undefined,
+): Promise<DrillCheck[]> {
   const scratch = `${DRILL_DB_PREFIX}${randomBytes(6).toString('hex')}`;
   const checks: DrillCheck[] = [];
   await query(server.client, server.conn, maintenanceDb, `CREATE DATABASE :"scratch" TEMPLATE template0;`, { scratch });
@@ -58,7 +52,8 @@ async function drillDatabase(server: PgServer, maintenanceDb: string, path: stri
     const restored = await timed(`restore ${artifact.file}`, async () => {
       // Without owners and grants: the roles need not exist on a drill server, and the data is what counts.
       const args = ['--exit-on-error', '--no-password', '--no-owner', '--no-acl', `--jobs=${availableParallelism()}`, `--dbname=${scratch}`, path];
-      const result = await execa(join(server.client.binDir, 'pg_restore'), args, { env: libpqEnv(server.conn, scratch), reject: false });
+      const result = await execa(join(server.client.binDir, 'pg_restore'), args, { env: libpqEnv(server.conn, scratch), reject: false, cancelSignal: signal });
+      if (result.isCanceled) throw new RunError(`stopped: ${describe(signal?.reason)}`);
       if (result.exitCode !== 0) throw new RunError(`pg_restore failed: ${pgError(result.stderr)}`);
       const counts = await compareCounts(server, scratch, artifact);
       if (counts.differences.length > 0) throw new RunError(`does not match the manifest: ${counts.differences.slice(0, 5).join('; ')}`);
@@ -84,11 +79,13 @@ async function drillDatabase(server: PgServer, maintenanceDb: string, path: stri
 }
 
 /** Unpacks a tarball into a temporary folder and compares entries, files and bytes with the manifest. */
-async function drillFolder(path: string, artifact: MediaArtifact): Promise<DrillCheck> {
+async function drillFolder(path: string, artifact: MediaArtifact, signal: AbortSignal | undefined): Promise<DrillCheck> {
   return timed(`unpack ${artifact.file}`, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'backup-sidecar-drill-'));
     try {
-      const result = await execa('tar', ['--extract', `--file=${path}`, `--directory=${dir}`, artifact.compression === 'gzip' ? '--gzip' : '--zstd'], { reject: false });
+      const args = ['--extract', `--file=${path}`, `--directory=${dir}`, artifact.compression === 'gzip' ? '--gzip' : '--zstd'];
+      const result = await execa('tar', args, { reject: false, cancelSignal: signal });
+      if (result.isCanceled) throw new RunError(`stopped: ${describe(signal?.reason)}`);
       if (result.exitCode !== 0) throw new RunError(`tar cannot unpack it: ${firstLine(result.stderr).replace(/^tar: /, '')}`);
       const got = await measureTree(dir);
       const differences: string[] = [];
@@ -109,7 +106,7 @@ async function drillFolder(path: string, artifact: MediaArtifact): Promise<Drill
  * with the manifest, VERIFY_SQL run in it, and the scratch database dropped; every tarball is unpacked
  * into a temporary folder and measured. The report is written next to the run as verify.json.
  */
-export async function drill(config: Config, log: Logger, ref: string, now: () => Date): Promise<{ report: DrillReport; runDir: string }> {
+export async function drill(config: Config, log: Logger, ref: string, now: () => Date, signal?: AbortSignal): Promise<{ report: DrillReport; runDir: string }> {
   return withVolumeLock(config.backupDir, log, async () => {
     const selection = await resolveWithOffsite(config.backupDir, await offsiteStore(config, log), config.s3, ref, log);
     const started = now();
@@ -133,12 +130,12 @@ export async function drill(config: Config, log: Logger, ref: string, now: () =>
           checks.push({ check: connect, ok: true, detail, durationMs: Date.now() - connecting });
           for (const dump of dumps) {
             const path = join(selection.runDir, dump.file);
-            checks.push(...(await drillDatabase(server, pg.maintenanceDb, path, dump, config.verify.sql, log).catch((error: unknown) => [failed(`restore ${dump.file}`, error)])));
+            checks.push(...(await drillDatabase(server, pg.maintenanceDb, path, dump, config.verify.sql, log, signal).catch((error: unknown) => [failed(`restore ${dump.file}`, error)])));
           }
         }
       }
       for (const media of selection.artifacts.filter((a): a is MediaArtifact => a.kind === 'media')) {
-        checks.push(await drillFolder(join(selection.runDir, media.file), media));
+        checks.push(await drillFolder(join(selection.runDir, media.file), media, signal));
       }
     }
     const finished = now();

@@ -2,6 +2,7 @@ import { execa } from 'execa';
 import type { HooksConfig } from '../config/config.ts';
 import { RunError, describe, firstLine } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import type { DrillReport } from '../volume/drill-report.ts';
 import type { JobOutcome } from '../volume/status.ts';
 
 const HOOK_TIMEOUT_MS = 3_600_000;
@@ -40,15 +41,15 @@ export async function runHook(
 }
 
 /**
- * Tells WEBHOOK_URL (every run) and WEBHOOK_ERROR_URL (failed runs) how the run went. A failing webhook
- * is logged and never fails the backup; the URLs are never logged (they often carry a token).
+ * Tells WEBHOOK_URL (every event) and WEBHOOK_ERROR_URL (failures) what happened, as JSON. A failing
+ * webhook is logged and never fails the job; the URLs are never logged (they often carry a token).
  */
-export async function notify(hooks: HooksConfig, outcome: JobOutcome & { durationMs: number; dir: string | null }, log: Logger): Promise<void> {
+async function post(hooks: HooksConfig, ok: boolean, payload: Record<string, unknown>, log: Logger): Promise<void> {
   const targets = [
     { name: 'WEBHOOK_URL', url: hooks.webhookUrl },
-    { name: 'WEBHOOK_ERROR_URL', url: outcome.ok ? undefined : hooks.webhookErrorUrl },
+    { name: 'WEBHOOK_ERROR_URL', url: ok ? undefined : hooks.webhookErrorUrl },
   ].filter((t): t is { name: string; url: string } => t.url !== undefined);
-  const body = JSON.stringify({ status: outcome.ok ? 'ok' : 'failed', ...outcome });
+  const body = JSON.stringify({ status: ok ? 'ok' : 'failed', ...payload });
   await Promise.all(
     targets.map(async ({ name, url }) => {
       try {
@@ -60,4 +61,14 @@ export async function notify(hooks: HooksConfig, outcome: JobOutcome & { duratio
       }
     }),
   );
+}
+
+/** The webhooks after a backup job: `event: "backup"`, the outcome, duration and run folder. */
+export async function notify(hooks: HooksConfig, outcome: JobOutcome & { durationMs: number; dir: string | null }, log: Logger): Promise<void> {
+  await post(hooks, outcome.ok, { event: 'backup', ...outcome }, log);
+}
+
+/** The webhooks after a restore drill: `event: "drill"`, the report (or why there was none). */
+export async function notifyDrill(hooks: HooksConfig, report: DrillReport | { ok: false; error: string }, log: Logger): Promise<void> {
+  await post(hooks, report.ok, { event: 'drill', ...report }, log);
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe } from '../errors.ts';
 import { readManifest, type Manifest } from '../manifest.ts';
 import { RUN_TIERS, parseRunId, type RunTier } from '../naming.ts';
+import { readDrillReport, type DrillReport } from './drill-report.ts';
 
 /** A run folder in the volume. */
 export interface StoredRun {
@@ -14,6 +15,8 @@ export interface StoredRun {
   /** Undefined when the manifest is missing or damaged; `problem` says why. */
   manifest: Manifest | undefined;
   problem: string | undefined;
+  /** The run's last restore drill (verify.json), if any. */
+  drill: DrillReport | undefined;
 }
 
 /** Every run in the volume, newest first. Names that are not ours are ignored. */
@@ -33,7 +36,7 @@ export async function listRuns(backupDir: string): Promise<StoredRun[]> {
       } catch (error) {
         problem = describe(error);
       }
-      runs.push({ id: parsed.id, tier, dir, time: parsed.time, label: parsed.label, manifest, problem });
+      runs.push({ id: parsed.id, tier, dir, time: parsed.time, label: parsed.label, manifest, problem, drill: await readDrillReport(dir) });
     }
   }
   return runs.sort((a, b) => b.time.getTime() - a.time.getTime() || b.id.localeCompare(a.id));

@@ -1,0 +1,34 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+
+/** `verify.json`, next to a run's manifest: the last restore drill of that run. */
+export const VERIFY_FILE = 'verify.json';
+
+export const drillReport = z.object({
+  runId: z.string(),
+  ok: z.boolean(),
+  startedAt: z.iso.datetime(),
+  finishedAt: z.iso.datetime(),
+  durationMs: z.number(),
+  checks: z.array(z.object({ check: z.string(), ok: z.boolean(), detail: z.string(), durationMs: z.number() })),
+});
+export type DrillReport = z.infer<typeof drillReport>;
+export type DrillCheck = DrillReport['checks'][number];
+
+/** The run's drill report; undefined when it was never drilled (or the file is damaged). */
+export async function readDrillReport(runDir: string): Promise<DrillReport | undefined> {
+  try {
+    return drillReport.parse(JSON.parse(await readFile(join(runDir, VERIFY_FILE), 'utf8')));
+  } catch {
+    return undefined;
+  }
+}
+
+/** One line for people: "passed at … (5 checks, 0.6 s)" or "FAILED at …: the failing checks". */
+export function drillSummary(report: DrillReport): string {
+  const seconds = (report.durationMs / 1000).toFixed(1);
+  if (report.ok) return `passed at ${report.finishedAt} on run ${report.runId} (${report.checks.length} checks, ${seconds} s)`;
+  const failed = report.checks.filter((c) => !c.ok).map((c) => `${c.check}: ${c.detail.split('\n')[0]}`);
+  return `FAILED at ${report.finishedAt} on run ${report.runId}: ${failed.join('; ')}`;
+}
