@@ -3,6 +3,7 @@ import { UsageError } from './errors.ts';
 import type { Logger } from './log.ts';
 import type { OffsiteStore } from './offsite/store.ts';
 import type { RetentionOptions } from './retention/policy.ts';
+import { GlobalsSource } from './sources/globals.ts';
 import { MediaSource } from './sources/media.ts';
 import { PostgresSource } from './sources/postgres.ts';
 import { connectServer, type PgServer } from './sources/postgres-server.ts';
@@ -27,6 +28,7 @@ export async function buildSources(
     const pg = requirePostgres(config);
     server = await connectServer(pg, filter.databases === undefined ? databases[0]! : pg.maintenanceDb);
     log.info({ server: server.serverVersion, client: server.client.binDir, why: server.clientChoice }, 'PostgreSQL client chosen');
+    if (pg.globals && filter.databases === undefined) sources.push(new GlobalsSource(server, pg.maintenanceDb, log));
     for (const db of databases) sources.push(new PostgresSource(server, db, pg.extraOpts, log));
   }
   const media = filter.media === undefined ? config.media : config.media.filter((m) => filter.media!.includes(m.name));
@@ -38,8 +40,15 @@ export async function buildSources(
  * Sources for the safety backup taken before a restore: the databases and folders about to be replaced,
  * whole (no MEDIA_EXCLUDE: the copy must bring back exactly what was there).
  */
-export function safetySources(config: Config, server: PgServer | undefined, databases: string[], folders: MediaFolder[], log: Logger): BackupSource[] {
+export function safetySources(
+  config: Config,
+  server: PgServer | undefined,
+  what: { globals: boolean; databases: string[]; folders: MediaFolder[] },
+  log: Logger,
+): BackupSource[] {
+  const { databases, folders } = what;
   const sources: BackupSource[] = [];
+  if (what.globals) sources.push(new GlobalsSource(server!, requirePostgres(config).maintenanceDb, log));
   if (databases.length > 0) {
     const pg = requirePostgres(config);
     for (const db of databases) sources.push(new PostgresSource(server!, db, pg.extraOpts, log));

@@ -40,7 +40,16 @@ export const mediaArtifact = z.object({
   warnings: z.array(z.string()),
 });
 
-export const artifact = z.discriminatedUnion('kind', [postgresArtifact, mediaArtifact]);
+/** Roles and tablespaces (pg_dumpall --globals-only, plain SQL), with POSTGRES_GLOBALS. */
+export const globalsArtifact = z.object({
+  ...common,
+  kind: z.literal('globals'),
+  format: z.literal('sql'),
+  roles: z.array(z.string()),
+  tablespaces: z.array(z.string()),
+});
+
+export const artifact = z.discriminatedUnion('kind', [postgresArtifact, mediaArtifact, globalsArtifact]);
 
 /** Whether the run also sits in the offsite store. The manifest is uploaded last, so "complete" means all of it. */
 export const offsiteState = z.object({
@@ -75,6 +84,7 @@ export const manifestSchema = z.object({
 
 export type PostgresArtifact = z.infer<typeof postgresArtifact>;
 export type MediaArtifact = z.infer<typeof mediaArtifact>;
+export type GlobalsArtifact = z.infer<typeof globalsArtifact>;
 export type Artifact = z.infer<typeof artifact>;
 export type Manifest = z.infer<typeof manifestSchema>;
 export type OffsiteState = z.infer<typeof offsiteState>;

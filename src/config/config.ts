@@ -5,6 +5,8 @@ export interface PostgresConfig {
   user: string;
   password: string | undefined;
   databases: string[];
+  /** Also back up roles and tablespaces (POSTGRES_GLOBALS). */
+  globals: boolean;
   /** Extra pg_dump arguments, already split. */
   extraOpts: string[];
   maintenanceDb: string;

@@ -95,6 +95,7 @@ export function loadConfig(env: Env = process.env): LoadResult {
         user: v.POSTGRES_USER,
         password: v.POSTGRES_PASSWORD,
         databases: [...new Set(databases)],
+        globals: v.POSTGRES_GLOBALS,
         extraOpts,
         maintenanceDb: v.POSTGRES_MAINTENANCE_DB,
         binDir: v.PG_BIN_DIR,

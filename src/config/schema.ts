@@ -181,6 +181,12 @@ export const ENV = {
     example: 'app,analytics',
     fileVariant: true,
   },
+  POSTGRES_GLOBALS: {
+    schema: bool.default(false),
+    description:
+      'Also dump roles and tablespaces (pg_dumpall --globals-only) into each run, so a restore onto a new, empty server recreates them before the databases. Needs a superuser.',
+    example: 'true',
+  },
   POSTGRES_EXTRA_OPTS: {
     schema: z.string().optional().default(''),
     description:

@@ -1,14 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { availableParallelism, tmpdir } from 'node:os';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { offsiteStore } from '../app.ts';
 import type { Config } from '../config/config.ts';
 import { RunError, UsageError, describe, firstLine } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { MediaArtifact, PostgresArtifact } from '../manifest.ts';
+import type { GlobalsArtifact, MediaArtifact, PostgresArtifact } from '../manifest.ts';
 import { libpqEnv, pgError, query } from '../pg/psql.ts';
+import { globalsContents } from '../sources/globals.ts';
 import { compareCounts } from '../sources/postgres-restore.ts';
 import { connectServer, type PgServer } from '../sources/postgres-server.ts';
 import { measureTree } from '../sources/media.ts';
@@ -133,6 +134,16 @@ export async function drill(config: Config, log: Logger, ref: string, now: () =>
             checks.push(...(await drillDatabase(server, pg.maintenanceDb, path, dump, config.verify.sql, log, signal).catch((error: unknown) => [failed(`restore ${dump.file}`, error)])));
           }
         }
+      }
+      // Roles are server-wide: a drill only reads them, it never creates roles on any server.
+      for (const globals of selection.artifacts.filter((a): a is GlobalsArtifact => a.kind === 'globals')) {
+        checks.push(
+          await timed(`read ${globals.file}`, async () => {
+            const found = globalsContents(await readFile(join(selection.runDir, globals.file), 'utf8'));
+            if (found.roles.join(',') !== globals.roles.join(',')) throw new RunError(`its roles (${found.roles.join(', ')}) differ from the manifest's (${globals.roles.join(', ')})`);
+            return `${found.roles.length} roles and ${found.tablespaces.length} tablespaces, as in the manifest (not restored: roles are server-wide)`;
+          }),
+        );
       }
       for (const media of selection.artifacts.filter((a): a is MediaArtifact => a.kind === 'media')) {
         checks.push(await drillFolder(join(selection.runDir, media.file), media, signal));

@@ -5,8 +5,9 @@ import { offsiteStore, requirePostgres, safetySources } from '../app.ts';
 import type { Config, MediaFolder } from '../config/config.ts';
 import { RunError, UsageError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { Artifact, MediaArtifact, PostgresArtifact } from '../manifest.ts';
+import type { Artifact } from '../manifest.ts';
 import { PRE_RESTORE } from '../naming.ts';
+import { restoreGlobals } from '../sources/globals.ts';
 import { readToc } from '../sources/postgres.ts';
 import { connectServer, type PgServer } from '../sources/postgres-server.ts';
 import { databaseExists, restoreDatabase } from '../sources/postgres-restore.ts';
@@ -68,8 +69,11 @@ function plan(config: Config, selection: Selection, options: RestoreOptions): Pl
   const tarballs = selection.artifacts.filter((a) => a.kind === 'media');
   if (options.targetDb !== undefined && dumps.length !== 1) throw new UsageError(`--target-db needs exactly one database dump; "${options.ref}" selects ${dumps.length}`);
   if (options.targetDir !== undefined && tarballs.length !== 1) throw new UsageError(`--target-dir needs exactly one media tarball; "${options.ref}" selects ${tarballs.length}`);
-  return selection.artifacts.map((artifact) => {
+  // Roles first: the databases' owners and grants refer to them.
+  const ordered = [...selection.artifacts].sort((a, b) => Number(b.kind === 'globals') - Number(a.kind === 'globals'));
+  return ordered.map((artifact) => {
     const path = join(selection.runDir, artifact.file);
+    if (artifact.kind === 'globals') return { artifact, path, target: 'roles and tablespaces' };
     if (artifact.kind === 'postgres') return { artifact, path, target: options.targetDb ?? artifact.source };
     const folder = options.targetDir ?? config.media.find((m) => m.name === artifact.source)?.path;
     if (folder === undefined) {
@@ -97,13 +101,13 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
       log.info({ run: selection.manifest.runId, files: plans.map((p) => p.artifact.file) }, 'checksums match the manifest');
 
       let server: PgServer | undefined;
-      const pg = plans.some((p) => p.artifact.kind === 'postgres') ? requirePostgres(config) : undefined;
+      const pg = plans.some((p) => p.artifact.kind !== 'media') ? requirePostgres(config) : undefined;
       if (pg !== undefined) {
         server = await connectServer(pg, pg.maintenanceDb);
         for (const p of plans.filter((x) => x.artifact.kind === 'postgres')) await readToc(server.client, p.path);
       }
 
-      const targets = plans.map((p) => (p.artifact.kind === 'postgres' ? `database ${p.target}` : `folder ${p.target}`));
+      const targets = plans.map((p) => (p.artifact.kind === 'postgres' ? `database ${p.target}` : p.artifact.kind === 'media' ? `folder ${p.target}` : `the server's roles and tablespaces`));
       const expected = plans.length === 1 ? (plans[0]!.artifact.kind === 'postgres' ? plans[0]!.target : plans[0]!.artifact.source) : selection.manifest.runId;
       await confirm(`${targets.join(', ')} with the contents of run ${selection.manifest.runId}`, expected, options.yes);
 
@@ -115,8 +119,9 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
           if (p.artifact.kind === 'postgres' && (await databaseExists(server!, pg!.maintenanceDb, p.target))) databases.push(p.target);
           if (p.artifact.kind === 'media' && (await folderHasContent(p.target))) folders.push({ name: p.artifact.source, path: p.target });
         }
-        if (databases.length + folders.length > 0) {
-          const sources = safetySources(config, server, databases, folders, log);
+        const globals = plans.some((p) => p.artifact.kind === 'globals');
+        if (globals || databases.length + folders.length > 0) {
+          const sources = safetySources(config, server, { globals, databases, folders }, log);
           const result = await backupRun({ backupDir: config.backupDir, tier: PRE_RESTORE, label: undefined, sources, server, log });
           safetyBackup = result.runDir;
           log.info({ dir: safetyBackup }, 'safety backup taken');
@@ -127,10 +132,13 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
       const jobs = options.jobs ?? availableParallelism();
       for (const p of plans) {
         try {
+          const a = p.artifact;
           const check =
-            p.artifact.kind === 'postgres'
-              ? await restoreDatabase(server!, p.path, p.artifact as PostgresArtifact, p.target, { jobs, noOwner: options.noOwner, maintenanceDb: pg!.maintenanceDb }, log, cleanup)
-              : await restoreFolder(p.path, p.artifact as MediaArtifact, p.target, log, cleanup);
+            a.kind === 'globals'
+              ? await restoreGlobals(server!, pg!.maintenanceDb, p.path, a)
+              : a.kind === 'postgres'
+                ? await restoreDatabase(server!, p.path, a, p.target, { jobs, noOwner: options.noOwner, maintenanceDb: pg!.maintenanceDb }, log, cleanup)
+                : await restoreFolder(p.path, a, p.target, log, cleanup);
           outcomes.push({ source: p.artifact.file, target: p.target, check });
           log.info({ file: p.artifact.file, target: p.target, check }, 'restored');
         } catch (error) {

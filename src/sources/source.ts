@@ -1,9 +1,9 @@
 import type { Readable } from 'node:stream';
-import type { MediaArtifact, PostgresArtifact } from '../manifest.ts';
+import type { GlobalsArtifact, MediaArtifact, PostgresArtifact } from '../manifest.ts';
 
 type Common = 'file' | 'source' | 'size' | 'sha256';
 /** What a source knows about its artifact, beyond name, size and checksum. */
-export type ArtifactDetails = Omit<PostgresArtifact, Common> | Omit<MediaArtifact, Common>;
+export type ArtifactDetails = Omit<PostgresArtifact, Common> | Omit<MediaArtifact, Common> | Omit<GlobalsArtifact, Common>;
 
 /** An artifact being produced: a byte stream plus the producer's fate. */
 export interface Production {
@@ -18,7 +18,7 @@ export interface Production {
 
 /** Something to back up: one database, one media folder. */
 export interface BackupSource {
-  readonly kind: 'postgres' | 'media';
+  readonly kind: 'postgres' | 'media' | 'globals';
   /** Database or media name. */
   readonly name: string;
   readonly fileName: string;

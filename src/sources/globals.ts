@@ -1,0 +1,92 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { RunError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { GlobalsArtifact } from '../manifest.ts';
+import { GLOBALS_FILE } from '../naming.ts';
+import { libpqEnv, pgError, query } from '../pg/psql.ts';
+import type { PgServer } from './postgres-server.ts';
+import type { BackupSource, Production } from './source.ts';
+
+/** pg_dumpall writes one statement per line; names are quoted identifiers where needed. */
+const IDENT = String.raw`("(?:[^"]|"")+"|[^\s;]+)`;
+const CREATE_ROLE = new RegExp(`^CREATE ROLE ${IDENT};$`, 'gm');
+const CREATE_TABLESPACE = new RegExp(`^CREATE TABLESPACE ${IDENT} `, 'gm');
+
+const unquote = (ident: string) => (ident.startsWith('"') ? ident.slice(1, -1).replaceAll('""', '"') : ident);
+
+/** The roles and tablespaces a globals file creates. */
+export function globalsContents(sql: string): { roles: string[]; tablespaces: string[] } {
+  return {
+    roles: [...sql.matchAll(CREATE_ROLE)].map((m) => unquote(m[1]!)),
+    tablespaces: [...sql.matchAll(CREATE_TABLESPACE)].map((m) => unquote(m[1]!)),
+  };
+}
+
+/** The server's roles and tablespaces, with `pg_dumpall --globals-only` (POSTGRES_GLOBALS). */
+export class GlobalsSource implements BackupSource {
+  readonly kind = 'globals';
+  readonly name = 'globals';
+  readonly fileName = GLOBALS_FILE;
+
+  private readonly server: PgServer;
+  private readonly maintenanceDb: string;
+  private readonly log: Logger;
+
+  constructor(server: PgServer, maintenanceDb: string, log: Logger) {
+    this.server = server;
+    this.maintenanceDb = maintenanceDb;
+    this.log = log;
+  }
+
+  async open(): Promise<Production> {
+    const { server } = this;
+    const args = ['--globals-only', '--no-password', `--database=${this.maintenanceDb}`];
+    this.log.debug({ args }, 'starting pg_dumpall');
+    const dump = execa(join(server.client.binDir, 'pg_dumpall'), args, {
+      env: libpqEnv(server.conn, this.maintenanceDb),
+      stdout: 'pipe',
+      buffer: { stdout: false },
+      encoding: 'buffer',
+    });
+    const done = (async () => {
+      await dump.catch((error: { stderr?: Uint8Array | string; signal?: string }) => {
+        const stderr = typeof error.stderr === 'string' ? error.stderr : new TextDecoder().decode(error.stderr);
+        const why = pgError(stderr) || (error.signal ? `killed by ${error.signal}` : 'it failed');
+        throw new RunError(`pg_dumpall --globals-only failed (POSTGRES_GLOBALS needs a superuser): ${why}`);
+      });
+    })();
+    return {
+      stream: dump.stdout,
+      done,
+      abort: () => dump.kill(),
+      describe: async (path) => ({ kind: 'globals', format: 'sql', ...globalsContents(await readFile(path, 'utf8')) }),
+    };
+  }
+}
+
+/**
+ * Recreates roles and tablespaces from a globals file, before the databases that need them. Roles that
+ * exist keep existing (their attributes are set as in the file); the role this tool connects as is left
+ * alone, so its password on this server stays the one the sidecar uses. Any other error fails.
+ */
+export async function restoreGlobals(server: PgServer, maintenanceDb: string, path: string, artifact: GlobalsArtifact): Promise<string> {
+  const me = (await query(server.client, server.conn, maintenanceDb, 'SELECT quote_ident(current_user);'))[0]?.[0] ?? '';
+  const own = new RegExp(`^(?:CREATE|ALTER) ROLE ${me.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}[ ;]`);
+  const sql = (await readFile(path, 'utf8')).split('\n').filter((line) => !own.test(line)).join('\n');
+  const result = await execa(join(server.client.binDir, 'psql'), ['-X', '-q', '-w', '-v', 'ON_ERROR_STOP=0', '-f', '-'], {
+    input: sql,
+    env: libpqEnv(server.conn, maintenanceDb),
+    reject: false,
+  });
+  const errors = result.stderr.split('\n').filter((l) => /\bERROR:/.test(l) && !/ERROR:\s+role ".*" already exists/.test(l));
+  if (result.exitCode !== 0 || errors.length > 0) {
+    const why = errors[0]?.replace(/^psql:[^:]*:\d+: /, '') ?? pgError(result.stderr);
+    throw new RunError(`restoring roles and tablespaces from ${artifact.file} failed: ${why}`);
+  }
+  const present = new Set((await query(server.client, server.conn, maintenanceDb, 'SELECT rolname FROM pg_roles;')).map((r) => r[0]));
+  const missing = artifact.roles.filter((r) => !present.has(r));
+  if (missing.length > 0) throw new RunError(`after restoring ${artifact.file}, roles are missing: ${missing.join(', ')}`);
+  return `${artifact.roles.length} roles${artifact.tablespaces.length > 0 ? ` and ${artifact.tablespaces.length} tablespaces` : ''} present`;
+}
