@@ -77,7 +77,7 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
   const known = ['backup', 'restore', 'list', 'verify', 'prune', 'lifecycle', 'daemon', 'healthcheck', 'status', 'print-config'];
   if (!known.includes(command)) throw new UsageError(`unknown command "${command}"; commands: ${known.join(', ')} (see --help)`);
 
-  const loaded = loadConfig();
+  const loaded = loadConfig(process.env, { needSources: ['backup', 'daemon', 'print-config'].includes(command) });
   if (command === 'print-config') {
     parse(rest);
     return printConfigCommand(loaded);

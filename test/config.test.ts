@@ -106,6 +106,20 @@ describe('the CLI on bad configuration', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('commands that only read the volume need no POSTGRES_DB or MEDIA_PATHS; backup and daemon do', async () => {
+    const dir = await tempDir('cfgcli');
+    const list = await runCli(['list'], { BACKUP_DIR: dir });
+    expect(list.exitCode, list.stderr).toBe(0);
+    expect(list.stdout).toMatch(/^no backup runs in /);
+    expect((await runCli(['status'], { BACKUP_DIR: dir })).exitCode).toBe(0);
+    for (const command of ['backup', 'daemon']) {
+      const r = await runCli([command], { BACKUP_DIR: dir });
+      expect(r.exitCode).toBe(2);
+      expect(r.stderr).toMatch(/POSTGRES_DB, MEDIA_PATHS: nothing to back up/);
+    }
+    await rm(dir, { recursive: true, force: true });
+  });
+
   it('exits 2 on an unknown command or flag', async () => {
     expect((await runCli(['bakup'], {})).exitCode).toBe(2);
     const r = await runCli(['list', '--jsn'], { MEDIA_PATHS: '/x', BACKUP_DIR: '/tmp' });

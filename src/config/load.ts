@@ -60,8 +60,12 @@ function readRaw(env: Env, name: EnvName, spec: EnvVar, problems: string[]): Omi
   return { value: direct, source: direct === undefined ? 'default' : 'env' };
 }
 
-/** Parses the environment once. Never throws: problems come back as lines. */
-export function loadConfig(env: Env = process.env): LoadResult {
+/**
+ * Parses the environment once. Never throws: problems come back as lines. `needSources: false` is for
+ * commands that only read the volume (list, status, verify, ...): they work without POSTGRES_DB or
+ * MEDIA_PATHS, so `docker run --rm -v backups:/backups IMAGE list` needs no other setting.
+ */
+export function loadConfig(env: Env = process.env, options: { needSources?: boolean } = {}): LoadResult {
   const problems: string[] = [];
   const settings: Setting[] = [];
   const values: Record<string, unknown> = {};
@@ -102,7 +106,7 @@ export function loadConfig(env: Env = process.env): LoadResult {
       };
     }
   }
-  if (databases.length === 0 && v.MEDIA_PATHS.length === 0) {
+  if (databases.length === 0 && v.MEDIA_PATHS.length === 0 && options.needSources !== false) {
     problems.push(
       `POSTGRES_DB, MEDIA_PATHS: nothing to back up; set one or both (example: POSTGRES_DB=app or MEDIA_PATHS=uploads:/data/uploads)`,
     );

@@ -180,7 +180,7 @@ describe('the image', () => {
     const bad = await podman(['run', '--rm', '--no-healthcheck', '-e', 'PUID=nobody', IMAGE, 'list']);
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr.trim()).toBe('entrypoint: PUID must be a numeric user id, got "nobody" (example: PUID=1000)');
-    const asUser = await podman(['run', '--rm', '--no-healthcheck', '--user', `${UID}:${GID}`, ...containerEnv(), ...mounts(volume), IMAGE, 'list', '--json']);
+    const asUser = await podman(['run', '--rm', '--no-healthcheck', '--user', `${UID}:${GID}`, '-v', `${volume}:/backups`, IMAGE, 'list', '--json']);
     expect(asUser.exitCode, asUser.stderr).toBe(0);
     expect((JSON.parse(asUser.stdout) as unknown[]).length).toBeGreaterThanOrEqual(1);
   });
