@@ -4,7 +4,7 @@ import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, readJson, runCli, tempDir } from './support/cli.ts';
+import { CLI, readJson, runCli, tempDir, until } from './support/cli.ts';
 import { wrapperBin } from './support/pg-wrappers.ts';
 import { freePort, startPostgres, type TestServer } from './support/postgres-server.ts';
 import { startS3, type TestS3 } from './support/s3-server.ts';
@@ -15,16 +15,6 @@ let work: string;
 let env: Record<string, string>;
 let hooks: Server;
 const received: { path: string; body: { event: string; status: string; runId: string | null; error: string | null; bytes: number; checks?: { check: string; ok: boolean }[] } }[] = [];
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 async function runs(dir: string): Promise<string[]> {
   const out: string[] = [];

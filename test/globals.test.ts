@@ -55,7 +55,7 @@ describe('POSTGRES_GLOBALS', () => {
     expect(manifest.artifacts.map((a) => a.file)).toEqual(['globals.sql', 'app.dump']);
     expect(manifest.artifacts[0]!.roles).toEqual(expect.arrayContaining(['app_owner', 'app_reader', 'Report Writers', 'postgres']));
     expect(JSON.stringify(manifest)).not.toMatch(/SCRAM-SHA-256|owner-pw-1/);
-    expect((await runCli(['verify'], env)).stdout).toMatch(/^ok {4}globals\.sql: sha256 ok, \d+ roles$/m);
+    expect((await runCli(['verify'], env)).stdout).toMatch(/^ok {4}globals\.sql: sha256 ok, \d+ roles and 0 tablespaces, as in the manifest$/m);
     const drill = await runCli(['verify', '--restore'], env);
     expect(drill.exitCode, drill.stdout).toBe(0);
     expect(drill.stdout).toMatch(/^ok {4}read globals\.sql: \d+ roles and 0 tablespaces, as in the manifest \(not restored/m);

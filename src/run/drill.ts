@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { availableParallelism, tmpdir } from 'node:os';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { offsiteStore } from '../app.ts';
@@ -9,7 +9,7 @@ import { RunError, UsageError, describe, firstLine } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { GlobalsArtifact, MediaArtifact, PostgresArtifact } from '../manifest.ts';
 import { libpqEnv, pgError, query } from '../pg/psql.ts';
-import { globalsContents } from '../sources/globals.ts';
+import { checkGlobalsFile } from '../sources/globals.ts';
 import { compareCounts } from '../sources/postgres-restore.ts';
 import { connectServer, type PgServer } from '../sources/postgres-server.ts';
 import { measureTree } from '../sources/media.ts';
@@ -138,11 +138,7 @@ export async function drill(config: Config, log: Logger, ref: string, now: () =>
       // Roles are server-wide: a drill only reads them, it never creates roles on any server.
       for (const globals of selection.artifacts.filter((a): a is GlobalsArtifact => a.kind === 'globals')) {
         checks.push(
-          await timed(`read ${globals.file}`, async () => {
-            const found = globalsContents(await readFile(join(selection.runDir, globals.file), 'utf8'));
-            if (found.roles.join(',') !== globals.roles.join(',')) throw new RunError(`its roles (${found.roles.join(', ')}) differ from the manifest's (${globals.roles.join(', ')})`);
-            return `${found.roles.length} roles and ${found.tablespaces.length} tablespaces, as in the manifest (not restored: roles are server-wide)`;
-          }),
+          await timed(`read ${globals.file}`, async () => `${await checkGlobalsFile(join(selection.runDir, globals.file), globals)} (not restored: roles are server-wide)`),
         );
       }
       for (const media of selection.artifacts.filter((a): a is MediaArtifact => a.kind === 'media')) {

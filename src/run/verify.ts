@@ -1,11 +1,10 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import type { Config } from '../config/config.ts';
-import { firstLine } from '../errors.ts';
+import { describe, firstLine } from '../errors.ts';
 import type { Artifact } from '../manifest.ts';
 import { discoverClients, newestClient, type PgClient } from '../pg/clients.ts';
-import { globalsContents } from '../sources/globals.ts';
+import { checkGlobalsFile } from '../sources/globals.ts';
 import { readToc } from '../sources/postgres.ts';
 import { hashFile } from '../util/hash.ts';
 import { resolveRef } from '../volume/resolve.ts';
@@ -37,9 +36,10 @@ async function checkOne(path: string, artifact: Artifact, dumpReader: () => Prom
     }
   }
   if (artifact.kind === 'globals') {
-    const found = globalsContents(await readFile(path, 'utf8'));
-    if (found.roles.length !== artifact.roles.length) return fail(`${found.roles.length} CREATE ROLE statements, the manifest lists ${artifact.roles.length} roles`);
-    return { file: artifact.file, ok: true, detail: `sha256 ok, ${found.roles.length} roles` };
+    return checkGlobalsFile(path, artifact).then(
+      (detail) => ({ file: artifact.file, ok: true, detail: `sha256 ok, ${detail}` }),
+      (error: unknown) => fail(describe(error)),
+    );
   }
   // A full read of the archive: decompression and every tar header.
   const listing = await execa('tar', ['--list', `--file=${path}`, artifact.compression === 'gzip' ? '--gzip' : '--zstd'], {

@@ -17,11 +17,20 @@ const CREATE_TABLESPACE = new RegExp(`^CREATE TABLESPACE ${IDENT} `, 'gm');
 const unquote = (ident: string) => (ident.startsWith('"') ? ident.slice(1, -1).replaceAll('""', '"') : ident);
 
 /** The roles and tablespaces a globals file creates. */
-export function globalsContents(sql: string): { roles: string[]; tablespaces: string[] } {
+function globalsContents(sql: string): { roles: string[]; tablespaces: string[] } {
   return {
     roles: [...sql.matchAll(CREATE_ROLE)].map((m) => unquote(m[1]!)),
     tablespaces: [...sql.matchAll(CREATE_TABLESPACE)].map((m) => unquote(m[1]!)),
   };
+}
+
+/** Reads a globals file and compares its roles with the manifest's; throws on a difference. */
+export async function checkGlobalsFile(path: string, artifact: GlobalsArtifact): Promise<string> {
+  const found = globalsContents(await readFile(path, 'utf8'));
+  if (found.roles.join('\n') !== artifact.roles.join('\n')) {
+    throw new RunError(`its roles (${found.roles.join(', ')}) differ from the manifest's (${artifact.roles.join(', ')})`);
+  }
+  return `${found.roles.length} roles and ${found.tablespaces.length} tablespaces, as in the manifest`;
 }
 
 /** The server's roles and tablespaces, with `pg_dumpall --globals-only` (POSTGRES_GLOBALS). */

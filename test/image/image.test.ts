@@ -1,7 +1,7 @@
 import { lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { filesBelow, tempDir } from '../support/cli.ts';
+import { filesBelow, tempDir, until } from '../support/cli.ts';
 import { IMAGE, buildImage, podman, requirePodman } from '../support/podman.ts';
 import { startPostgres, type TestServer } from '../support/postgres-server.ts';
 
@@ -15,16 +15,6 @@ const HOOKED = `${NAME}-hooked`;
 let pg: TestServer;
 let work: string;
 let volume: string;
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
 
 function containerEnv(extra: Record<string, string> = {}): string[] {
   const env: Record<string, string> = {
@@ -92,7 +82,7 @@ describe('the image', () => {
     const [run] = await until('the first run in the volume', async () => {
       const dirs = await runDirs(volume);
       return dirs.length > 0 ? dirs : undefined;
-    });
+    }, 60_000);
     const manifest = JSON.parse(await readFile(join(volume, run!, 'manifest.json'), 'utf8')) as { artifacts: { file: string }[] };
     expect(manifest.artifacts.map((a) => a.file).sort()).toEqual(['app.dump', 'uploads.tar.gz']);
 
