@@ -83,6 +83,15 @@ export interface DaemonConfig {
   requireVerify: boolean;
 }
 
+/** How artifacts are encrypted (age): to public keys, or with a passphrase. */
+export type EncryptionConfig = { recipients: string[] } | { passphrase: string };
+
+/** How restore, verify and drills decrypt: identities (AGE-SECRET-KEY-1…) and/or the passphrase. */
+export interface DecryptionConfig {
+  identities: string[];
+  passphrase: string | undefined;
+}
+
 /** Restore drills: where scratch databases are made, and the extra check. */
 export interface VerifyConfig {
   /** Undefined when no database is backed up. */
@@ -112,6 +121,10 @@ export interface Config {
   s3: S3Config | undefined;
   daemon: DaemonConfig;
   verify: VerifyConfig;
+  /** Undefined: artifacts are stored as they are. */
+  encryption: EncryptionConfig | undefined;
+  /** Undefined: no key to read encrypted runs with. */
+  decryption: DecryptionConfig | undefined;
   hooks: HooksConfig;
   /** status warns below this many free bytes in the volume. */
   diskFreeMin: number;

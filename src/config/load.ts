@@ -119,6 +119,7 @@ export function loadConfig(env: Env = process.env, options: { needSources?: bool
     minutes: v.BACKUP_KEEP_MINS,
   };
   const s3 = v.S3_BUCKET === undefined ? undefined : s3Config(v, retention, env, problems);
+  const { encryption, decryption } = cryptoConfig(v, problems);
   if (problems.length > 0) return { config: undefined, problems, settings };
 
   return {
@@ -142,6 +143,8 @@ export function loadConfig(env: Env = process.env, options: { needSources?: bool
         verifySchedule: v.VERIFY_SCHEDULE,
         requireVerify: v.HEALTHCHECK_REQUIRE_VERIFY,
       },
+      encryption,
+      decryption,
       verify: {
         postgres:
           postgres === undefined || v.VERIFY_POSTGRES_HOST === undefined
@@ -172,6 +175,28 @@ export function loadConfig(env: Env = process.env, options: { needSources?: bool
 }
 
 type Values = { [K in EnvName]: z.output<(typeof ENV)[K]['schema']> };
+
+function cryptoConfig(v: Values, problems: string[]): Pick<Config, 'encryption' | 'decryption'> {
+  const recipients = v.ENCRYPTION_RECIPIENTS;
+  const passphrase = v.ENCRYPTION_PASSPHRASE === '' ? undefined : v.ENCRYPTION_PASSPHRASE;
+  if (recipients.length > 0 && passphrase !== undefined) {
+    problems.push('ENCRYPTION_RECIPIENTS, ENCRYPTION_PASSPHRASE: set one of them (age cannot mix public keys and a passphrase in one file)');
+  }
+  let identities: string[] = [];
+  if (v.ENCRYPTION_IDENTITY_FILE !== undefined) {
+    try {
+      identities = readFileSync(v.ENCRYPTION_IDENTITY_FILE, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l.startsWith('AGE-SECRET-KEY-'));
+      if (identities.length === 0) problems.push(`ENCRYPTION_IDENTITY_FILE="${v.ENCRYPTION_IDENTITY_FILE}": no AGE-SECRET-KEY-1… line in it; make one with age-keygen`);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+      problems.push(`ENCRYPTION_IDENTITY_FILE="${v.ENCRYPTION_IDENTITY_FILE}": cannot read the file (${code}); mount it there or fix the path`);
+    }
+  }
+  return {
+    encryption: recipients.length > 0 ? { recipients } : passphrase !== undefined ? { passphrase } : undefined,
+    decryption: identities.length > 0 || passphrase !== undefined ? { identities, passphrase } : undefined,
+  };
+}
 
 function s3Config(v: Values, retention: RetentionPolicy, env: Env, problems: string[]): S3Config | undefined {
   const keyId = v.AWS_ACCESS_KEY_ID;

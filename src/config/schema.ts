@@ -433,6 +433,26 @@ export const ENV = {
     description: 'lifecycle: days after which the bucket aborts multipart uploads a crash left behind.',
     example: '3',
   },
+  ENCRYPTION_RECIPIENTS: {
+    schema: optionalText
+      .transform((v) => (v ?? '').split('\n').filter((line) => !line.trim().startsWith('#')).join(' ').split(/[\s,]+/).filter(Boolean))
+      .refine((keys) => keys.every((k) => /^age1[0-9a-z]{20,}$/.test(k)), { message: 'expected age public keys (age1…), separated by commas, spaces or lines' }),
+    description:
+      'age public keys every artifact is encrypted to, as it is streamed (files get .age). Only the matching identities can restore. Not with ENCRYPTION_PASSPHRASE.',
+    example: 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p',
+    fileVariant: true,
+  },
+  ENCRYPTION_PASSPHRASE: {
+    schema: z.string().optional(),
+    description: 'Encrypt every artifact with this passphrase (age scrypt), and decrypt with it. Not with ENCRYPTION_RECIPIENTS.',
+    example: 'correct-horse-battery-staple',
+    secret: true,
+  },
+  ENCRYPTION_IDENTITY_FILE: {
+    schema: absolutePath('ENCRYPTION_IDENTITY_FILE').optional(),
+    description: 'An age identity file (AGE-SECRET-KEY-1… lines) that restore, verify and drills decrypt with. Keep it off the backup host if you can.',
+    example: '/run/secrets/age_identity',
+  },
   SCHEDULE: {
     schema: cronExpression.default('@daily'),
     description: 'When the daemon backs up: a cron expression in TZ (seconds field and nicknames allowed).',
