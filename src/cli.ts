@@ -154,7 +154,7 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
         const { drillCommand } = await import('./commands/drill.ts');
         return drillCommand(config, log, positionals[0] ?? 'latest');
       }
-      return verifyCommand(config, positionals[0] ?? 'latest');
+      return verifyCommand(config, log, positionals[0] ?? 'latest');
     }
     default:
       throw new UsageError(`unknown command "${command}"`);

@@ -10,6 +10,11 @@ const common = {
   source: z.string(),
   size: z.number().int().nonnegative(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  /** Encrypted (age): size and sha256 above are of the stored file; these of the plaintext. */
+  encryption: z
+    .object({ format: z.literal('age'), plainSha256: z.string().regex(/^[0-9a-f]{64}$/), plainSize: z.number().int().nonnegative() })
+    .nullable()
+    .default(null),
 };
 
 export const postgresArtifact = z.object({

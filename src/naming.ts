@@ -74,11 +74,14 @@ export function tarballFileName(media: string, compression: 'gzip' | 'zstd'): st
 /** Roles and tablespaces of the server (POSTGRES_GLOBALS); no database dump ends in .sql. */
 export const GLOBALS_FILE = 'globals.sql';
 
+/** Encrypted files (age, age-encryption.org/v1) carry this suffix. */
+export const AGE_SUFFIX = '.age';
+
 /** Files a run folder may hold; anything else in it is foreign. */
-const ARTIFACT_FILE = /^(?:[A-Za-z0-9_.%-]+\.dump|[A-Za-z0-9][A-Za-z0-9_.-]*\.tar\.(?:gz|zst))$/;
+const ARTIFACT_FILE = /^(?:[A-Za-z0-9_.%-]+\.dump|[A-Za-z0-9][A-Za-z0-9_.-]*\.tar\.(?:gz|zst)|globals\.sql)(?:\.age)?$/;
 
 export function isRunFile(file: string): boolean {
-  return file === MANIFEST || file === GLOBALS_FILE || ARTIFACT_FILE.test(file);
+  return file === MANIFEST || ARTIFACT_FILE.test(file);
 }
 
 /** `<prefix>/<tier>/<run-id>/<file>`: the volume's layout, mirrored in the bucket. */

@@ -1,11 +1,13 @@
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import type { EncryptionConfig } from '../config/config.ts';
+import type { RunCipher } from '../crypto/age.ts';
 import { RunError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { manifestText, type Artifact, type Manifest } from '../manifest.ts';
-import { MANIFEST, PARTIAL_DIR, formatRunId, type RunTier } from '../naming.ts';
+import { AGE_SUFFIX, MANIFEST, PARTIAL_DIR, formatRunId, type RunTier } from '../naming.ts';
 import type { OffsiteStore, UploadSink } from '../offsite/store.ts';
 import type { PgServer } from '../sources/postgres-server.ts';
 import type { BackupSource } from '../sources/source.ts';
@@ -30,6 +32,8 @@ export interface BackupRequest {
   expectedSizes?: ReadonlyMap<string, number>;
   /** Aborts the run cleanly (the daemon's shutdown timeout): producers are killed, nothing is left. */
   signal?: AbortSignal;
+  /** Encrypts every artifact as it is streamed (age); undefined: stored as produced. */
+  encryption?: EncryptionConfig;
 }
 
 export interface BackupResult {
@@ -59,6 +63,7 @@ async function writeArtifact(
   source: BackupSource,
   path: string,
   upload: UploadSink | undefined,
+  cipher: RunCipher | undefined,
   cleanup: Cleanup,
   log: Logger,
   signal: AbortSignal | undefined,
@@ -69,11 +74,13 @@ async function writeArtifact(
   signal?.addEventListener('abort', onAbort);
   cleanup.add(`stop listening for the abort of ${source.fileName}`, async () => signal?.removeEventListener('abort', onAbort));
   const hasher = new HashingStream();
+  const plain = new HashingStream();
   const file = createWriteStream(path, { flags: 'wx', mode: FILE_MODE, flush: true });
   const tee = new FanOut(file, upload?.stream);
   const settleUpload = upload === undefined ? undefined : cleanup.add(`abort the upload of ${source.fileName}`, () => upload.abort(new Error('the run failed')));
   upload?.failed.catch((error: Error) => tee.drop(error));
-  const [written, produced] = await Promise.allSettled([pipeline(production.stream, hasher, tee), production.done]);
+  const writing = cipher === undefined ? pipeline(production.stream, hasher, tee) : pipeline(production.stream, plain, cipher.encryptor(), hasher, tee);
+  const [written, produced] = await Promise.allSettled([writing, production.done]);
   if (written.status === 'rejected') {
     production.abort();
     await production.done.catch(() => undefined);
@@ -90,8 +97,10 @@ async function writeArtifact(
   if (produced.status === 'rejected') throw produced.reason;
   const size = (await stat(path)).size;
   if (size !== hasher.bytes) throw new RunError(`${path} holds ${size} bytes but ${hasher.bytes} were written: the volume lost data`);
-  const details = await production.describe(path);
-  const artifact = { file: source.fileName, source: source.name, size, sha256: hasher.digest(), ...details } as Artifact;
+  // Described from what is on disk, read back (and, encrypted, decrypted with this run's own key).
+  const details = await production.describe(cipher === undefined ? async () => createReadStream(path) : () => cipher.open(path));
+  const encryption = cipher === undefined ? null : { format: 'age' as const, plainSha256: plain.digest(), plainSize: plain.bytes };
+  const artifact = { file: basename(path), source: source.name, size, sha256: hasher.digest(), encryption, ...details } as Artifact;
 
   let offsiteError: RunError | undefined;
   if (upload !== undefined) {
@@ -157,15 +166,18 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
               await store.deleteRuns([{ id, tier: req.tier, time: start, complete: false, files: uploaded.map((file) => ({ file, key: store.keyOf(req.tier, id, file), size: 0 })) }]);
             }
           });
+    // Loaded only when used: the age and noble libraries cost memory in every run otherwise.
+    const cipher = req.encryption === undefined ? undefined : await (await import('../crypto/age.ts')).RunCipher.create(req.encryption);
     for (const source of req.sources) {
       const began = Date.now();
+      const file = cipher === undefined ? source.fileName : `${source.fileName}${AGE_SUFFIX}`;
       const upload =
         req.offsite !== undefined && offsiteError === undefined
-          ? req.offsite.upload(req.tier, id, source.fileName, { expectedSize: req.expectedSizes?.get(source.fileName) ?? 0 })
+          ? req.offsite.upload(req.tier, id, file, { expectedSize: req.expectedSizes?.get(file) ?? 0 })
           : undefined;
-      const result = await writeArtifact(source, join(partialDir, source.fileName), upload, cleanup, runLog, req.signal);
+      const result = await writeArtifact(source, join(partialDir, file), upload, cipher, cleanup, runLog, req.signal);
       artifacts.push(result.artifact);
-      if (upload !== undefined && result.offsiteError === undefined) uploaded.push(source.fileName);
+      if (upload !== undefined && result.offsiteError === undefined) uploaded.push(file);
       if (result.offsiteError !== undefined) {
         offsiteError ??= result.offsiteError;
         runLog.error({ file: result.artifact.file, err: result.offsiteError.message }, 'offsite upload failed: this run stays local');

@@ -7,6 +7,7 @@ import { offsiteStore } from '../app.ts';
 import type { Config } from '../config/config.ts';
 import { RunError, UsageError, describe, firstLine } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { PARTIAL_DIR } from '../naming.ts';
 import type { GlobalsArtifact, MediaArtifact, PostgresArtifact } from '../manifest.ts';
 import { libpqEnv, pgError, query } from '../pg/psql.ts';
 import { checkGlobalsFile } from '../sources/globals.ts';
@@ -16,6 +17,8 @@ import { measureTree } from '../sources/media.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import { VERIFY_FILE, type DrillCheck, type DrillReport } from '../volume/drill-report.ts';
 import { withVolumeLock } from '../volume/lock.ts';
+import { withCleanup } from './cleanup.ts';
+import { decryptSelection } from './decrypt.ts';
 import { resolveWithOffsite } from './fetch.ts';
 import { checkChecksums } from './restore.ts';
 
@@ -108,14 +111,21 @@ async function drillFolder(path: string, artifact: MediaArtifact, signal: AbortS
  * into a temporary folder and measured. The report is written next to the run as verify.json.
  */
 export async function drill(config: Config, log: Logger, ref: string, now: () => Date, signal?: AbortSignal): Promise<{ report: DrillReport; runDir: string }> {
-  return withVolumeLock(config.backupDir, log, async () => {
-    const selection = await resolveWithOffsite(config.backupDir, await offsiteStore(config, log), config.s3, ref, log);
+  return withVolumeLock(config.backupDir, log, () => withCleanup(log, async (cleanup) => {
+    const stored = await resolveWithOffsite(config.backupDir, await offsiteStore(config, log), config.s3, ref, log);
     const started = now();
+    let selection = stored;
     const checks: DrillCheck[] = [await timed('sha256', async () => {
-      await checkChecksums(selection);
-      return `${selection.artifacts.length} file(s) match the manifest`;
+      await checkChecksums(stored);
+      return `${stored.artifacts.length} file(s) match the manifest`;
     })];
-    if (checks[0]!.ok) {
+    if (checks[0]!.ok && stored.artifacts.some((a) => a.encryption !== null)) {
+      checks.push(await timed('decrypt', async () => {
+        selection = await decryptSelection(stored, config.decryption, join(config.backupDir, PARTIAL_DIR), cleanup);
+        return `${stored.artifacts.length} file(s) decrypt to the manifest's plaintext sha256`;
+      }));
+    }
+    if (checks.every((c) => c.ok)) {
       const dumps = selection.artifacts.filter((a): a is PostgresArtifact => a.kind === 'postgres');
       if (dumps.length > 0) {
         const pg = config.verify.postgres;
@@ -147,15 +157,15 @@ export async function drill(config: Config, log: Logger, ref: string, now: () =>
     }
     const finished = now();
     const report: DrillReport = {
-      runId: selection.manifest.runId,
+      runId: stored.manifest.runId,
       ok: checks.every((c) => c.ok),
       startedAt: started.toISOString(),
       finishedAt: finished.toISOString(),
       durationMs: finished.getTime() - started.getTime(),
       checks,
     };
-    await writeFileAtomic(join(selection.runDir, VERIFY_FILE), `${JSON.stringify(report, null, 2)}\n`);
+    await writeFileAtomic(join(stored.runDir, VERIFY_FILE), `${JSON.stringify(report, null, 2)}\n`);
     log.info({ run: report.runId, ok: report.ok, durationMs: report.durationMs }, report.ok ? 'drill passed' : 'drill failed');
-    return { report, runDir: selection.runDir };
-  });
+    return { report, runDir: stored.runDir };
+  }));
 }

@@ -44,7 +44,7 @@ export async function backupJob(config: Config, log: Logger, options: { tier?: T
       for (const r of earlier) for (const a of r.manifest!.artifacts) if (!expectedSizes.has(a.file)) expectedSizes.set(a.file, a.size);
 
       const { sources, server } = await buildSources(config, log);
-      const result = await backupRun({ backupDir: config.backupDir, tier, label: config.label, sources, server, log, now, offsite: store, expectedSizes, signal: options.signal });
+      const result = await backupRun({ backupDir: config.backupDir, tier, label: config.label, sources, server, log, now, offsite: store, expectedSizes, signal: options.signal, encryption: config.encryption });
       if (result.offsiteError !== undefined) problems.push(`not offsite: ${result.offsiteError.message}; the run is kept in the volume and the next run uploads it`);
       if (store !== undefined && result.offsiteError === undefined) {
         try {

@@ -6,7 +6,7 @@ import type { Config, MediaFolder } from '../config/config.ts';
 import { RunError, UsageError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Artifact } from '../manifest.ts';
-import { PRE_RESTORE } from '../naming.ts';
+import { PARTIAL_DIR, PRE_RESTORE } from '../naming.ts';
 import { restoreGlobals } from '../sources/globals.ts';
 import { readToc } from '../sources/postgres.ts';
 import { connectServer, type PgServer } from '../sources/postgres-server.ts';
@@ -19,6 +19,7 @@ import { confirm } from '../util/confirm.ts';
 import { hashFile } from '../util/hash.ts';
 import { backupRun } from './backup.ts';
 import { withCleanup } from './cleanup.ts';
+import { decryptSelection } from './decrypt.ts';
 
 export interface RestoreOptions {
   ref: string;
@@ -95,10 +96,12 @@ async function folderHasContent(path: string): Promise<boolean> {
 export async function restore(config: Config, log: Logger, options: RestoreOptions): Promise<RestoreResult> {
   return withVolumeLock(config.backupDir, log, () =>
     withCleanup(log, async (cleanup) => {
-      const selection = await resolveWithOffsite(config.backupDir, await offsiteStore(config, log), config.s3, options.ref, log);
+      const stored = await resolveWithOffsite(config.backupDir, await offsiteStore(config, log), config.s3, options.ref, log);
+      plan(config, stored, options); // usage errors before any work
+      await checkChecksums(stored);
+      log.info({ run: stored.manifest.runId, files: stored.artifacts.map((a) => a.file) }, 'checksums match the manifest');
+      const selection = await decryptSelection(stored, config.decryption, join(config.backupDir, PARTIAL_DIR), cleanup);
       const plans = plan(config, selection, options);
-      await checkChecksums(selection);
-      log.info({ run: selection.manifest.runId, files: plans.map((p) => p.artifact.file) }, 'checksums match the manifest');
 
       let server: PgServer | undefined;
       const pg = plans.some((p) => p.artifact.kind !== 'media') ? requirePostgres(config) : undefined;
@@ -122,7 +125,7 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
         const globals = plans.some((p) => p.artifact.kind === 'globals');
         if (globals || databases.length + folders.length > 0) {
           const sources = safetySources(config, server, { globals, databases, folders }, log);
-          const result = await backupRun({ backupDir: config.backupDir, tier: PRE_RESTORE, label: undefined, sources, server, log });
+          const result = await backupRun({ backupDir: config.backupDir, tier: PRE_RESTORE, label: undefined, sources, server, log, encryption: config.encryption });
           safetyBackup = result.runDir;
           log.info({ dir: safetyBackup }, 'safety backup taken');
         }

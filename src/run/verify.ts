@@ -1,13 +1,17 @@
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import type { Config } from '../config/config.ts';
+import type { Logger } from '../log.ts';
 import { describe, firstLine } from '../errors.ts';
 import type { Artifact } from '../manifest.ts';
 import { discoverClients, newestClient, type PgClient } from '../pg/clients.ts';
 import { checkGlobalsFile } from '../sources/globals.ts';
 import { readToc } from '../sources/postgres.ts';
 import { hashFile } from '../util/hash.ts';
-import { resolveRef } from '../volume/resolve.ts';
+import { resolveRef, type Selection } from '../volume/resolve.ts';
+import { withCleanup } from './cleanup.ts';
+import { decryptSelection } from './decrypt.ts';
 
 export interface ArtifactCheck {
   file: string;
@@ -51,13 +55,41 @@ async function checkOne(path: string, artifact: Artifact, dumpReader: () => Prom
   return { file: artifact.file, ok: true, detail: 'sha256 ok, archive reads to the end' };
 }
 
-/** Checks a run or one artifact without touching any server: sha256, then a full read. */
-export async function verify(config: Config, ref: string): Promise<VerifyResult> {
-  const selection = await resolveRef(config.backupDir, ref);
+/**
+ * Checks a run or one artifact without touching any server: sha256, then a full read. An encrypted run
+ * is decrypted into a temporary folder first (with ENCRYPTION_IDENTITY_FILE or the passphrase); without
+ * a key only the stored bytes can be checked.
+ */
+export async function verify(config: Config, log: Logger, ref: string): Promise<VerifyResult> {
+  const stored = await resolveRef(config.backupDir, ref);
   // Any newer pg_restore reads older dumps, so the newest client reads them all, without a server.
   let client: Promise<PgClient> | undefined;
   const dumpReader = () => (client ??= discoverClients(config.postgres?.binDir).then(newestClient));
-  const checks: ArtifactCheck[] = [];
-  for (const artifact of selection.artifacts) checks.push(await checkOne(join(selection.runDir, artifact.file), artifact, dumpReader));
-  return { runId: selection.manifest.runId, runDir: selection.runDir, checks };
+  const result = (checks: ArtifactCheck[]) => ({ runId: stored.manifest.runId, runDir: stored.runDir, checks });
+  if (stored.artifacts.every((a) => a.encryption === null)) {
+    const checks: ArtifactCheck[] = [];
+    for (const artifact of stored.artifacts) checks.push(await checkOne(join(stored.runDir, artifact.file), artifact, dumpReader));
+    return result(checks);
+  }
+  const hashes: ArtifactCheck[] = [];
+  for (const artifact of stored.artifacts) {
+    const actual = await hashFile(join(stored.runDir, artifact.file)).catch(() => undefined);
+    const ok = actual?.sha256 === artifact.sha256 && actual.size === artifact.size;
+    hashes.push({ file: artifact.file, ok, detail: ok ? 'sha256 ok (encrypted; set ENCRYPTION_IDENTITY_FILE or ENCRYPTION_PASSPHRASE to check the contents)' : 'sha256 differs from the manifest, or the file cannot be read' });
+  }
+  if (config.decryption === undefined || hashes.some((c) => !c.ok)) return result(hashes);
+  return withCleanup(log, async (cleanup) => {
+    let plain: Selection;
+    try {
+      plain = await decryptSelection(stored, config.decryption, tmpdir(), cleanup);
+    } catch (error) {
+      return result(stored.artifacts.map((a) => ({ file: a.file, ok: false, detail: describe(error) })));
+    }
+    const checks: ArtifactCheck[] = [];
+    for (const [i, artifact] of plain.artifacts.entries()) {
+      const check = await checkOne(join(plain.runDir, artifact.file), artifact, dumpReader);
+      checks.push({ ...check, file: stored.artifacts[i]!.file, detail: check.ok ? `sha256 ok, decrypted: ${check.detail}` : check.detail });
+    }
+    return result(checks);
+  });
 }

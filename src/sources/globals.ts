@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { text } from 'node:stream/consumers';
 import { execa } from 'execa';
 import { RunError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -70,7 +71,7 @@ export class GlobalsSource implements BackupSource {
       stream: dump.stdout,
       done,
       abort: () => dump.kill(),
-      describe: async (path) => ({ kind: 'globals', format: 'sql', ...globalsContents(await readFile(path, 'utf8')) }),
+      describe: async (read) => ({ kind: 'globals', format: 'sql', ...globalsContents(await text(await read())) }),
     };
   }
 }

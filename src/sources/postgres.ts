@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { RunError } from '../errors.ts';
@@ -49,13 +50,18 @@ export interface DumpContents {
   hasLargeObjects: boolean;
 }
 
-export async function readToc(client: PgClient, path: string): Promise<DumpContents> {
-  let stdout: string;
-  try {
-    ({ stdout } = await execa(join(client.binDir, 'pg_restore'), ['--list', path]));
-  } catch (error) {
-    throw new RunError(`${path} is not a readable PostgreSQL custom-format dump: ${pgError((error as { stderr?: string }).stderr)}`);
+export async function readToc(client: PgClient, path: string, plaintext?: Readable): Promise<DumpContents> {
+  // From a stream (a decrypted file), pg_restore reads only the table of contents at its head and exits:
+  // the rest of the stream is not wanted, so a broken pipe there is expected.
+  const listing = execa(join(client.binDir, 'pg_restore'), plaintext === undefined ? ['--list', path] : ['--list'], { reject: false, stdin: plaintext === undefined ? 'ignore' : 'pipe' });
+  if (plaintext !== undefined) {
+    listing.stdin?.on('error', () => undefined);
+    plaintext.on('error', () => undefined).pipe(listing.stdin!);
   }
+  const result = await listing;
+  plaintext?.destroy();
+  if (result.exitCode !== 0) throw new RunError(`${path} is not a readable PostgreSQL custom-format dump: ${pgError(result.stderr)}`);
+  const stdout = result.stdout;
   const entries = stdout.split('\n').filter((l) => /^\d+;/.test(l));
   const typeOf = (line: string) => line.replace(/^\d+;\s+\d+\s+\d+\s+/, '');
   return {
@@ -148,8 +154,8 @@ export class PostgresSource implements BackupSource {
         dump.kill();
         session.kill();
       },
-      describe: async (path) => {
-        const contents = await readToc(server.client, path);
+      describe: async (read) => {
+        const contents = await readToc(server.client, this.fileName, await read());
         return {
           kind: 'postgres',
           format: 'custom',

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { GlobalsArtifact, MediaArtifact, PostgresArtifact } from '../manifest.ts';
 
-type Common = 'file' | 'source' | 'size' | 'sha256';
+type Common = 'file' | 'source' | 'size' | 'sha256' | 'encryption';
 /** What a source knows about its artifact, beyond name, size and checksum. */
 export type ArtifactDetails = Omit<PostgresArtifact, Common> | Omit<MediaArtifact, Common> | Omit<GlobalsArtifact, Common>;
 
@@ -12,8 +12,8 @@ export interface Production {
   done: Promise<void>;
   /** Stops the producer at once (a sink failed). */
   abort(): void;
-  /** Checks the artifact as written at `path` and describes it for the manifest. */
-  describe(path: string): Promise<ArtifactDetails>;
+  /** Checks the artifact as written (read back as plaintext through `read`) and describes it for the manifest. */
+  describe(read: () => Promise<Readable>): Promise<ArtifactDetails>;
 }
 
 /** Something to back up: one database, one media folder. */

@@ -47,7 +47,8 @@ export async function resolveRef(backupDir: string, ref: string): Promise<Select
     if (run !== undefined) return { runDir: run.dir, manifest: run.manifest!, artifacts: run.manifest!.artifacts };
   }
   for (const run of regular) {
-    const artifact = run.manifest!.artifacts.find((a) => a.file === ref);
+    // An encrypted run's files end in .age; the plain name finds them too.
+    const artifact = run.manifest!.artifacts.find((a) => a.file === ref || a.file === `${ref}.age`);
     if (artifact !== undefined) return { runDir: run.dir, manifest: run.manifest!, artifacts: [artifact] };
   }
   throw new UsageError(`no run or file named "${ref}" in ${backupDir}; run \`backup-sidecar list\` to see the runs`);
