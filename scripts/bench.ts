@@ -8,7 +8,8 @@
  *   (b) dump to a file, then upload it (what eeshugerman/postgres-backup-s3 does)
  *   (c) backup-sidecar streaming to the volume and S3 at once
  *   (v) backup-sidecar to the volume only
- * It prints wall times, the ratios v/a, c/a and c/b, and the peak RSS of the backup-sidecar process
+ *   (e) backup-sidecar to the volume only, encrypting with age (ENCRYPTION_RECIPIENTS)
+ * It prints wall times, the ratios v/a, c/a, c/b and e/v (the cost of encryption), and the peak RSS of the backup-sidecar process
  * alone (it logs its own maxRSS; pg_dump is a separate process). Targets: v/a <= 1.05, c/a <= 1.10,
  * peak RSS < 150 MB at every size.
  */
@@ -18,6 +19,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { execa } from 'execa';
 import { CLI, tempDir } from '../test/support/cli.ts';
 import { PG15_BIN, freePort, startPostgres } from '../test/support/postgres-server.ts';
@@ -27,6 +29,7 @@ const repeat = Number(process.env.BENCH_REPEAT ?? '2');
 const MIB = 1024 * 1024;
 
 const work = await tempDir('bench');
+const recipient = await identityToRecipient(await generateX25519Identity());
 const pg = await startPostgres();
 const s3Port = await freePort();
 const s3Dir = join(work, 's3');
@@ -99,7 +102,7 @@ async function timed(run: () => Promise<Omit<Sample, 'ms'>>): Promise<Sample> {
 }
 
 /** Runs the CLI as it is installed (through its shebang, with its V8 flags) and reads its own log. */
-async function sidecar(db: string, dir: string, withS3: boolean): Promise<Omit<Sample, 'ms'>> {
+async function sidecar(db: string, dir: string, withS3: boolean, extra: Record<string, string> = {}): Promise<Omit<Sample, 'ms'>> {
   await rm(dir, { recursive: true, force: true });
   const env = {
     ...pg.env,
@@ -108,6 +111,7 @@ async function sidecar(db: string, dir: string, withS3: boolean): Promise<Omit<S
     BACKUP_DIR: dir,
     LOG_LEVEL: 'debug',
     ...(withS3 ? { S3_BUCKET: 'bench', S3_ENDPOINT: endpoint, S3_PREFIX: `${db}-${Date.now()}`, AWS_ACCESS_KEY_ID: 'bench', AWS_SECRET_ACCESS_KEY: 'bench-secret' } : {}),
+    ...extra,
   };
   const r = await execa(CLI, ['backup'], { env, extendEnv: false, reject: false });
   if (r.exitCode !== 0) throw new Error(`backup failed: ${r.stderr.slice(-2000)}`);
@@ -153,16 +157,18 @@ try {
     line(`      of which: dump streamed to volume and S3 ${seconds(c.dumpPhase!)} s, last parts + complete ${seconds(c.complete!)} s, size check + sha256 copy ${seconds(c.seal!)} s`);
     const v = await timed(() => sidecar(db, join(work, 'volume-v'), false));
     line(`  (v) backup-sidecar, volume only     ${seconds(v.ms)} s   peak RSS ${v.rss} MiB`);
+    const e = await timed(() => sidecar(db, join(work, 'volume-e'), false, { ENCRYPTION_RECIPIENTS: recipient }));
+    line(`  (e) backup-sidecar, volume, age     ${seconds(e.ms)} s   peak RSS ${e.rss} MiB   ${(dumpSize / MIB / (e.dumpPhase! / 1000)).toFixed(0)} MiB/s through the dump phase (pg_dump sets the pace)`);
     const ratio = (x: number, y: number) => (x / y).toFixed(2);
-    line(`  v/a ${ratio(v.ms, a.ms)} (target <= 1.05)   c/a ${ratio(c.ms, a.ms)} (target <= 1.10)   c/b ${ratio(c.ms, b.ms)}   a/b ${ratio(a.ms, b.ms)}   dump phase of (c) / a ${ratio(c.dumpPhase!, a.ms)}`);
+    line(`  v/a ${ratio(v.ms, a.ms)} (target <= 1.05)   c/a ${ratio(c.ms, a.ms)} (target <= 1.10)   c/b ${ratio(c.ms, b.ms)}   a/b ${ratio(a.ms, b.ms)}   dump phase of (c) / a ${ratio(c.dumpPhase!, a.ms)}   e/v ${ratio(e.ms, v.ms)}`);
     results.push(
-      `| ${(bytes / MIB).toFixed(0)} MiB (dump ${(dumpSize / MIB).toFixed(0)} MiB) | ${seconds(a.ms)} | ${seconds(b.ms)} | ${seconds(c.ms)} (${seconds(c.dumpPhase!)} + ${seconds(c.complete!)} + ${seconds(c.seal!)}) | ${seconds(v.ms)} | ${ratio(v.ms, a.ms)} | ${ratio(c.ms, a.ms)} | ${ratio(c.ms, b.ms)} | ${ratio(c.dumpPhase!, a.ms)} | ${v.rss} / ${c.rss} MiB |`,
+      `| ${(bytes / MIB).toFixed(0)} MiB (dump ${(dumpSize / MIB).toFixed(0)} MiB) | ${seconds(a.ms)} | ${seconds(b.ms)} | ${seconds(c.ms)} (${seconds(c.dumpPhase!)} + ${seconds(c.complete!)} + ${seconds(c.seal!)}) | ${seconds(v.ms)} | ${seconds(e.ms)} | ${ratio(v.ms, a.ms)} | ${ratio(c.ms, a.ms)} | ${ratio(c.ms, b.ms)} | ${ratio(e.ms, v.ms)} | ${v.rss} / ${c.rss} / ${e.rss} MiB |`,
     );
     await rm(file, { force: true });
     await pg.sql('postgres', `DROP DATABASE ${db};`);
   }
-  line('\n| database | (a) s | (b) s | (c) s (dump + complete + seal) | (v) s | v/a | c/a | c/b | dump phase / a | peak RSS (v / c) |');
-  line('|---|---|---|---|---|---|---|---|---|---|');
+  line('\n| database | (a) s | (b) s | (c) s (dump + complete + seal) | (v) s | (e) s | v/a | c/a | c/b | e/v | peak RSS (v / c / e) |');
+  line('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of results) line(r);
 } finally {
   client.destroy();
