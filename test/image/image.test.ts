@@ -1,5 +1,6 @@
 import { lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { filesBelow, tempDir, until } from '../support/cli.ts';
 import { IMAGE, buildImage, podman, requirePodman } from '../support/podman.ts';
@@ -173,5 +174,19 @@ describe('the image', () => {
     const asUser = await podman(['run', '--rm', '--no-healthcheck', '--user', `${UID}:${GID}`, '-v', `${volume}:/backups`, IMAGE, 'list', '--json']);
     expect(asUser.exitCode, asUser.stderr).toBe(0);
     expect((JSON.parse(asUser.stdout) as unknown[]).length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('encrypts in the image: a one-off backup with ENCRYPTION_RECIPIENTS writes .age files that age -d decrypts on the host', async () => {
+    const backups = join(work, 'encrypted');
+    await mkdir(backups);
+    const key = join(work, 'age.key');
+    await execa('age-keygen', ['-o', key]);
+    const recipient = (await execa('age-keygen', ['-y', key])).stdout.trim();
+    const run = await podman(['run', '--rm', '--no-healthcheck', '--network=host', ...containerEnv({ ENCRYPTION_RECIPIENTS: recipient }), ...mounts(backups), IMAGE, 'backup']);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const [dir] = await runDirs(backups);
+    expect((await readdir(join(backups, dir!))).sort()).toEqual(['app.dump.age', 'manifest.json', 'uploads.tar.gz.age']);
+    const listing = await execa('sh', ['-c', `age -d -i '${key}' '${join(backups, dir!, 'uploads.tar.gz.age')}' | tar -tzf -`]);
+    expect(listing.stdout).toContain('./2026/photo.jpg');
   });
 });
