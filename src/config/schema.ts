@@ -90,11 +90,7 @@ const cronExpression = z
     { message: 'expected a cron expression: 5 fields, 6 with seconds first, or @hourly, @daily, @weekly, @monthly' },
   );
 
-const port = z.coerce
-  .number({ message: 'expected a whole number from 1 to 65535' })
-  .int('expected a whole number from 1 to 65535')
-  .min(1, 'expected a whole number from 1 to 65535')
-  .max(65535, 'expected a whole number from 1 to 65535');
+const port = wholeNumber(1, 65535);
 
 /** A retention count: 0 keeps none of that tier, -1 keeps them forever. */
 const keep = (fallback: number) => wholeNumber(-1, 100_000).default(fallback);
@@ -484,7 +480,7 @@ export const ENV = {
     example: 'true',
   },
   HEALTHCHECK_PORT: {
-    schema: wholeNumber(1, 65535).optional(),
+    schema: port.optional(),
     description: 'The daemon serves /healthz (200 or 503) and /metrics (Prometheus) on this port.',
     example: '8080',
   },

@@ -1,4 +1,4 @@
-import { access, open, mkdir, rename, writeFile } from 'node:fs/promises';
+import { access, open, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** Folders in the volume are private: the backups hold the whole database. */
@@ -51,5 +51,14 @@ export function fsProblem(error: unknown, what: string): string {
       return `${e.path ?? 'a file'} does not exist (while ${what})`;
     default:
       return `${what} failed: ${e.message}`;
+  }
+}
+
+/** A small JSON file of ours, checked by `schema`; undefined when it is missing or damaged. */
+export async function readJsonFile<T>(path: string, schema: { parse(data: unknown): T }): Promise<T | undefined> {
+  try {
+    return schema.parse(JSON.parse(await readFile(path, 'utf8')));
+  } catch {
+    return undefined;
   }
 }

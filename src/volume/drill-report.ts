@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { readJsonFile } from '../util/fs.ts';
 
 /** `verify.json`, next to a run's manifest: the last restore drill of that run. */
 export const VERIFY_FILE = 'verify.json';
@@ -18,11 +18,7 @@ export type DrillCheck = DrillReport['checks'][number];
 
 /** The run's drill report; undefined when it was never drilled (or the file is damaged). */
 export async function readDrillReport(runDir: string): Promise<DrillReport | undefined> {
-  try {
-    return drillReport.parse(JSON.parse(await readFile(join(runDir, VERIFY_FILE), 'utf8')));
-  } catch {
-    return undefined;
-  }
+  return readJsonFile(join(runDir, VERIFY_FILE), drillReport);
 }
 
 /** One line for people: "passed at … (5 checks, 0.6 s)" or "FAILED at …: the failing checks". */

@@ -1,7 +1,7 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { writeFileAtomic } from '../util/fs.ts';
+import { readJsonFile, writeFileAtomic } from '../util/fs.ts';
 
 /** `.status.json` in the volume: how the last backup job went, for healthcheck and status. */
 const STATUS = '.status.json';
@@ -23,11 +23,7 @@ const statusFile = z.object({ last: jobOutcome, lastFailure: jobOutcome.nullable
 export type StatusFile = z.infer<typeof statusFile>;
 
 export async function readStatus(backupDir: string): Promise<StatusFile | undefined> {
-  try {
-    return statusFile.parse(JSON.parse(await readFile(join(backupDir, STATUS), 'utf8')));
-  } catch {
-    return undefined;
-  }
+  return readJsonFile(join(backupDir, STATUS), statusFile);
 }
 
 export async function recordOutcome(backupDir: string, outcome: JobOutcome): Promise<void> {
@@ -49,9 +45,6 @@ export async function recordDaemonStart(backupDir: string, at: Date): Promise<vo
 }
 
 export async function readDaemonStart(backupDir: string): Promise<Date | undefined> {
-  try {
-    return new Date(daemonFile.parse(JSON.parse(await readFile(join(backupDir, DAEMON), 'utf8'))).startedAt);
-  } catch {
-    return undefined;
-  }
+  const file = await readJsonFile(join(backupDir, DAEMON), daemonFile);
+  return file === undefined ? undefined : new Date(file.startedAt);
 }
