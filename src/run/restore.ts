@@ -7,7 +7,7 @@ import { RunError, UsageError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Artifact } from '../manifest.ts';
 import { PARTIAL_DIR, PRE_RESTORE } from '../naming.ts';
-import { restoreGlobals } from '../sources/globals.ts';
+import { checkGlobalsFile, restoreGlobals } from '../sources/globals.ts';
 import { readToc } from '../sources/postgres.ts';
 import { connectServer, type PgServer } from '../sources/postgres-server.ts';
 import { databaseExists, restoreDatabase } from '../sources/postgres-restore.ts';
@@ -108,6 +108,8 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
       if (pg !== undefined) {
         server = await connectServer(pg, pg.maintenanceDb);
         for (const p of plans.filter((x) => x.artifact.kind === 'postgres')) await readToc(server.client, p.path);
+        // A globals file is read and checked statement by statement before anything is touched.
+        for (const p of plans) if (p.artifact.kind === 'globals') await checkGlobalsFile(p.path, p.artifact);
       }
 
       const targets = plans.map((p) => (p.artifact.kind === 'postgres' ? `database ${p.target}` : p.artifact.kind === 'media' ? `folder ${p.target}` : `the server's roles and tablespaces`));

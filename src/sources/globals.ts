@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { text } from 'node:stream/consumers';
 import { execa } from 'execa';
-import { RunError } from '../errors.ts';
+import { RunError, describe } from '../errors.ts';
+import { parseGlobals } from './globals-sql.ts';
 import type { Logger } from '../log.ts';
 import type { GlobalsArtifact } from '../manifest.ts';
 import { GLOBALS_FILE } from '../naming.ts';
@@ -10,24 +11,19 @@ import { libpqEnv, pgError, query } from '../pg/psql.ts';
 import type { PgServer } from './postgres-server.ts';
 import type { BackupSource, Production } from './source.ts';
 
-/** pg_dumpall writes one statement per line; names are quoted identifiers where needed. */
-const IDENT = String.raw`("(?:[^"]|"")+"|[^\s;]+)`;
-const CREATE_ROLE = new RegExp(`^CREATE ROLE ${IDENT};$`, 'gm');
-const CREATE_TABLESPACE = new RegExp(`^CREATE TABLESPACE ${IDENT} `, 'gm');
-
-const unquote = (ident: string) => (ident.startsWith('"') ? ident.slice(1, -1).replaceAll('""', '"') : ident);
-
-/** The roles and tablespaces a globals file creates. */
-function globalsContents(sql: string): { roles: string[]; tablespaces: string[] } {
-  return {
-    roles: [...sql.matchAll(CREATE_ROLE)].map((m) => unquote(m[1]!)),
-    tablespaces: [...sql.matchAll(CREATE_TABLESPACE)].map((m) => unquote(m[1]!)),
-  };
+/** The roles and tablespaces a globals file creates; refuses a file that holds anything else (see globals-sql.ts). */
+function globalsContents(sql: string, where: string): { roles: string[]; tablespaces: string[] } {
+  try {
+    const { roles, tablespaces } = parseGlobals(sql);
+    return { roles, tablespaces };
+  } catch (error) {
+    throw new RunError(`${where}: ${describe(error)}`);
+  }
 }
 
 /** Reads a globals file and compares its roles with the manifest's; throws on a difference. */
 export async function checkGlobalsFile(path: string, artifact: GlobalsArtifact): Promise<string> {
-  const found = globalsContents(await readFile(path, 'utf8'));
+  const found = globalsContents(await readFile(path, 'utf8'), artifact.file);
   if (found.roles.join('\n') !== artifact.roles.join('\n')) {
     throw new RunError(`its roles (${found.roles.join(', ')}) differ from the manifest's (${artifact.roles.join(', ')})`);
   }
@@ -71,22 +67,30 @@ export class GlobalsSource implements BackupSource {
       stream: dump.stdout,
       done,
       abort: () => dump.kill(),
-      describe: async (read) => ({ kind: 'globals', format: 'sql', ...globalsContents(await text(await read())) }),
+      describe: async (read) => ({ kind: 'globals', format: 'sql', ...globalsContents(await text(await read()), GLOBALS_FILE) }),
     };
   }
 }
 
 /**
- * Recreates roles and tablespaces from a globals file, before the databases that need them. Roles that
- * exist keep existing (their attributes are set as in the file); the role this tool connects as is left
- * alone, so its password on this server stays the one the sidecar uses. Any other error fails.
+ * Recreates roles and tablespaces from a globals file, before the databases that need them. The file is
+ * never run as a psql script: each statement, checked by parseGlobals, is handed to psql base64-encoded
+ * and run with \gexec, which sends it to the server as it is (no meta-command, no variable is ever
+ * interpreted in it). Roles that exist keep existing (their attributes are set as in the file); the
+ * role this tool connects as is left alone, so its password on this server stays the one the sidecar
+ * uses. Any other error fails.
  */
 export async function restoreGlobals(server: PgServer, maintenanceDb: string, path: string, artifact: GlobalsArtifact): Promise<string> {
-  const me = (await query(server.client, server.conn, maintenanceDb, 'SELECT quote_ident(current_user);'))[0]?.[0] ?? '';
-  const own = new RegExp(`^(?:CREATE|ALTER) ROLE ${me.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}[ ;]`);
-  const sql = (await readFile(path, 'utf8')).split('\n').filter((line) => !own.test(line)).join('\n');
+  const parsed = parseGlobals(await readFile(path, 'utf8').catch((error: unknown) => {
+    throw new RunError(`cannot read ${artifact.file}: ${describe(error)}`);
+  }));
+  const me = (await query(server.client, server.conn, maintenanceDb, 'SELECT current_user;'))[0]?.[0] ?? '';
+  const script = parsed.statements
+    .filter((s) => s.role !== me)
+    .map((s) => `SELECT convert_from(decode('${Buffer.from(s.sql).toString('base64')}', 'base64'), 'UTF8') \\gexec\n`)
+    .join('');
   const result = await execa(join(server.client.binDir, 'psql'), ['-X', '-q', '-w', '-v', 'ON_ERROR_STOP=0', '-f', '-'], {
-    input: sql,
+    input: `SET standard_conforming_strings = on;\n${script}`,
     env: libpqEnv(server.conn, maintenanceDb),
     reject: false,
   });
