@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { RunError } from './errors.ts';
-import { MANIFEST, RUN_TIERS } from './naming.ts';
+import { MANIFEST, RUN_TIERS, artifactFileName, parseRunId } from './naming.ts';
 
 const common = {
   file: z.string(),
@@ -54,7 +54,14 @@ export const globalsArtifact = z.object({
   tablespaces: z.array(z.string()),
 });
 
-export const artifact = z.discriminatedUnion('kind', [postgresArtifact, mediaArtifact, globalsArtifact]);
+/** Every file name is checked against the naming rules before any file is opened: see artifactFileName. */
+export const artifact = z.discriminatedUnion('kind', [postgresArtifact, mediaArtifact, globalsArtifact]).superRefine((a, ctx) => {
+  const compression = a.kind === 'media' ? a.compression : '';
+  const expected = artifactFileName({ kind: a.kind, source: a.source, compression, encrypted: a.encryption !== null });
+  if (a.file !== expected) {
+    ctx.addIssue({ code: 'custom', path: ['file'], message: `${JSON.stringify(a.file.slice(0, 100))} is not the file backup-sidecar writes for ${a.kind} ${JSON.stringify(a.source.slice(0, 100))}` });
+  }
+});
 
 /** Whether the run also sits in the offsite store. The manifest is uploaded last, so "complete" means all of it. */
 export const offsiteState = z.object({
@@ -66,7 +73,7 @@ export const offsiteState = z.object({
 
 export const manifestSchema = z.object({
   manifestVersion: z.literal(1),
-  runId: z.string(),
+  runId: z.string().refine((id) => parseRunId(id) !== undefined, { message: 'is not a run id (YYYYMMDDTHHMMSSZ[_label])' }),
   tier: z.enum(RUN_TIERS as [string, ...string[]]),
   label: z.string().nullable(),
   startedAt: z.iso.datetime(),
@@ -81,7 +88,7 @@ export const manifestSchema = z.object({
       clientChoice: z.string(),
     })
     .nullable(),
-  artifacts: z.array(artifact),
+  artifacts: z.array(artifact).refine((list) => new Set(list.map((a) => a.file)).size === list.length, { message: 'name the same file twice' }),
   warnings: z.array(z.string()),
   /** Null when no offsite store was configured for the run. */
   offsite: offsiteState.nullable().default(null),
@@ -98,8 +105,8 @@ export function manifestText(manifest: Manifest): string {
   return `${JSON.stringify(manifest, null, 2)}\n`;
 }
 
-/** Reads and validates a run's manifest. */
-export async function readManifest(runDir: string): Promise<Manifest> {
+/** Reads and validates a run's manifest; with `where`, its run id and tier must be those of the folder it lies in. */
+export async function readManifest(runDir: string, where?: { id: string; tier: string }): Promise<Manifest> {
   const path = join(runDir, MANIFEST);
   let text: string;
   try {
@@ -112,12 +119,11 @@ export async function readManifest(runDir: string): Promise<Manifest> {
         : `cannot read ${path}: ${code}`,
     );
   }
-  return parseManifest(text, path);
+  return parseManifest(text, path, where);
 }
 
-/** Validates a manifest's text; `where` names it in errors. */
-export function parseManifest(text: string, where: string): Manifest {
-  const path = where;
+/** Validates a manifest's text; `path` names it in errors; with `expected`, its run id and tier must be those. */
+export function parseManifest(text: string, path: string, expected?: { id: string; tier: string }): Manifest {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -127,7 +133,11 @@ export function parseManifest(text: string, where: string): Manifest {
   const parsed = manifestSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new RunError(`${path} is not a backup-sidecar manifest: ${issue?.path.join('.')} ${issue?.message}`);
+    throw new RunError(`${path} is not a backup-sidecar manifest: ${issue?.path.join('.')} ${issue?.message}; nothing in the run is used`);
   }
-  return parsed.data;
+  const m = parsed.data;
+  if (expected !== undefined && (m.runId !== expected.id || m.tier !== expected.tier)) {
+    throw new RunError(`${path} describes run ${m.tier}/${m.runId.slice(0, 80)}, not ${expected.tier}/${expected.id}: it was moved or forged; nothing in the run is used`);
+  }
+  return m;
 }

@@ -2,7 +2,7 @@ import bytes from 'bytes';
 import { Cron } from 'croner';
 import ms from 'ms';
 import { z } from 'zod';
-import { TIERS } from '../naming.ts';
+import { MEDIA_NAME, TIERS } from '../naming.ts';
 
 /** A documented environment variable: its schema, example, and whether it may hold a secret. */
 export interface EnvVar {
@@ -130,7 +130,7 @@ export const mediaSpec = z.string().transform((raw, ctx) => {
     const path = (colon > 0 ? item.slice(colon + 1) : item).replace(/(.)\/+$/, '$1');
     if (!path.startsWith('/')) {
       ctx.addIssue({ code: 'custom', message: `"${item}" is not an absolute path` });
-    } else if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) {
+    } else if (!MEDIA_NAME.test(name)) {
       ctx.addIssue({
         code: 'custom',
         message: `"${item}" needs a name of letters, digits, '.', '_' or '-' (write it as name:/path)`,

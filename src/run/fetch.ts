@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import type { S3Config } from '../config/config.ts';
 import { RunError, UsageError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { manifestText, parseManifest } from '../manifest.ts';
+import { parseManifest } from '../manifest.ts';
 import { MANIFEST, PARTIAL_DIR, RUN_TIERS, parseObjectKey, parseRunId, type RunTier } from '../naming.ts';
 import type { OffsiteStore } from '../offsite/store.ts';
 import { HashingStream } from '../util/hash.ts';
@@ -41,7 +41,8 @@ export function parseS3Url(url: string, s3: Pick<S3Config, 'bucket' | 'prefix'>)
  * first, so a failed or damaged download leaves nothing behind. The caller holds the volume lock.
  */
 export async function fetchRun(backupDir: string, store: OffsiteStore, tier: RunTier, id: string, log: Logger): Promise<string> {
-  const manifest = parseManifest(await store.getManifestText(tier, id), `${store.url}/${tier}/${id}/${MANIFEST}`);
+  const text = await store.getManifestText(tier, id);
+  const manifest = parseManifest(text, `${store.url}/${tier}/${id}/${MANIFEST}`, { id, tier });
   const partial = join(backupDir, PARTIAL_DIR, `${id}.${tier}.fetch`);
   const runDir = join(backupDir, tier, id);
   try {
@@ -70,7 +71,8 @@ export async function fetchRun(backupDir: string, store: OffsiteStore, tier: Run
       }
       log.info({ file: artifact.file, bytes: hasher.bytes, ms: Date.now() - began }, 'downloaded, sha256 matches the manifest');
     }
-    await writeFileAtomic(join(partial, MANIFEST), manifestText(manifest));
+    // The manifest's own bytes, as checked (and signed): never a re-serialisation.
+    await writeFileAtomic(join(partial, MANIFEST), text);
     await rename(partial, runDir);
     await fsyncDir(join(backupDir, tier));
   } catch (error) {

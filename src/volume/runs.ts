@@ -32,7 +32,7 @@ export async function listRuns(backupDir: string): Promise<StoredRun[]> {
       let manifest: Manifest | undefined;
       let problem: string | undefined;
       try {
-        manifest = await readManifest(dir);
+        manifest = await readManifest(dir, { id: parsed.id, tier });
       } catch (error) {
         problem = describe(error);
       }
