@@ -1,8 +1,10 @@
+import { notAfterOf } from './clock.ts';
 import type { Config, MediaFolder } from './config/config.ts';
 import { UsageError } from './errors.ts';
 import type { Logger } from './log.ts';
 import type { OffsiteStore } from './offsite/store.ts';
 import type { RetentionOptions } from './retention/policy.ts';
+import type { RunTrust } from './volume/runs.ts';
 import { GlobalsSource } from './sources/globals.ts';
 import { MediaSource } from './sources/media.ts';
 import { PostgresSource } from './sources/postgres.ts';
@@ -66,7 +68,12 @@ export async function offsiteStore(config: Config, log: Logger): Promise<Offsite
 
 export function retentionOptions(config: Config, where: 'volume' | 'offsite'): RetentionOptions {
   const policy = where === 'offsite' && config.s3 !== undefined ? config.s3.retention : config.retention;
-  return { policy, keepPreRestore: config.keepPreRestore, timeZone: config.timeZone };
+  return { policy, keepPreRestore: config.keepPreRestore, timeZone: config.timeZone, notAfter: notAfterOf(config) };
+}
+
+/** Which runs may count as the newest (see RunTrust). */
+export function runTrust(config: Config): RunTrust {
+  return { notAfter: notAfterOf(config) };
 }
 
 export function requirePostgres(config: Config): NonNullable<Config['postgres']> {

@@ -7,7 +7,9 @@ import { decide, type RetentionOptions, type RetentionRun } from '../src/retenti
 import { tierFor } from '../src/retention/tiers.ts';
 
 const DEFAULT: RetentionPolicy = { days: 7, weeks: 4, months: 6, years: 0, minutes: undefined };
-const opts = (policy: Partial<RetentionPolicy> = {}, timeZone = 'UTC'): RetentionOptions => ({ policy: { ...DEFAULT, ...policy }, keepPreRestore: 3, timeZone });
+/** Far ahead of every fixture: nothing is future-dated unless a test says so. */
+const LATER = new Date('2100-01-01T00:00:00Z');
+const opts = (policy: Partial<RetentionPolicy> = {}, timeZone = 'UTC', notAfter = LATER): RetentionOptions => ({ policy: { ...DEFAULT, ...policy }, keepPreRestore: 3, timeZone, notAfter });
 const at = (iso: string) => new Date(iso);
 
 /** Runs made one after the other, each taking the tier tierFor gives it: what the daemon would do. */
@@ -194,6 +196,59 @@ describe('retention', () => {
         const shortKeeps = new Set(kept(runs, opts(policy)).map((d) => d.id));
         const longKeeps = new Set(kept(runs, opts(longer)).map((d) => d.id));
         for (const id of shortKeeps) expect(longKeeps.has(id)).toBe(true);
+      }),
+    );
+  });
+});
+
+describe('runs that cannot be trusted never count as the newest', () => {
+  const genuine = history(everyDay('2026-11-01T00:00:00Z', 20));
+  const now = at('2026-11-20T12:00:00Z');
+  const notAfter = new Date(now.getTime() + 5 * 60_000);
+
+  it('a run dated in 2099 (forged, or a clock that jumped) is kept, reported, and deletes nothing', () => {
+    const forged = { id: '20990101T000000Z', tier: 'yearly' as RunTier, complete: true };
+    const d = decide([...genuine, forged], opts({ days: 7, weeks: 0, months: 0 }, 'UTC', notAfter));
+    expect(d.find((x) => x.id === forged.id)).toMatchObject({ keep: true, reason: expect.stringMatching(/^dated in the future \(after 2026-11-20T12:05:00.000Z\): suspicious/) });
+    // Exactly what the same policy keeps without it: the forged run changes nothing.
+    expect(d.filter((x) => x.id !== forged.id)).toEqual(decide(genuine, opts({ days: 7, weeks: 0, months: 0 }, 'UTC', notAfter)));
+    expect(d.find((x) => x.id === genuine.at(-1)!.id)).toMatchObject({ keep: true, reason: 'the newest complete run' });
+  });
+
+  it('a run within CLOCK_SKEW_MAX of now is not future-dated; one a second later is', () => {
+    const within = { id: formatRunId(new Date(notAfter.getTime())), tier: 'daily' as RunTier, complete: true };
+    const beyond = { id: formatRunId(new Date(notAfter.getTime() + 1000)), tier: 'daily' as RunTier, complete: true };
+    expect(decide([...genuine, within], opts({}, 'UTC', notAfter)).find((x) => x.id === within.id)?.reason).toBe('the newest complete run');
+    expect(decide([...genuine, beyond], opts({}, 'UTC', notAfter)).find((x) => x.id === beyond.id)?.reason).toMatch(/^dated in the future/);
+  });
+
+  it('an untrusted run (unsigned, with a signing key) is not the newest, and is removed when its own age says so', () => {
+    const last = genuine.at(-1)!;
+    const unsignedNew = { id: formatRunId(at('2026-11-20T10:00:00Z')), tier: 'daily' as RunTier, complete: true, untrusted: 'unsigned' };
+    const unsignedOld = { ...genuine[3]!, untrusted: 'unsigned' };
+    expect(unsignedOld.tier).toBe('daily');
+    const d = decide([...genuine.filter((r) => r.id !== unsignedOld.id), unsignedOld, unsignedNew], opts({ days: 7, weeks: 0, months: 0 }, 'UTC', notAfter));
+    expect(d.find((x) => x.id === last.id)?.reason).toBe('the newest complete run');
+    expect(d.find((x) => x.id === unsignedNew.id)).toMatchObject({ keep: true, reason: 'newer than the newest complete run (unsigned)' });
+    expect(d.find((x) => x.id === unsignedOld.id)).toMatchObject({ keep: false, reason: expect.stringMatching(/^unsigned; daily: older than 7 days/) });
+    // Only untrusted runs: nothing is pruned at all.
+    expect(decide([unsignedOld, unsignedNew], opts({}, 'UTC', notAfter)).every((x) => x.keep)).toBe(true);
+  });
+
+  it('property: adding future-dated or untrusted runs never removes a run that was kept without them', () => {
+    const extra = fc.array(
+      fc.record({ time: fc.date({ min: new Date('2024-01-01'), max: new Date('2100-12-31'), noInvalidDate: true }), tier: fc.constantFrom(...TIERS), untrusted: fc.boolean() }),
+      { maxLength: 6 },
+    );
+    fc.assert(
+      fc.property(extra, fc.integer({ min: 1, max: 60 }), (added, days) => {
+        const base = history(everyDay('2026-10-01T00:00:00Z', days));
+        const forged = added
+          .map((x) => ({ id: formatRunId(x.time), tier: x.tier as RunTier, complete: true, ...(x.untrusted || x.time > notAfter ? { untrusted: 'unsigned' } : {}) }))
+          .filter((x) => x.untrusted !== undefined && !base.some((b) => b.id === x.id));
+        const before = new Set(kept(base, opts({}, 'UTC', notAfter)).map((d) => d.id));
+        const after = new Set(kept([...base, ...forged], opts({}, 'UTC', notAfter)).map((d) => d.id));
+        for (const id of before) expect(after.has(id)).toBe(true);
       }),
     );
   });

@@ -57,11 +57,13 @@ describe('tiers and retention over simulated weeks (BACKUP_FAKE_NOW)', () => {
   it('prune --dry-run explains every run and changes nothing', async () => {
     await runCli(['backup', '--tier', 'daily'], { ...env, BACKUP_FAKE_NOW: '2027-02-02T09:00:00Z' });
     const before = await runs();
-    const dry = await runCli(['prune', '--dry-run'], { ...env, BACKUP_KEEP_MINS: '60', BACKUP_KEEP_WEEKS: '0', BACKUP_KEEP_MONTHS: '0' });
+    // In the simulated time: seen from the real clock, these runs lie in the future and are never pruned.
+    const later = { ...env, BACKUP_FAKE_NOW: '2027-02-02T09:05:00Z' };
+    const dry = await runCli(['prune', '--dry-run'], { ...later, BACKUP_KEEP_MINS: '60', BACKUP_KEEP_WEEKS: '0', BACKUP_KEEP_MONTHS: '0' });
     expect(dry.exitCode).toBe(0);
     expect(dry.stdout).toMatch(/^volume\s+daily\s+20270202T090000Z\s+keep\s+the newest complete run$/m);
     expect(dry.stdout).toMatch(/^volume\s+monthly\s+20270202T013000Z\s+would remove\s+monthly: older than 0 months before the newest run$/m);
-    const nothing = await runCli(['prune', '--dry-run'], { ...env, BACKUP_KEEP_DAYS: '0', BACKUP_KEEP_WEEKS: '0', BACKUP_KEEP_MONTHS: '0' });
+    const nothing = await runCli(['prune', '--dry-run'], { ...later, BACKUP_KEEP_DAYS: '0', BACKUP_KEEP_WEEKS: '0', BACKUP_KEEP_MONTHS: '0' });
     expect(nothing.stdout).toMatch(/^volume\s+monthly\s+20270202T013000Z\s+keep\s+the policy keeps nothing/m);
     expect(await runs()).toEqual(before);
   });

@@ -4,7 +4,7 @@ import ms from 'ms';
 import prettyBytes from 'pretty-bytes';
 import { clockOf } from '../clock.ts';
 import type { Config } from '../config/config.ts';
-import { healthOf } from '../health/health.ts';
+import { healthOf, suspiciousLine } from '../health/health.ts';
 import { RUN_TIERS } from '../naming.ts';
 import { drillSummary } from '../volume/drill-report.ts';
 import { runSize } from '../volume/runs.ts';
@@ -30,6 +30,7 @@ export async function statusCommand(config: Config): Promise<number> {
     rows.push([tier, String(runs.length), newest.id, ms(Math.max(0, now.getTime() - newest.time.getTime())), prettyBytes(runs.reduce((s, r) => s + runSize(r), 0))]);
   }
   out.push(rows.length > 1 ? table(rows) : 'no runs yet');
+  if (health.suspicious.length > 0) out.push(suspiciousLine(health.suspicious));
   const damaged = health.runs.filter((r) => r.manifest === undefined);
   if (damaged.length > 0) out.push(`damaged runs (no valid manifest): ${damaged.map((r) => `${r.tier}/${r.id}`).join(', ')}`);
   const total = health.runs.reduce((s, r) => s + runSize(r), 0);

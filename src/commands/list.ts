@@ -1,6 +1,9 @@
 import ms from 'ms';
 import prettyBytes from 'pretty-bytes';
 import { offsiteStore } from '../app.ts';
+import { clockOf, notAfterOf } from '../clock.ts';
+import { suspiciousLine } from '../health/health.ts';
+import { isFutureDated } from '../retention/policy.ts';
 import type { Config } from '../config/config.ts';
 import { UsageError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -45,8 +48,11 @@ export async function listRemoteCommand(config: Config, log: Logger, json: boole
 }
 
 /** `list [--json]`: every run in the volume, newest first. */
-export async function listCommand(config: Config, json: boolean, now = new Date()): Promise<number> {
+export async function listCommand(config: Config, json: boolean): Promise<number> {
+  const now = clockOf(config)();
   const runs = await listRuns(config.backupDir);
+  const notAfter = notAfterOf(config);
+  const suspicious = runs.filter((r) => isFutureDated(r.time, notAfter));
   if (json) {
     const out = runs.map((r) => ({
       id: r.id,
@@ -60,6 +66,7 @@ export async function listCommand(config: Config, json: boolean, now = new Date(
       offsite: r.manifest?.offsite ?? null,
       problem: r.problem ?? null,
       drill: r.drill ?? null,
+      suspicious: isFutureDated(r.time, notAfter) ? 'dated in the future' : null,
     }));
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return 0;
@@ -74,13 +81,13 @@ export async function listCommand(config: Config, json: boolean, now = new Date(
       r.tier,
       r.id,
       r.manifest?.label ?? '-',
-      ms(Math.max(0, now.getTime() - r.time.getTime())),
+      isFutureDated(r.time, notAfter) ? 'FUTURE' : ms(Math.max(0, now.getTime() - r.time.getTime())),
       r.manifest === undefined ? '?' : prettyBytes(runSize(r)),
       r.manifest?.offsite?.state ?? '-',
       r.drill === undefined ? '-' : r.drill.ok ? 'passed' : 'FAILED',
       r.manifest === undefined ? `damaged: ${r.problem}` : r.manifest.artifacts.map((a) => a.file).join(', '),
     ]);
   }
-  process.stdout.write(`${table(rows)}\n`);
+  process.stdout.write(`${table(rows)}\n${suspicious.length > 0 ? `${suspiciousLine(suspicious)}\n` : ''}`);
   return 0;
 }

@@ -128,6 +128,8 @@ export interface Config {
   hooks: HooksConfig;
   /** status warns below this many free bytes in the volume. */
   diskFreeMin: number;
+  /** How far in the future a run may be dated before it is suspicious (CLOCK_SKEW_MAX). */
+  clockSkewMs: number;
   /** Test-only clock start (BACKUP_FAKE_NOW). */
   fakeNow: Date | undefined;
   logLevel: LogLevel;

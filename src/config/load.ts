@@ -165,6 +165,7 @@ export function loadConfig(env: Env = process.env, options: { needSources?: bool
         postCommand: v.BACKUP_POST_COMMAND,
       },
       diskFreeMin: v.DISK_FREE_MIN,
+      clockSkewMs: v.CLOCK_SKEW_MAX,
       fakeNow: v.BACKUP_FAKE_NOW === undefined ? undefined : new Date(v.BACKUP_FAKE_NOW),
       logLevel: v.LOG_LEVEL,
       logFormat: v.LOG_FORMAT,

@@ -511,6 +511,12 @@ export const ENV = {
     description: 'A shell command run after each backup, with BACKUP_STATUS (ok or failed) and BACKUP_RUN_DIR in its environment; its failure is reported.',
     example: '/scripts/notify.sh',
   },
+  CLOCK_SKEW_MAX: {
+    schema: duration(0).default(300_000),
+    description:
+      'A run dated later than now plus this (forged, or left by a clock that jumped) is suspicious: kept and reported, never the newest, never counted fresh by healthcheck.',
+    example: '5m',
+  },
   BACKUP_FAKE_NOW: {
     schema: z.iso.datetime({ message: 'expected an ISO time such as 2026-01-31T02:00:00Z' }).optional(),
     description: 'For tests only: the clock starts at this time (and runs on), to simulate months of runs.',

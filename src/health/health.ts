@@ -2,6 +2,7 @@ import { Cron } from 'croner';
 import ms from 'ms';
 import type { Config } from '../config/config.ts';
 import { PRE_RESTORE } from '../naming.ts';
+import { isFutureDated } from '../retention/policy.ts';
 import { drillSummary, type DrillReport } from '../volume/drill-report.ts';
 import { listRuns, type StoredRun } from '../volume/runs.ts';
 import { readDaemonStart, readStatus, type StatusFile } from '../volume/status.ts';
@@ -16,6 +17,13 @@ export interface Health {
   status: StatusFile | undefined;
   /** The most recent restore drill of any run in the volume. */
   lastDrill: DrillReport | undefined;
+  /** Runs dated after now plus CLOCK_SKEW_MAX: forged, or left by a clock that jumped. */
+  suspicious: StoredRun[];
+}
+
+/** One line naming runs dated in the future, for status and list. */
+export function suspiciousLine(runs: StoredRun[]): string {
+  return `SUSPICIOUS: ${runs.length} run(s) dated in the future, kept but never counted as the newest (check the clock, and who can write the volume): ${runs.map((r) => `${r.tier}/${r.id}`).join(', ')}`;
 }
 
 /** Two intervals of the schedule plus one hour: one missed run is tolerated, two are not. */
@@ -37,12 +45,15 @@ export async function healthOf(config: Config, now: Date): Promise<Health> {
   const runs = await listRuns(config.backupDir);
   const status = await readStatus(config.backupDir);
   const maxAgeMs = config.daemon.healthMaxAgeMs ?? defaultMaxAge(config.daemon.schedule, config.timeZone, now);
-  const newest = runs.find((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE);
+  const notAfter = new Date(now.getTime() + config.clockSkewMs);
+  // A run dated in the future is never fresh: it is listed as suspicious instead.
+  const suspicious = runs.filter((r) => isFutureDated(r.time, notAfter));
+  const newest = runs.find((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE && !isFutureDated(r.time, notAfter));
   const lastDrill = runs
     .map((r) => r.drill)
     .filter((d): d is DrillReport => d !== undefined)
     .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt))[0];
-  const base = { maxAgeMs, newest, runs, status, lastDrill };
+  const base = { maxAgeMs, newest, runs, status, lastDrill, suspicious };
   if (status !== undefined && !status.last.ok) {
     return { ...base, healthy: false, reason: `the last backup failed at ${status.last.finishedAt}: ${(status.last.error ?? 'unknown error').split('\n')[0]}` };
   }

@@ -31,6 +31,16 @@ export function libpqEnv(conn: Connection, database: string): Record<string, str
   return env;
 }
 
+/**
+ * A database name as a `--dbname` argument libpq cannot expand: a name holding `=` or starting with
+ * `postgresql://` would otherwise be read as a connection string (`host=evil dbname=x` sends the
+ * password to another server). Only the quoted dbname key is set; host, user and password still come
+ * from libpqEnv.
+ */
+export function dbnameArg(database: string): string {
+  return `dbname='${database.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
+}
+
 /** psql's complaint without its "psql: error: " prefix. */
 export function pgError(stderr: string | undefined): string {
   return firstLine(stderr).replace(/^(psql|pg_dump|pg_restore): (error: )?/, '');

@@ -9,6 +9,8 @@ export interface RetentionRun {
   complete: boolean;
   /** A reason to keep the run whatever its age (such as: not offsite yet). */
   pinned?: string;
+  /** Why the run cannot be trusted (unsigned, or its signature is wrong, with a signing key set): it never counts as the newest. */
+  untrusted?: string;
 }
 
 export interface Decision {
@@ -16,12 +18,24 @@ export interface Decision {
   tier: RunTier;
   keep: boolean;
   reason: string;
+  /** Dated in the future: kept, and to be reported. */
+  suspicious?: true;
 }
 
 export interface RetentionOptions {
   policy: RetentionPolicy;
   keepPreRestore: number;
   timeZone: string;
+  /**
+   * Now plus CLOCK_SKEW_MAX: a run dated later was forged or left by a clock that jumped. It is kept and
+   * reported, and never counts as the newest, so it cannot age every genuine run out.
+   */
+  notAfter: Date;
+}
+
+/** Whether a run's time lies beyond what the clock allows (see RetentionOptions.notAfter). */
+export function isFutureDated(time: Date, notAfter: Date): boolean {
+  return time.getTime() > notAfter.getTime();
 }
 
 const UNIT: Record<Tier, { field: keyof Periods; noun: string }> = {
@@ -69,17 +83,19 @@ function expiredReason(tier: Tier, options: RetentionOptions): string {
 }
 
 /**
- * Which runs to keep and which to remove, with a reason for each. Pure: no clock, no I/O. Ages count
- * from the newest complete run, so a job that fails for weeks never ages out its history. Never removes
- * the newest complete run, never removes anything when the policy keeps nothing or no run is complete,
- * and never removes a name this tool did not make.
+ * Which runs to keep and which to remove, with a reason for each. Pure: no clock (the caller gives
+ * `notAfter`), no I/O. Ages count from the newest complete, trusted run that is not dated in the future,
+ * so a job that fails for weeks never ages out its history and a forged or future-dated run cannot make
+ * every genuine one look old. Never removes that run, never removes a future-dated run, never removes
+ * anything when the policy keeps nothing or no run qualifies, and never removes a name this tool did not make.
  */
 export function decide(runs: readonly RetentionRun[], options: RetentionOptions): Decision[] {
   const parsed = runs.map((run) => ({ run, time: parseRunId(run.id)?.time }));
   const regular = parsed
     .filter((p): p is { run: RetentionRun; time: Date } => p.time !== undefined && p.run.tier !== PRE_RESTORE)
     .sort((a, b) => b.time.getTime() - a.time.getTime() || b.run.id.localeCompare(a.run.id));
-  const newest = regular.find((p) => p.run.complete);
+  // Only a complete run the clock allows and nobody doubts may be the reference all ages count from.
+  const newest = regular.find((p) => p.run.complete && p.run.untrusted === undefined && !isFutureDated(p.time, options.notAfter));
   const refusal =
     newest === undefined
       ? 'no complete run yet: nothing is pruned'
@@ -104,12 +120,15 @@ export function decide(runs: readonly RetentionRun[], options: RetentionOptions)
         ? keep(`safety backup: one of the ${options.keepPreRestore} newest`)
         : remove(`safety backup: older than the ${options.keepPreRestore} newest`);
     }
+    if (isFutureDated(time, options.notAfter)) {
+      return { ...keep(`dated in the future (after ${options.notAfter.toISOString()}): suspicious, kept but never the newest; check the clock and who wrote it`), suspicious: true };
+    }
     if (refusal !== undefined) return keep(refusal);
     if (run.pinned !== undefined) return keep(run.pinned);
     if (run.id === newest!.run.id) return keep('the newest complete run');
-    if (time.getTime() > newest!.time.getTime()) return keep('newer than the newest complete run');
+    if (time.getTime() > newest!.time.getTime()) return keep(`newer than the newest complete run${run.untrusted === undefined ? '' : ` (${run.untrusted})`}`);
     const inside = window(run.tier, time, newest!.time, refPeriods!, options);
-    const prefix = run.complete ? '' : 'incomplete; ';
+    const prefix = `${run.complete ? '' : 'incomplete; '}${run.untrusted === undefined ? '' : `${run.untrusted}; `}`;
     return inside !== undefined ? keep(`${prefix}${inside}`) : remove(`${prefix}${expiredReason(run.tier, options)}`);
   });
 }

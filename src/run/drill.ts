@@ -3,13 +3,13 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { offsiteStore } from '../app.ts';
+import { offsiteStore, runTrust } from '../app.ts';
 import type { Config } from '../config/config.ts';
 import { RunError, UsageError, describe, firstLine } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { PARTIAL_DIR } from '../naming.ts';
 import type { GlobalsArtifact, MediaArtifact, PostgresArtifact } from '../manifest.ts';
-import { libpqEnv, pgError, query } from '../pg/psql.ts';
+import { dbnameArg, libpqEnv, pgError, query } from '../pg/psql.ts';
 import { checkGlobalsFile } from '../sources/globals.ts';
 import { compareCounts } from '../sources/postgres-restore.ts';
 import { connectServer, type PgServer } from '../sources/postgres-server.ts';
@@ -55,7 +55,7 @@ async function drillDatabase(
     log.info({ file: artifact.file, scratch }, 'drill: pg_restore into a scratch database');
     const restored = await timed(`restore ${artifact.file}`, async () => {
       // Without owners and grants: the roles need not exist on a drill server, and the data is what counts.
-      const args = ['--exit-on-error', '--no-password', '--no-owner', '--no-acl', `--jobs=${availableParallelism()}`, `--dbname=${scratch}`, path];
+      const args = ['--exit-on-error', '--no-password', '--no-owner', '--no-acl', `--jobs=${availableParallelism()}`, `--dbname=${dbnameArg(scratch)}`, path];
       const result = await execa(join(server.client.binDir, 'pg_restore'), args, { env: libpqEnv(server.conn, scratch), reject: false, cancelSignal: signal });
       if (result.isCanceled) throw new RunError(`stopped: ${describe(signal?.reason)}`);
       if (result.exitCode !== 0) throw new RunError(`pg_restore failed: ${pgError(result.stderr)}`);
@@ -112,7 +112,7 @@ async function drillFolder(path: string, artifact: MediaArtifact, signal: AbortS
  */
 export async function drill(config: Config, log: Logger, ref: string, now: () => Date, signal?: AbortSignal): Promise<{ report: DrillReport; runDir: string }> {
   return withVolumeLock(config.backupDir, log, () => withCleanup(log, async (cleanup) => {
-    const stored = await resolveWithOffsite(config.backupDir, await offsiteStore(config, log), config.s3, ref, log);
+    const stored = await resolveWithOffsite(config.backupDir, await offsiteStore(config, log), config.s3, ref, runTrust(config), log);
     const started = now();
     let selection = stored;
     const checks: DrillCheck[] = [await timed('sha256', async () => {

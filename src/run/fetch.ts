@@ -11,6 +11,7 @@ import type { OffsiteStore } from '../offsite/store.ts';
 import { HashingStream } from '../util/hash.ts';
 import { FILE_MODE, ensureDir, fsProblem, fsyncDir, pathExists, writeFileAtomic } from '../util/fs.ts';
 import { resolveRef, type Selection } from '../volume/resolve.ts';
+import type { RunTrust } from '../volume/runs.ts';
 
 interface RemoteRef {
   tier: RunTier;
@@ -86,14 +87,14 @@ export async function fetchRun(backupDir: string, store: OffsiteStore, tier: Run
  * Resolves a reference like resolveRef, and also s3://... URLs and run ids that exist only in the
  * offsite store: those are downloaded into the volume first (a run already in the volume is used as is).
  */
-export async function resolveWithOffsite(backupDir: string, store: OffsiteStore | undefined, s3: S3Config | undefined, ref: string, log: Logger): Promise<Selection> {
+export async function resolveWithOffsite(backupDir: string, store: OffsiteStore | undefined, s3: S3Config | undefined, ref: string, trust: RunTrust, log: Logger): Promise<Selection> {
   let remote: RemoteRef | undefined;
   if (ref.startsWith('s3://')) {
     if (store === undefined || s3 === undefined) throw new UsageError(`"${ref}" is in S3, but S3_BUCKET is not set`);
     remote = parseS3Url(ref, s3);
   } else {
     try {
-      return await resolveRef(backupDir, ref);
+      return await resolveRef(backupDir, ref, trust);
     } catch (error) {
       const id = parseRunId(ref)?.id;
       if (!(error instanceof UsageError) || store === undefined || id === undefined) throw error;
@@ -109,5 +110,5 @@ export async function resolveWithOffsite(backupDir: string, store: OffsiteStore 
     log.info({ run: remote.id, from: store!.url }, 'downloading the run from the offsite store');
     await fetchRun(backupDir, store!, remote.tier, remote.id, log);
   }
-  return resolveRef(backupDir, remote.file === undefined ? local : join(local, remote.file));
+  return resolveRef(backupDir, remote.file === undefined ? local : join(local, remote.file), trust);
 }

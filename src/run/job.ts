@@ -1,5 +1,6 @@
 import { buildSources, offsiteStore, retentionOptions } from '../app.ts';
-import { clockOf } from '../clock.ts';
+import { clockOf, notAfterOf } from '../clock.ts';
+import { isFutureDated } from '../retention/policy.ts';
 import type { Config } from '../config/config.ts';
 import { RunError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -37,7 +38,8 @@ export async function backupJob(config: Config, log: Logger, options: { tier?: T
     if (config.hooks.preCommand !== undefined) await runHook('BACKUP_PRE_COMMAND', config.hooks.preCommand, {}, log, options.signal);
     const store = await offsiteStore(config, log);
     run = await withVolumeLock(config.backupDir, log, async () => {
-      const earlier = (await listRuns(config.backupDir)).filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE);
+      const notAfter = notAfterOf(config);
+      const earlier = (await listRuns(config.backupDir)).filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE && !isFutureDated(r.time, notAfter));
       const tier = options.tier ?? tierFor(now(), earlier.map((r) => r.time), config.timeZone);
       // Part sizes grow with the artifact: the newest earlier run says how big each file has become.
       const expectedSizes = new Map<string, number>();

@@ -30,6 +30,7 @@ export async function pruneVolume(backupDir: string, options: RetentionOptions, 
     })),
     options,
   );
+  warnSuspicious(decisions, 'volume', log);
   let removed = 0;
   if (!dryRun) {
     for (const d of decisions.filter((x) => !x.keep)) {
@@ -49,10 +50,18 @@ export async function pruneVolume(backupDir: string, options: RetentionOptions, 
   return { where: 'volume', decisions, removed };
 }
 
+/** Runs dated in the future are kept, and said loudly: a forged run, or a clock that jumped. */
+function warnSuspicious(decisions: Decision[], where: string, log: Logger): void {
+  for (const d of decisions.filter((x) => x.suspicious === true)) {
+    log.warn({ run: d.id, tier: d.tier, where }, d.reason);
+  }
+}
+
 /** Applies retention to the offsite store: DeleteObjects in batches, only keys this tool made. */
 export async function pruneOffsite(store: OffsiteStore, options: RetentionOptions, log: Logger, dryRun: boolean): Promise<PruneReport> {
   const runs = await store.listRuns();
   const decisions = decide(runs, options);
+  warnSuspicious(decisions, store.url, log);
   const doomed = runs.filter((r) => decisions.some((d) => !d.keep && d.id === r.id && d.tier === r.tier));
   let removed = 0;
   if (!dryRun && doomed.length > 0) {

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { offsiteStore, requirePostgres, safetySources } from '../app.ts';
+import { offsiteStore, requirePostgres, runTrust, safetySources } from '../app.ts';
 import type { Config, MediaFolder } from '../config/config.ts';
 import { RunError, UsageError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -96,7 +96,7 @@ async function folderHasContent(path: string): Promise<boolean> {
 export async function restore(config: Config, log: Logger, options: RestoreOptions): Promise<RestoreResult> {
   return withVolumeLock(config.backupDir, log, () =>
     withCleanup(log, async (cleanup) => {
-      const stored = await resolveWithOffsite(config.backupDir, await offsiteStore(config, log), config.s3, options.ref, log);
+      const stored = await resolveWithOffsite(config.backupDir, await offsiteStore(config, log), config.s3, options.ref, runTrust(config), log);
       plan(config, stored, options); // usage errors before any work
       await checkChecksums(stored);
       log.info({ run: stored.manifest.runId, files: stored.artifacts.map((a) => a.file) }, 'checksums match the manifest');

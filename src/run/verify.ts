@@ -1,6 +1,7 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { runTrust } from '../app.ts';
 import type { Config } from '../config/config.ts';
 import type { Logger } from '../log.ts';
 import { describe, firstLine } from '../errors.ts';
@@ -61,7 +62,7 @@ async function checkOne(path: string, artifact: Artifact, dumpReader: () => Prom
  * a key only the stored bytes can be checked.
  */
 export async function verify(config: Config, log: Logger, ref: string): Promise<VerifyResult> {
-  const stored = await resolveRef(config.backupDir, ref);
+  const stored = await resolveRef(config.backupDir, ref, runTrust(config));
   // Any newer pg_restore reads older dumps, so the newest client reads them all, without a server.
   let client: Promise<PgClient> | undefined;
   const dumpReader = () => (client ??= discoverClients(config.postgres?.binDir).then(newestClient));

@@ -7,7 +7,7 @@ import { parseGlobals } from './globals-sql.ts';
 import type { Logger } from '../log.ts';
 import type { GlobalsArtifact } from '../manifest.ts';
 import { GLOBALS_FILE } from '../naming.ts';
-import { libpqEnv, pgError, query } from '../pg/psql.ts';
+import { dbnameArg, libpqEnv, pgError, query } from '../pg/psql.ts';
 import type { PgServer } from './postgres-server.ts';
 import type { BackupSource, Production } from './source.ts';
 
@@ -48,7 +48,7 @@ export class GlobalsSource implements BackupSource {
 
   async open(): Promise<Production> {
     const { server } = this;
-    const args = ['--globals-only', '--no-password', `--database=${this.maintenanceDb}`];
+    const args = ['--globals-only', '--no-password', `--database=${dbnameArg(this.maintenanceDb)}`];
     this.log.debug({ args }, 'starting pg_dumpall');
     const dump = execa(join(server.client.binDir, 'pg_dumpall'), args, {
       env: libpqEnv(server.conn, this.maintenanceDb),

@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { RunError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { PostgresArtifact } from '../manifest.ts';
-import { libpqEnv, pgError, query } from '../pg/psql.ts';
+import { dbnameArg, libpqEnv, pgError, query } from '../pg/psql.ts';
 import type { Cleanup } from '../run/cleanup.ts';
 import { countRows, tableKey } from './postgres.ts';
 import type { PgServer } from './postgres-server.ts';
@@ -78,7 +78,7 @@ export async function restoreDatabase(
   });
 
   log.info({ database: target, scratch, jobs: options.jobs }, 'pg_restore into a scratch database');
-  const args = ['--exit-on-error', '--no-password', `--jobs=${options.jobs}`, `--dbname=${scratch}`];
+  const args = ['--exit-on-error', '--no-password', `--jobs=${options.jobs}`, `--dbname=${dbnameArg(scratch)}`];
   if (options.noOwner) args.push('--no-owner', '--no-acl');
   try {
     await execa(join(server.client.binDir, 'pg_restore'), [...args, dumpPath], { env: libpqEnv(server.conn, scratch) });

@@ -3,7 +3,8 @@ import { basename, dirname, isAbsolute, join } from 'node:path';
 import { UsageError } from '../errors.ts';
 import { readManifest, type Artifact, type Manifest } from '../manifest.ts';
 import { PRE_RESTORE, parseRunId } from '../naming.ts';
-import { listRuns } from './runs.ts';
+import { isFutureDated } from '../retention/policy.ts';
+import { listRuns, type RunTrust } from './runs.ts';
 
 /** What a reference names: a run and some of its artifacts. */
 export interface Selection {
@@ -24,11 +25,11 @@ async function fromPath(path: string): Promise<Selection | undefined> {
 }
 
 /**
- * Resolves what the user typed: an absolute path, a path relative to BACKUP_DIR, a run id, a bare file
+ * Resolves what the user typed (`trust` says which runs may count as the newest): an absolute path, a path relative to BACKUP_DIR, a run id, a bare file
  * name (newest run that has it), or `latest`. Safety backups (pre-restore/) are reached only by path or
  * run id, so that "the newest app.dump" never means the copy taken just before the last restore.
  */
-export async function resolveRef(backupDir: string, ref: string): Promise<Selection> {
+export async function resolveRef(backupDir: string, ref: string, trust: RunTrust): Promise<Selection> {
   if (isAbsolute(ref) || ref.includes('/')) {
     const path = isAbsolute(ref) ? ref : join(backupDir, ref);
     const found = await fromPath(path);
@@ -36,7 +37,8 @@ export async function resolveRef(backupDir: string, ref: string): Promise<Select
     throw new UsageError(`${path} does not exist; run \`backup-sidecar list\` to see the runs`);
   }
   const runs = (await listRuns(backupDir)).filter((r) => r.manifest !== undefined);
-  const regular = runs.filter((r) => r.tier !== PRE_RESTORE);
+  // A run dated in the future is never "the newest": `latest` and bare names skip it (its id still reaches it).
+  const regular = runs.filter((r) => r.tier !== PRE_RESTORE && !isFutureDated(r.time, trust.notAfter));
   if (ref === 'latest') {
     const run = regular[0];
     if (run === undefined) throw new UsageError(`there is no backup run in ${backupDir} yet; run \`backup-sidecar backup\` first`);

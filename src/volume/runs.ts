@@ -5,6 +5,11 @@ import { readManifest, type Manifest } from '../manifest.ts';
 import { RUN_TIERS, parseRunId, type RunTier } from '../naming.ts';
 import { readDrillReport, type DrillReport } from './drill-report.ts';
 
+/** What makes a run count as the newest: not dated after `notAfter` (now plus CLOCK_SKEW_MAX). */
+export interface RunTrust {
+  notAfter: Date;
+}
+
 /** A run folder in the volume. */
 export interface StoredRun {
   id: string;

@@ -1,0 +1,195 @@
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dumpFileName, formatRunId } from '../src/naming.ts';
+import { forgeInBucket, forgeInVolume, type RunAt } from './support/attacker.ts';
+import { filesBelow, runCli, tempDir } from './support/cli.ts';
+import { freePort, startPostgres, type TestServer } from './support/postgres-server.ts';
+import { startS3, type TestS3 } from './support/s3-server.ts';
+
+/**
+ * The attacker: someone who can write to the bucket (or plant files in the volume) but cannot change the
+ * sidecar's environment. Every forged run below is a genuine one copied under a new id with one thing
+ * changed and its checksums recomputed; each test asserts nothing escaped: no command ran, no file was
+ * written outside the volume, no connection went elsewhere, no genuine run was deleted.
+ */
+let pg: TestServer;
+let s3: TestS3;
+let work: string;
+let env: Record<string, string>;
+let genuine: RunAt;
+let marker: string;
+const PREFIX = 'prod';
+
+const oid = async () => pg.sql('postgres', "SELECT oid FROM pg_database WHERE datname = 'app';");
+const roles = async () => pg.sql('postgres', 'SELECT rolname FROM pg_roles ORDER BY 1;');
+let forged = 0;
+/** A fresh run id for each forgery, older than the genuine runs. */
+const nextId = () => formatRunId(new Date(Date.UTC(2026, 0, 1, 0, 0, ++forged)));
+
+beforeAll(async () => {
+  [pg, s3] = await Promise.all([startPostgres({ password: 'Pg-Secret-untrusted' }), startS3()]);
+  await pg.sql('postgres', "CREATE DATABASE app; CREATE ROLE app_owner LOGIN PASSWORD 'owner-pw';");
+  await pg.sql('app', 'CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT i, md5(i::text) FROM generate_series(1, 50) i;');
+  work = await tempDir('untrusted');
+  marker = join(work, 'pwned');
+  await mkdir(join(work, 'uploads'));
+  await writeFile(join(work, 'uploads/a.txt'), 'hello\n');
+  env = { ...pg.env, ...s3.env, BACKUP_DIR: join(work, 'backups'), POSTGRES_DB: 'app', POSTGRES_GLOBALS: 'true', MEDIA_PATHS: `uploads:${join(work, 'uploads')}`, S3_PREFIX: PREFIX };
+  const r = await runCli(['backup'], env);
+  expect(r.stderr).not.toMatch(/"level":50/);
+  expect(r.exitCode).toBe(0);
+  const tier = (await readdir(env.BACKUP_DIR!)).find((t) => ['daily', 'weekly', 'monthly', 'yearly'].includes(t))!;
+  genuine = { tier, id: (await readdir(join(env.BACKUP_DIR!, tier)))[0]! };
+});
+
+afterAll(async () => {
+  await Promise.all([pg?.stop(), s3?.stop()]);
+  if (work !== undefined) await rm(work, { recursive: true, force: true });
+});
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+describe('a forged globals.sql never runs a command in the sidecar', () => {
+  const attacks = [
+    `\\! touch MARKER`,
+    `\\o |touch MARKER`,
+    `\\copy (SELECT 1) TO PROGRAM 'touch MARKER'`,
+    `\\setenv PSQL_PAGER 'touch MARKER'\n\\pset pager always\nSELECT 1;`,
+    `SELECT 'COPY (SELECT 1) TO PROGRAM ''touch MARKER''' \\gexec`,
+    `CREATE ROLE evil; COPY (SELECT 1) TO PROGRAM 'touch MARKER';`,
+  ];
+  for (const attack of attacks) {
+    it(`refuses ${attack.split(/[ \n]/)[0]}: restore, verify and the drill fail in one line, nothing ran, the database and roles are untouched`, async () => {
+      const to = { tier: genuine.tier, id: nextId() };
+      await forgeInBucket(s3, PREFIX, genuine, to, ({ files }) => {
+        const sql = files.get('globals.sql')!.toString('utf8');
+        files.set('globals.sql', Buffer.from(sql.replace(/\n\\unrestrict /, `\n${attack.replaceAll('MARKER', marker)}\n\\unrestrict `)));
+      });
+      const [before, rolesBefore] = [await oid(), await roles()];
+      const restore = await runCli(['restore', to.id, '--yes'], env);
+      expect(restore.exitCode).toBe(1);
+      expect(restore.stderr).toMatch(/^backup-sidecar: globals\.sql: line \d+: .*the file is refused and nothing in it was run$/m);
+      const verify = await runCli(['verify', to.id], env);
+      expect(verify.exitCode).toBe(1);
+      const drill = await runCli(['verify', '--restore', to.id], env);
+      expect(drill.exitCode).toBe(1);
+      expect(drill.stdout).toMatch(/FAIL\s+read globals\.sql: globals\.sql: line \d+/);
+      expect(await exists(marker)).toBe(false);
+      expect([await oid(), await roles()]).toEqual([before, rolesBefore]);
+    });
+  }
+});
+
+describe('names from a manifest are checked before any file is opened', () => {
+  for (const [what, file] of [
+    ['a path with ../', '../../../escaped.dump'],
+    ['an absolute path', `${'/tmp'}/escaped-absolute.dump`],
+  ]) {
+    it(`refuses ${what}: the whole run is refused in one line, nothing is written outside the volume`, async () => {
+      const to = { tier: genuine.tier, id: nextId() };
+      await forgeInBucket(s3, PREFIX, genuine, to, ({ manifest, files }) => {
+        const dump = manifest.artifacts.find((a) => a.kind === 'postgres')!;
+        files.set(file!, files.get(dump.file)!);
+        dump.file = file!;
+      });
+      const r = await runCli(['restore', to.id, '--yes'], env);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toMatch(/is not a backup-sidecar manifest: artifacts\.\d\.file .* is not the file backup-sidecar writes for postgres "app"; nothing in the run is used/);
+      expect((await filesBelow(work)).filter((f) => f.includes('escaped'))).toEqual([]);
+      expect(await exists('/tmp/escaped-absolute.dump')).toBe(false);
+      expect(await readdir(join(env.BACKUP_DIR!, '.partial')).catch(() => [])).toEqual([]);
+    });
+  }
+});
+
+describe('database names never become connection strings', () => {
+  let listener: Server;
+  let connections = 0;
+  let port: number;
+  beforeAll(async () => {
+    port = await freePort();
+    listener = createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => listener.listen(port, '127.0.0.1', resolve));
+  });
+  afterAll(() => new Promise<void>((resolve) => listener.close(() => resolve())));
+
+  it('a forged source "host=… port=… dbname=x" connects nowhere but the configured server', async () => {
+    const to = { tier: genuine.tier, id: nextId() };
+    const source = `host=127.0.0.1 port=${port} dbname=x`;
+    await forgeInBucket(s3, PREFIX, genuine, to, ({ manifest, files }) => {
+      const dump = manifest.artifacts.find((a) => a.kind === 'postgres')!;
+      files.set(dumpFileName(source), files.get(dump.file)!);
+      dump.source = source;
+      dump.file = dumpFileName(source);
+      manifest.artifacts = manifest.artifacts.filter((a) => a.kind === 'postgres');
+    });
+    const drill = await runCli(['verify', '--restore', to.id], env);
+    expect(drill.exitCode).toBe(0);
+    const restore = await runCli(['restore', to.id, '--yes'], env);
+    expect(restore.stderr).not.toMatch(/"level":50/);
+    expect(restore.exitCode).toBe(0);
+    expect(connections).toBe(0);
+    // The name is only a name: the database of that name is on the configured server.
+    expect(await pg.sql(source, 'SELECT count(*) FROM notes;')).toBe('50');
+  });
+
+  it('a database named a=b backs up, drills and restores', async () => {
+    await pg.sql('postgres', 'CREATE DATABASE "a=b";');
+    await pg.sql('a=b', 'CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2);');
+    const e = { ...pg.env, BACKUP_DIR: join(work, 'backups-eq'), POSTGRES_DB: 'a=b' };
+    expect((await runCli(['backup'], e)).exitCode).toBe(0);
+    expect((await runCli(['verify', '--restore'], e)).exitCode).toBe(0);
+    await pg.sql('a=b', 'DELETE FROM t;');
+    const r = await runCli(['restore', 'latest', '--yes'], e);
+    expect(r.stderr).not.toMatch(/"level":50/);
+    expect(r.exitCode).toBe(0);
+    expect(await pg.sql('a=b', 'SELECT count(*) FROM t;')).toBe('2');
+    expect(connections).toBe(0);
+  });
+});
+
+describe('a run dated in the future deletes nothing', () => {
+  it('in the bucket and the volume: prune keeps every genuine run, status and list call it suspicious, healthcheck does not count it', async () => {
+    const future = { tier: 'yearly', id: '20990101T000000Z' };
+    await forgeInBucket(s3, PREFIX, genuine, future, () => undefined);
+    await forgeInVolume(env.BACKUP_DIR!, genuine, future, () => undefined);
+    const strict = { ...env, BACKUP_KEEP_DAYS: '1', BACKUP_KEEP_WEEKS: '0', BACKUP_KEEP_MONTHS: '0', BACKUP_KEEP_YEARS: '0' };
+    const localBefore = (await filesBelow(env.BACKUP_DIR!)).filter((f) => f.endsWith(`${genuine.id}/manifest.json`));
+    const r = await runCli(['backup'], strict);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toMatch(/"level":40.*"run":"20990101T000000Z".*dated in the future/);
+    expect((await filesBelow(env.BACKUP_DIR!)).filter((f) => f.endsWith(`${genuine.id}/manifest.json`))).toEqual(localBefore);
+    expect(await s3.keys()).toContain(`${PREFIX}/${genuine.tier}/${genuine.id}/manifest.json`);
+    expect(await exists(join(env.BACKUP_DIR!, 'yearly/20990101T000000Z/manifest.json'))).toBe(true);
+
+    const status = await runCli(['status'], strict);
+    expect(status.stdout).toMatch(/^SUSPICIOUS: 1 run\(s\) dated in the future, kept but never counted as the newest .*: yearly\/20990101T000000Z$/m);
+    const list = await runCli(['list'], strict);
+    expect(list.stdout).toMatch(/^yearly\s+20990101T000000Z\s+-\s+FUTURE/m);
+    const health = await runCli(['healthcheck'], strict);
+    expect(health.stdout).not.toMatch(/2099/);
+    const latest = await runCli(['verify', 'latest'], strict);
+    expect(latest.stdout).not.toMatch(/2099/);
+
+    // With nothing but the future run, nothing is fresh.
+    const lonely = join(work, 'backups-future');
+    await forgeInVolume(env.BACKUP_DIR!, future, future, () => undefined).then(() => undefined);
+    await mkdir(join(lonely, 'yearly'), { recursive: true });
+    await forgeInVolume(env.BACKUP_DIR!, genuine, future, () => undefined);
+    const { cp } = await import('node:fs/promises');
+    await cp(join(env.BACKUP_DIR!, 'yearly/20990101T000000Z'), join(lonely, 'yearly/20990101T000000Z'), { recursive: true });
+    const alone = await runCli(['healthcheck'], { BACKUP_DIR: lonely });
+    expect(alone.exitCode).toBe(1);
+    expect(alone.stderr).toMatch(/^unhealthy: no successful backup in /);
+  });
+});
