@@ -12,6 +12,8 @@ export const RUN_TIERS: readonly RunTier[] = [...TIERS, PRE_RESTORE];
 /** Runs in progress; moved into their tier folder only when complete. */
 export const PARTIAL_DIR = '.partial';
 export const MANIFEST = 'manifest.json';
+/** The volume's lock (a folder, made by proper-lockfile). */
+export const LOCK_FILE = '.lock';
 
 const RUN_ID = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z(?:_([A-Za-z0-9._-]{1,64}))?$/;
 

@@ -193,3 +193,75 @@ describe('a run dated in the future deletes nothing', () => {
     expect(alone.stderr).toMatch(/^unhealthy: no successful backup in /);
   });
 });
+
+describe('links planted in the volume are never followed', () => {
+  /** A volume with one media run, a folder outside it holding a victim file, and the link under test. */
+  async function plant(name: string, link: (vol: string, outside: string) => Promise<void>) {
+    const vol = join(work, `vol-${name}`);
+    const outside = join(work, `outside-${name}`);
+    await mkdir(join(outside, '20200101T000000Z'), { recursive: true });
+    await writeFile(join(outside, 'victim.txt'), 'keep me');
+    await writeFile(join(outside, '20200101T000000Z/victim.txt'), 'keep me');
+    const e = { BACKUP_DIR: vol, MEDIA_PATHS: `uploads:${join(work, 'uploads')}`, BACKUP_KEEP_DAYS: '1', BACKUP_KEEP_WEEKS: '0', BACKUP_KEEP_MONTHS: '0' };
+    expect((await runCli(['backup'], e)).exitCode).toBe(0);
+    await link(vol, outside);
+    return { e, outside };
+  }
+  const { symlink } = { symlink: async (target: string, path: string) => (await import('node:fs/promises')).symlink(target, path) };
+
+  for (const [what, make] of [
+    ['.partial', async (vol: string, outside: string) => {
+      await rm(join(vol, '.partial'), { recursive: true, force: true });
+      await symlink(outside, join(vol, '.partial'));
+    }],
+    ['a tier folder', async (vol: string, outside: string) => symlink(outside, join(vol, 'daily'))],
+    ['a run folder', async (vol: string, outside: string) => {
+      await mkdir(join(vol, 'daily'), { recursive: true });
+      await symlink(join(outside, '20200101T000000Z'), join(vol, 'daily/20200101T000000Z'));
+    }],
+    ['a file in a run', async (vol: string, outside: string) => {
+      const tier = (await readdir(vol)).find((t) => t === 'yearly')!;
+      const run = (await readdir(join(vol, tier)))[0]!;
+      await symlink(join(outside, 'victim.txt'), join(vol, tier, run, 'uploads.tar.gz.old'));
+    }],
+  ] as const) {
+    it(`${what} that is a link: backup, prune and list refuse in one line naming it; nothing outside is touched`, async () => {
+      const { e, outside } = await plant(what.replaceAll(' ', '-'), make);
+      for (const command of [['backup'], ['prune'], ['list']]) {
+        const r = await runCli(command, e);
+        expect(r.exitCode, command[0]).toBe(1);
+        expect(r.stderr).toMatch(/^backup-sidecar: \/.* is a symbolic link \(to \/.*\): backup-sidecar never follows a link in .* it did not make, so it does nothing; replace the link with a real folder or remove it$/m);
+      }
+      expect(await filesBelow(outside)).toEqual(['20200101T000000Z/victim.txt', 'victim.txt']);
+    });
+  }
+
+  it('a link left at the temporary name of a status file is replaced, never written through', async () => {
+    const { e, outside } = await plant('tmp', async (vol, out) => symlink(join(out, 'victim.txt'), join(vol, '.status.json.tmp')));
+    expect((await runCli(['backup'], e)).exitCode).toBe(0);
+    const { readFile } = await import('node:fs/promises');
+    expect(await readFile(join(outside, 'victim.txt'), 'utf8')).toBe('keep me');
+  });
+});
+
+describe('folders that overlap the backups volume', () => {
+  it('MEDIA_PATHS inside BACKUP_DIR, or holding it, is a configuration error (exit 2, one line)', async () => {
+    const vol = join(work, 'vol-overlap');
+    for (const media of [`inner:${vol}/inner`, `all:${work}`, `same:${vol}`]) {
+      const r = await runCli(['backup'], { BACKUP_DIR: vol, MEDIA_PATHS: media });
+      expect(r.exitCode, media).toBe(2);
+      expect(r.stderr).toMatch(/^backup-sidecar: MEDIA_PATHS: \S+ (is|lies inside|holds) BACKUP_DIR \(.*\): it would archive the backups themselves, and its restore would delete newer runs; keep media folders and the backups volume apart$/m);
+    }
+    expect(await exists(vol)).toBe(false);
+  });
+
+  it('restore --target-dir inside BACKUP_DIR, or holding it, is refused before anything is done', async () => {
+    for (const dir of [join(env.BACKUP_DIR!, 'look'), work]) {
+      const r = await runCli(['restore', 'uploads.tar.gz', '--yes', '--target-dir', dir], env);
+      expect(r.exitCode, dir).toBe(2);
+      expect(r.stderr).toMatch(/^backup-sidecar: --target-dir \S+ (lies inside|holds) BACKUP_DIR \(.*\): a restore empties its target folder first; choose a folder outside the backups volume$/m);
+    }
+    expect(await exists(join(env.BACKUP_DIR!, 'look'))).toBe(false);
+    expect(await readdir(join(env.BACKUP_DIR!, 'pre-restore')).catch(() => [])).toEqual([]);
+  });
+});

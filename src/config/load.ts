@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseCommandString } from 'execa';
 import { z } from 'zod';
+import { folderOverlap } from '../util/paths.ts';
 import { ENV, type EnvName, type EnvVar } from './schema.ts';
 import type { Config, RetentionPolicy, S3Config } from './config.ts';
 
@@ -106,6 +107,13 @@ export function loadConfig(env: Env = process.env, options: { needSources?: bool
       };
     }
   }
+  const backupDir = v.BACKUP_DIR.replace(/(.)\/+$/, '$1');
+  for (const m of v.MEDIA_PATHS) {
+    const overlap = folderOverlap(m.path, backupDir);
+    if (overlap !== undefined) {
+      problems.push(`MEDIA_PATHS: ${m.name}:${m.path} ${overlap} BACKUP_DIR (${backupDir}): it would archive the backups themselves, and its restore would delete newer runs; keep media folders and the backups volume apart`);
+    }
+  }
   if (databases.length === 0 && v.MEDIA_PATHS.length === 0 && options.needSources !== false) {
     problems.push(
       `POSTGRES_DB, MEDIA_PATHS: nothing to back up; set one or both (example: POSTGRES_DB=app or MEDIA_PATHS=uploads:/data/uploads)`,
@@ -128,7 +136,7 @@ export function loadConfig(env: Env = process.env, options: { needSources?: bool
       media: v.MEDIA_PATHS,
       mediaExclude: v.MEDIA_EXCLUDE,
       mediaCompression: v.MEDIA_COMPRESSION,
-      backupDir: v.BACKUP_DIR.replace(/(.)\/+$/, '$1'),
+      backupDir,
       label: v.BACKUP_LABEL,
       retention,
       keepPreRestore: v.BACKUP_KEEP_PRE_RESTORE,

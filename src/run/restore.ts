@@ -3,6 +3,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { offsiteStore, requirePostgres, runTrust, safetySources } from '../app.ts';
 import type { Config, MediaFolder } from '../config/config.ts';
+import { folderOverlap } from '../util/paths.ts';
 import { RunError, UsageError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Artifact } from '../manifest.ts';
@@ -70,6 +71,10 @@ function plan(config: Config, selection: Selection, options: RestoreOptions): Pl
   const tarballs = selection.artifacts.filter((a) => a.kind === 'media');
   if (options.targetDb !== undefined && dumps.length !== 1) throw new UsageError(`--target-db needs exactly one database dump; "${options.ref}" selects ${dumps.length}`);
   if (options.targetDir !== undefined && tarballs.length !== 1) throw new UsageError(`--target-dir needs exactly one media tarball; "${options.ref}" selects ${tarballs.length}`);
+  const overlap = options.targetDir === undefined ? undefined : folderOverlap(options.targetDir, config.backupDir);
+  if (overlap !== undefined) {
+    throw new UsageError(`--target-dir ${options.targetDir} ${overlap} BACKUP_DIR (${config.backupDir}): a restore empties its target folder first; choose a folder outside the backups volume`);
+  }
   // Roles first: the databases' owners and grants refer to them.
   const ordered = [...selection.artifacts].sort((a, b) => Number(b.kind === 'globals') - Number(a.kind === 'globals'));
   return ordered.map((artifact) => {

@@ -1,4 +1,4 @@
-import { access, open, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { access, open, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** Folders in the volume are private: the backups hold the whole database. */
@@ -29,7 +29,9 @@ export async function fsyncDir(dir: string): Promise<void> {
 /** Writes a small file so that readers see the old content or the new, never a part. */
 export async function writeFileAtomic(path: string, data: string): Promise<void> {
   const tmp = `${path}.tmp`;
-  await writeFile(tmp, data, { mode: FILE_MODE, flush: true });
+  // Never through a link someone left at the temporary name: remove it, then create the file anew.
+  await rm(tmp, { force: true });
+  await writeFile(tmp, data, { mode: FILE_MODE, flush: true, flag: 'wx' });
   await rename(tmp, path);
   await fsyncDir(dirname(path));
 }

@@ -3,10 +3,9 @@ import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { RunError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { PARTIAL_DIR } from '../naming.ts';
+import { LOCK_FILE as LOCK, PARTIAL_DIR } from '../naming.ts';
 import { ensureDir, fsProblem } from '../util/fs.ts';
-
-const LOCK = '.lock';
+import { assertNoLinks } from './links.ts';
 
 /**
  * Runs `work` holding the volume's lock, so that two runs (a scheduled one and a `docker exec ... backup`,
@@ -19,6 +18,7 @@ export async function withVolumeLock<T>(backupDir: string, log: Logger, work: ()
   } catch (error) {
     throw new RunError(fsProblem(error, `creating BACKUP_DIR ${backupDir}`));
   }
+  await assertNoLinks(backupDir);
   let release: () => Promise<void>;
   try {
     release = await lockfile.lock(backupDir, {

@@ -4,6 +4,7 @@ import { describe } from '../errors.ts';
 import { readManifest, type Manifest } from '../manifest.ts';
 import { RUN_TIERS, parseRunId, type RunTier } from '../naming.ts';
 import { readDrillReport, type DrillReport } from './drill-report.ts';
+import { assertNoLinks } from './links.ts';
 
 /** What makes a run count as the newest: not dated after `notAfter` (now plus CLOCK_SKEW_MAX). */
 export interface RunTrust {
@@ -26,6 +27,7 @@ export interface StoredRun {
 
 /** Every run in the volume, newest first. Names that are not ours are ignored. */
 export async function listRuns(backupDir: string): Promise<StoredRun[]> {
+  await assertNoLinks(backupDir);
   const runs: StoredRun[] = [];
   for (const tier of RUN_TIERS) {
     const tierDir = join(backupDir, tier);
