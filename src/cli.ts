@@ -10,6 +10,7 @@ import { printConfigCommand } from './commands/print-config.ts';
 import { restoreCommand } from './commands/restore.ts';
 import { verifyCommand } from './commands/verify.ts';
 import { loadConfig } from './config/load.ts';
+import { removeSecrets } from './config/secrets.ts';
 import { RunError, UsageError } from './errors.ts';
 import { createLogger, type Logger } from './log.ts';
 import { TIERS, type Tier } from './naming.ts';
@@ -84,6 +85,7 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
   }
   if (loaded.config === undefined) throw new UsageError(loaded.problems.join('\n'));
   const config = loaded.config;
+  removeSecrets(process.env);
   const log = createLogger(config.logLevel, config.logFormat);
   setLogger(log);
 

@@ -265,3 +265,75 @@ describe('folders that overlap the backups volume', () => {
     expect(await readdir(join(env.BACKUP_DIR!, 'pre-restore')).catch(() => [])).toEqual([]);
   });
 });
+
+describe('secrets reach a child process only when it needs them', () => {
+  it('pg_dump, psql, pg_restore and tar get no S3 key, passphrase or webhook URL; the PostgreSQL tools get PGPASSWORD; hooks get secrets only through HOOK_ENV', async () => {
+    const { wrapperBin } = await import('./support/pg-wrappers.ts');
+    const bin = await wrapperBin(join(work, 'env-bin'), { recordEnv: true });
+    const { chmod, readFile } = await import('node:fs/promises');
+    await writeFile(join(bin, 'tar'), `#!/bin/sh\nenv > ${join(bin, 'env.tar')}.$$\nexec /usr/bin/tar "$@"\n`);
+    await chmod(join(bin, 'tar'), 0o755);
+    const hookEnv = join(work, 'hook-env');
+    const secrets = { ENCRYPTION_PASSPHRASE: 'passphrase-Qq7-never-shared', WEBHOOK_URL: 'http://127.0.0.1:9/hook?token=Tok-Zz9-never-shared' };
+    const e = {
+      ...env,
+      ...secrets,
+      PATH: `${bin}:${process.env.PATH}`,
+      PG_BIN_DIR: bin,
+      BACKUP_DIR: join(work, 'backups-env'),
+      BACKUP_PRE_COMMAND: `env > ${hookEnv}.pre`,
+      BACKUP_POST_COMMAND: `env > ${hookEnv}.post`,
+    };
+    expect((await runCli(['backup'], e)).exitCode).toBe(0);
+    expect((await runCli(['restore', 'latest', '--yes', '--no-safety-backup'], e)).exitCode).toBe(0);
+    const forbidden = [s3.env.AWS_SECRET_ACCESS_KEY!, secrets.ENCRYPTION_PASSPHRASE, secrets.WEBHOOK_URL, 'AWS_SECRET_ACCESS_KEY', 'ENCRYPTION_PASSPHRASE', 'WEBHOOK_URL'];
+    const recorded = (await readdir(bin)).filter((f) => f.startsWith('env.'));
+    for (const tool of ['pg_dump', 'psql', 'pg_restore', 'pg_dumpall', 'tar']) {
+      expect(recorded.some((f) => f.startsWith(`env.${tool}.`)), tool).toBe(true);
+    }
+    const connecting: string[] = [];
+    for (const file of recorded) {
+      const text = await readFile(join(bin, file), 'utf8');
+      for (const secret of forbidden) expect(text, `${file} holds ${secret}`).not.toContain(secret);
+      // Only calls that connect (not `pg_dump --version`, not tar) get the password.
+      if (text.includes(`PGPASSWORD=${pg.password}`)) connecting.push(file.split('.')[1]!);
+      if (file.startsWith('env.tar')) expect(text).not.toContain('PGPASSWORD');
+    }
+    expect(new Set(connecting)).toEqual(new Set(['pg_dump', 'psql', 'pg_restore', 'pg_dumpall']));
+    for (const which of ['pre', 'post']) {
+      const text = await readFile(`${hookEnv}.${which}`, 'utf8');
+      for (const secret of [...forbidden, pg.password]) expect(text, `${which} hook holds ${secret}`).not.toContain(secret);
+      expect(text).toContain(`POSTGRES_HOST=${pg.host}`);
+    }
+    expect((await runCli(['backup'], { ...e, HOOK_ENV: 'WEBHOOK_URL,POSTGRES_PASSWORD' })).exitCode).toBe(0);
+    const passed = await readFile(`${hookEnv}.pre`, 'utf8');
+    expect(passed).toContain(`WEBHOOK_URL=${secrets.WEBHOOK_URL}`);
+    expect(passed).toContain(`POSTGRES_PASSWORD=${pg.password}`);
+    expect(passed).not.toContain(s3.env.AWS_SECRET_ACCESS_KEY!);
+  });
+
+  it('credentials in S3_ENDPOINT are masked in print-config, errors, .status.json and the webhook body', async () => {
+    const received: string[] = [];
+    const { createServer: createHttp } = await import('node:http');
+    const hook = createHttp((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        received.push(body);
+        res.end();
+      });
+    });
+    const hookPort = await freePort();
+    await new Promise<void>((resolve) => hook.listen(hookPort, '127.0.0.1', resolve));
+    const dead = await freePort();
+    const e = { ...env, BACKUP_DIR: join(work, 'backups-mask'), S3_ENDPOINT: `http://backup:Endpoint-Pw-77@127.0.0.1:${dead}`, WEBHOOK_URL: `http://127.0.0.1:${hookPort}/h` };
+    const shown = await runCli(['print-config'], e);
+    const run = await runCli(['backup'], e);
+    await new Promise<void>((resolve) => hook.close(() => resolve()));
+    expect(run.exitCode).toBe(1);
+    expect(run.stderr).toMatch(/cannot reach http:\/\/\*\*\*@127\.0\.0\.1/);
+    const { readFile } = await import('node:fs/promises');
+    for (const text of [shown.stdout, run.stderr, run.stdout, await readFile(join(e.BACKUP_DIR, '.status.json'), 'utf8'), ...received]) expect(text).not.toContain('Endpoint-Pw-77');
+    expect(received).toHaveLength(1);
+  });
+});

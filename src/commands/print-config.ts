@@ -1,5 +1,6 @@
 import type { LoadResult } from '../config/load.ts';
 import { ENV } from '../config/schema.ts';
+import { maskUrlCredentials } from '../util/redact.ts';
 import { table } from './list.ts';
 
 /** `print-config`: the effective settings, secrets masked, then what is wrong; exit 2 if anything is. */
@@ -7,7 +8,7 @@ export function printConfigCommand(result: LoadResult): number {
   const rows = [['VARIABLE', 'VALUE', 'FROM']];
   for (const s of result.settings) {
     if (s.value !== undefined) {
-      rows.push([s.name, s.secret ? '******** (set)' : s.value, s.source === 'file' ? `${s.name}_FILE` : 'env']);
+      rows.push([s.name, s.secret ? '******** (set)' : maskUrlCredentials(s.value), s.source === 'file' ? `${s.name}_FILE` : 'env']);
       continue;
     }
     const fallback = ENV[s.name].schema.safeParse(undefined);

@@ -104,6 +104,8 @@ export interface HooksConfig {
   webhookErrorUrl: string | undefined;
   preCommand: string | undefined;
   postCommand: string | undefined;
+  /** The secrets HOOK_ENV lets the hooks see, by name. */
+  env: Record<string, string>;
 }
 
 export interface Config {

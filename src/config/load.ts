@@ -98,7 +98,8 @@ export function loadConfig(env: Env = process.env, options: { needSources?: bool
         host: v.POSTGRES_HOST,
         port: v.POSTGRES_PORT,
         user: v.POSTGRES_USER,
-        password: v.POSTGRES_PASSWORD,
+        // PGPASSWORD, which libpq reads, works too; both leave the environment once read (removeSecrets).
+        password: v.POSTGRES_PASSWORD ?? env.PGPASSWORD,
         databases: [...new Set(databases)],
         globals: v.POSTGRES_GLOBALS,
         extraOpts,
@@ -171,6 +172,9 @@ export function loadConfig(env: Env = process.env, options: { needSources?: bool
         webhookErrorUrl: v.WEBHOOK_ERROR_URL,
         preCommand: v.BACKUP_PRE_COMMAND,
         postCommand: v.BACKUP_POST_COMMAND,
+        env: Object.fromEntries(
+          v.HOOK_ENV.map((name) => [name, settings.find((s) => s.name === name)?.value ?? env[name]]).filter((e): e is [string, string] => e[1] !== undefined),
+        ),
       },
       diskFreeMin: v.DISK_FREE_MIN,
       clockSkewMs: v.CLOCK_SKEW_MAX,

@@ -517,6 +517,12 @@ export const ENV = {
       'A run dated later than now plus this (forged, or left by a clock that jumped) is suspicious: kept and reported, never the newest, never counted fresh by healthcheck.',
     example: '5m',
   },
+  HOOK_ENV: {
+    schema: list.refine((names) => names.every((n) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(n)), { message: 'expected variable names separated by commas' }),
+    description:
+      'Secret variables BACKUP_PRE_COMMAND and BACKUP_POST_COMMAND may see (comma-separated names). Hooks get every other variable, but no secret unless named here.',
+    example: 'POSTGRES_PASSWORD,WEBHOOK_URL',
+  },
   BACKUP_FAKE_NOW: {
     schema: z.iso.datetime({ message: 'expected an ISO time such as 2026-01-31T02:00:00Z' }).optional(),
     description: 'For tests only: the clock starts at this time (and runs on), to simulate months of runs.',

@@ -35,7 +35,7 @@ export async function backupJob(config: Config, log: Logger, options: { tier?: T
   let run: BackupResult | undefined;
   let failure: Error | undefined;
   try {
-    if (config.hooks.preCommand !== undefined) await runHook('BACKUP_PRE_COMMAND', config.hooks.preCommand, {}, log, options.signal);
+    if (config.hooks.preCommand !== undefined) await runHook('BACKUP_PRE_COMMAND', config.hooks.preCommand, config.hooks.env, log, options.signal);
     const store = await offsiteStore(config, log);
     run = await withVolumeLock(config.backupDir, log, async () => {
       const notAfter = notAfterOf(config);
@@ -65,7 +65,7 @@ export async function backupJob(config: Config, log: Logger, options: { tier?: T
   }
   if (config.hooks.postCommand !== undefined) {
     // Not cancelled on shutdown: it often restarts what the pre command stopped.
-    const env = { BACKUP_STATUS: failure === undefined ? 'ok' : 'failed', BACKUP_RUN_DIR: run?.runDir ?? '' };
+    const env = { ...config.hooks.env, BACKUP_STATUS: failure === undefined ? 'ok' : 'failed', BACKUP_RUN_DIR: run?.runDir ?? '' };
     await runHook('BACKUP_POST_COMMAND', config.hooks.postCommand, env, log).catch((error: unknown) => problems.push(describe(error)));
   }
   const error = failure ?? (problems.length > 0 ? new RunError(problems.join('\n')) : undefined);

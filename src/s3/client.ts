@@ -1,6 +1,7 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import type { S3Config } from '../config/config.ts';
 import { RunError } from '../errors.ts';
+import { maskUrlCredentials } from '../util/redact.ts';
 
 /** An S3 client for the configured store: retries with backoff, timeouts, and checksums that suit it. */
 export function createS3Client(s3: S3Config): S3Client {
@@ -31,7 +32,7 @@ export function s3Problem(error: unknown, what: string, s3: Pick<S3Config, 'buck
   if (error instanceof RunError) return error;
   const e = (error ?? {}) as SdkError;
   const status = e.$metadata?.httpStatusCode;
-  const where = s3.endpoint ?? 'AWS S3';
+  const where = s3.endpoint === undefined ? 'AWS S3' : maskUrlCredentials(s3.endpoint);
   const name = e.name ?? '';
   const code = e.code ?? '';
   let message: string;
@@ -47,5 +48,5 @@ export function s3Problem(error: unknown, what: string, s3: Pick<S3Config, 'buck
     const detail = (e.message ?? String(error)).split('\n')[0];
     message = `${name || 'error'}${status === undefined ? '' : ` (HTTP ${status})`}: ${detail}`;
   }
-  return new RunError(`S3 ${what} failed: ${message}`);
+  return new RunError(maskUrlCredentials(`S3 ${what} failed: ${message}`));
 }

@@ -7,9 +7,9 @@ import { PG15_BIN } from './postgres-server.ts';
  * environment keys; pg_dump can be told to die after some bytes, as a crashing pg_dump would, or to
  * take at least `slowSeconds` (its output paced by a process that exits when killed, closing the pipe).
  */
-export async function wrapperBin(dir: string, options: { dieAfterBytes?: number; slowSeconds?: number } = {}): Promise<string> {
+export async function wrapperBin(dir: string, options: { dieAfterBytes?: number; slowSeconds?: number; recordEnv?: boolean } = {}): Promise<string> {
   await mkdir(dir, { recursive: true });
-  for (const tool of ['pg_dump', 'pg_restore', 'psql']) {
+  for (const tool of ['pg_dump', 'pg_restore', 'psql', 'pg_dumpall']) {
     const real = join(PG15_BIN, tool);
     const pace = `import subprocess, sys, time
 p = subprocess.Popen([${JSON.stringify(real)}] + sys.argv[1:], stdout=subprocess.PIPE)
@@ -23,7 +23,9 @@ sys.exit(p.wait())`;
         : tool === 'pg_dump' && options.slowSeconds !== undefined
           ? `case "$1" in --version) exec ${real} "$@";; esac\nexec python3 -c '${pace}' "$@"\n`
           : `exec ${real} "$@"\n`;
-    await writeFile(join(dir, tool), `#!/bin/sh\nprintf '%s\\n' "${tool} $*" >> ${join(dir, 'argv.log')}\n${body}`);
+    // With recordEnv, each call leaves the environment it was given in env.<tool>.<pid>.
+    const envLine = options.recordEnv === true ? `env > ${join(dir, `env.${tool}`)}.$$\n` : '';
+    await writeFile(join(dir, tool), `#!/bin/sh\nprintf '%s\\n' "${tool} $*" >> ${join(dir, 'argv.log')}\n${envLine}${body}`);
     await chmod(join(dir, tool), 0o755);
   }
   return dir;
