@@ -337,3 +337,44 @@ describe('secrets reach a child process only when it needs them', () => {
     expect(received).toHaveLength(1);
   });
 });
+
+describe('plaintext is never left behind', () => {
+  it('a verify killed (-9) while decrypting leaves its plaintext only in .partial/, which the next command removes; TMPDIR stays clean', async () => {
+    const { execa } = await import('execa');
+    const { randomBytes } = await import('node:crypto');
+    const { CLI } = await import('./support/cli.ts');
+    const keyFile = join(work, 'age.key');
+    await execa('age-keygen', ['-o', keyFile]).catch((error: Error) => {
+      throw new Error(`age-keygen is needed (apt-get install age): ${error.message}`);
+    });
+    const recipient = (await execa('age-keygen', ['-y', keyFile])).stdout.trim();
+    const media = join(work, 'big-media');
+    await mkdir(media);
+    await writeFile(join(media, 'big.bin'), randomBytes(96 * 1024 * 1024));
+    const tmp = join(work, 'private-tmp');
+    await mkdir(tmp);
+    const e = { BACKUP_DIR: join(work, 'backups-plain'), MEDIA_PATHS: `big:${media}`, MEDIA_COMPRESSION: 'zstd', ENCRYPTION_RECIPIENTS: recipient, ENCRYPTION_IDENTITY_FILE: keyFile, TMPDIR: tmp };
+    const made = await runCli(['backup'], e);
+    expect(made.stderr).not.toMatch(/"level":50/);
+    expect(made.exitCode).toBe(0);
+
+    const verify = execa(process.execPath, [CLI, 'verify'], { env: { PATH: process.env.PATH!, ...e }, extendEnv: false, reject: false });
+    // The exact point: the first plaintext bytes are on disk.
+    const partial = join(e.BACKUP_DIR, '.partial');
+    const plaintext = async () => (await filesBelow(partial).catch(() => [])).length + (await filesBelow(tmp)).length > 0;
+    const end = Date.now() + 30_000;
+    while (!(await plaintext()) && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+    verify.kill('SIGKILL');
+    expect((await verify).signal).toBe('SIGKILL');
+    expect(await filesBelow(tmp)).toEqual([]);
+    expect((await filesBelow(partial)).some((f) => f.startsWith('decrypted-'))).toBe(true);
+
+    // The killed process's lock goes stale after 30 s; remove it rather than wait (as an operator would).
+    await rm(join(e.BACKUP_DIR, '.lock'), { recursive: true, force: true });
+    const next = await runCli(['verify'], e);
+    expect(next.exitCode).toBe(0);
+    expect(next.stderr).toMatch(/removing the leftovers of an interrupted run/);
+    expect(await filesBelow(partial)).toEqual([]);
+    expect(await filesBelow(tmp)).toEqual([]);
+  });
+});

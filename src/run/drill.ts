@@ -16,7 +16,7 @@ import { connectServer, type PgServer } from '../sources/postgres-server.ts';
 import { measureTree } from '../sources/media.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import { VERIFY_FILE, type DrillCheck, type DrillReport } from '../volume/drill-report.ts';
-import { withVolumeLock } from '../volume/lock.ts';
+import { drillDirPrefix, withVolumeLock } from '../volume/lock.ts';
 import { withCleanup } from './cleanup.ts';
 import { decryptSelection } from './decrypt.ts';
 import { resolveWithOffsite } from './fetch.ts';
@@ -83,9 +83,9 @@ async function drillDatabase(
 }
 
 /** Unpacks a tarball into a temporary folder and compares entries, files and bytes with the manifest. */
-async function drillFolder(path: string, artifact: MediaArtifact, signal: AbortSignal | undefined): Promise<DrillCheck> {
+async function drillFolder(path: string, artifact: MediaArtifact, backupDir: string, signal: AbortSignal | undefined): Promise<DrillCheck> {
   return timed(`unpack ${artifact.file}`, async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'backup-sidecar-drill-'));
+    const dir = await mkdtemp(join(tmpdir(), drillDirPrefix(backupDir)));
     try {
       const args = ['--extract', `--file=${path}`, `--directory=${dir}`, artifact.compression === 'gzip' ? '--gzip' : '--zstd'];
       const result = await execa('tar', args, { reject: false, cancelSignal: signal });
@@ -152,7 +152,7 @@ export async function drill(config: Config, log: Logger, ref: string, now: () =>
         );
       }
       for (const media of selection.artifacts.filter((a): a is MediaArtifact => a.kind === 'media')) {
-        checks.push(await drillFolder(join(selection.runDir, media.file), media, signal));
+        checks.push(await drillFolder(join(selection.runDir, media.file), media, config.backupDir, signal));
       }
     }
     const finished = now();

@@ -1,4 +1,3 @@
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { runTrust } from '../app.ts';
@@ -9,7 +8,9 @@ import type { Artifact } from '../manifest.ts';
 import { discoverClients, newestClient, type PgClient } from '../pg/clients.ts';
 import { checkGlobalsFile } from '../sources/globals.ts';
 import { readToc } from '../sources/postgres.ts';
+import { PARTIAL_DIR } from '../naming.ts';
 import { hashFile } from '../util/hash.ts';
+import { withVolumeLock } from '../volume/lock.ts';
 import { resolveRef, type Selection } from '../volume/resolve.ts';
 import { withCleanup } from './cleanup.ts';
 import { decryptSelection } from './decrypt.ts';
@@ -58,7 +59,7 @@ async function checkOne(path: string, artifact: Artifact, dumpReader: () => Prom
 
 /**
  * Checks a run or one artifact without touching any server: sha256, then a full read. An encrypted run
- * is decrypted into a temporary folder first (with ENCRYPTION_IDENTITY_FILE or the passphrase); without
+ * is decrypted into .partial/ first (holding the volume lock) (with ENCRYPTION_IDENTITY_FILE or the passphrase); without
  * a key only the stored bytes can be checked.
  */
 export async function verify(config: Config, log: Logger, ref: string): Promise<VerifyResult> {
@@ -79,10 +80,12 @@ export async function verify(config: Config, log: Logger, ref: string): Promise<
     hashes.push({ file: artifact.file, ok, detail: ok ? 'sha256 ok (encrypted; set ENCRYPTION_IDENTITY_FILE or ENCRYPTION_PASSPHRASE to check the contents)' : 'sha256 differs from the manifest, or the file cannot be read' });
   }
   if (config.decryption === undefined || hashes.some((c) => !c.ok)) return result(hashes);
-  return withCleanup(log, async (cleanup) => {
+  // Plaintext goes only into .partial/, under the lock: if this process is killed, the next command
+  // that takes the lock removes it. TMPDIR is cleaned by no one.
+  return withVolumeLock(config.backupDir, log, () => withCleanup(log, async (cleanup) => {
     let plain: Selection;
     try {
-      plain = await decryptSelection(stored, config.decryption, tmpdir(), cleanup);
+      plain = await decryptSelection(stored, config.decryption, join(config.backupDir, PARTIAL_DIR), cleanup);
     } catch (error) {
       return result(stored.artifacts.map((a) => ({ file: a.file, ok: false, detail: describe(error) })));
     }
@@ -92,5 +95,5 @@ export async function verify(config: Config, log: Logger, ref: string): Promise<
       checks.push({ ...check, file: stored.artifacts[i]!.file, detail: check.ok ? `sha256 ok, decrypted: ${check.detail}` : check.detail });
     }
     return result(checks);
-  });
+  }));
 }

@@ -1,4 +1,6 @@
 import { rm, readdir } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { RunError } from '../errors.ts';
@@ -43,11 +45,26 @@ export async function withVolumeLock<T>(backupDir: string, log: Logger, work: ()
   }
 }
 
+/**
+ * Drills unpack media into TMPDIR in folders named after the volume (another volume's drill may be
+ * running beside this one); one left by a killed drill holds plaintext.
+ */
+export function drillDirPrefix(backupDir: string): string {
+  return `backup-sidecar-drill-${createHash('sha256').update(backupDir).digest('hex').slice(0, 12)}-`;
+}
+
+/**
+ * Removes what killed processes left: partial runs, downloads and decrypted copies in .partial/, and
+ * drill folders in TMPDIR (only drills, which hold this lock, make them).
+ */
 async function removeLeftovers(backupDir: string, log: Logger): Promise<void> {
   const partial = join(backupDir, PARTIAL_DIR);
-  const leftovers = await readdir(partial).catch(() => [] as string[]);
-  for (const name of leftovers) {
-    log.warn({ path: join(partial, name) }, 'removing the leftovers of an interrupted run');
-    await rm(join(partial, name), { recursive: true, force: true });
+  const leftovers = [
+    ...(await readdir(partial).catch(() => [] as string[])).map((name) => join(partial, name)),
+    ...(await readdir(tmpdir()).catch(() => [] as string[])).filter((name) => name.startsWith(drillDirPrefix(backupDir))).map((name) => join(tmpdir(), name)),
+  ];
+  for (const path of leftovers) {
+    log.warn({ path }, 'removing the leftovers of an interrupted run');
+    await rm(path, { recursive: true, force: true });
   }
 }
