@@ -71,9 +71,9 @@ export function retentionOptions(config: Config, where: 'volume' | 'offsite'): R
   return { policy, keepPreRestore: config.keepPreRestore, timeZone: config.timeZone, notAfter: notAfterOf(config) };
 }
 
-/** Which runs may count as the newest (see RunTrust). */
-export function runTrust(config: Config): RunTrust {
-  return { notAfter: notAfterOf(config) };
+/** Which runs may count as the newest (see RunTrust); `trustUnsigned` from restore and verify's --trust-unsigned. */
+export function runTrust(config: Config, trustUnsigned = false): RunTrust {
+  return { notAfter: notAfterOf(config), signing: config.signing, trustUnsigned };
 }
 
 export function requirePostgres(config: Config): NonNullable<Config['postgres']> {

@@ -32,13 +32,16 @@ Commands:
       --no-safety-backup      do not copy what is replaced into pre-restore/ first
       --no-owner              do not restore ownership and privileges (roles missing on this server)
       --jobs N                pg_restore parallel jobs (default: number of CPUs)
+      --trust-unsigned        use a run without a signature although BACKUP_SIGNING_KEY is set (an
+                              older run); a wrong signature is always refused
   list [--remote] [--json]    the runs in the volume (or, with --remote, in S3), newest first
   daemon                      the long-running process: backups on SCHEDULE, /healthz and /metrics
   healthcheck                 exit 0 when the newest successful run is recent and the last did not fail
   status                      health, runs per tier, sizes, free space, offsite state, last error
   prune [--dry-run]           apply retention to the volume and S3; prints every run with its reason
   lifecycle [--apply]         print (or put on the bucket) the S3 lifecycle rules matching retention
-  verify [ref]                sha256 of each file against its manifest, then a full read (default: latest)
+  verify [ref]                sha256 of each file against its manifest, then a full read (default: latest);
+                              --trust-unsigned as for restore
   verify --restore [ref]      a restore drill: each dump restored into a scratch database and its row
                               counts (and VERIFY_SQL) checked, each tarball unpacked into a temporary
                               folder and measured; nothing real is touched; the result goes to verify.json
@@ -130,6 +133,7 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
         'no-safety-backup': { type: 'boolean' },
         'no-owner': { type: 'boolean' },
         jobs: { type: 'string', short: 'j' },
+        'trust-unsigned': { type: 'boolean' },
       });
       if (positionals.length !== 1) throw new UsageError('restore takes one file, run id or "latest" (example: backup-sidecar restore latest)');
       const targetDir = values['target-dir'] as string | undefined;
@@ -142,6 +146,7 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
         safetyBackup: values['no-safety-backup'] !== true,
         noOwner: values['no-owner'] === true,
         jobs: positiveInt(values.jobs as string | undefined, '--jobs'),
+        trustUnsigned: values['trust-unsigned'] === true,
       });
     }
     case 'list': {
@@ -150,13 +155,14 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
       return values.remote === true ? listRemoteCommand(config, log, values.json === true) : listCommand(config, values.json === true);
     }
     case 'verify': {
-      const { values, positionals } = parse(rest, { restore: { type: 'boolean' } });
+      const { values, positionals } = parse(rest, { restore: { type: 'boolean' }, 'trust-unsigned': { type: 'boolean' } });
       if (positionals.length > 1) throw new UsageError('verify takes at most one file, run id or "latest"');
+      const trustUnsigned = values['trust-unsigned'] === true;
       if (values.restore === true) {
         const { drillCommand } = await import('./commands/drill.ts');
-        return drillCommand(config, log, positionals[0] ?? 'latest');
+        return drillCommand(config, log, positionals[0] ?? 'latest', trustUnsigned);
       }
-      return verifyCommand(config, log, positionals[0] ?? 'latest');
+      return verifyCommand(config, log, positionals[0] ?? 'latest', trustUnsigned);
     }
     default:
       throw new UsageError(`unknown command "${command}"`);

@@ -12,6 +12,8 @@ export const RUN_TIERS: readonly RunTier[] = [...TIERS, PRE_RESTORE];
 /** Runs in progress; moved into their tier folder only when complete. */
 export const PARTIAL_DIR = '.partial';
 export const MANIFEST = 'manifest.json';
+/** The manifest's HMAC (BACKUP_SIGNING_KEY), beside it. */
+export const SIGNATURE = 'manifest.json.sig';
 /** The volume's lock (a folder, made by proper-lockfile). */
 export const LOCK_FILE = '.lock';
 
@@ -86,7 +88,7 @@ export const AGE_SUFFIX = '.age';
 const ARTIFACT_FILE = /^(?:[A-Za-z0-9_.%-]+\.dump|[A-Za-z0-9][A-Za-z0-9_.-]*\.tar\.(?:gz|zst)|globals\.sql)(?:\.age)?$/;
 
 export function isRunFile(file: string): boolean {
-  return file === MANIFEST || ARTIFACT_FILE.test(file);
+  return file === MANIFEST || file === SIGNATURE || ARTIFACT_FILE.test(file);
 }
 
 /**

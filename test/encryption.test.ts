@@ -150,9 +150,15 @@ describe('encryption at rest (age)', () => {
     expect(await readFile(join(runDir, 'manifest.json'), 'utf8')).not.toContain('correct horse');
     expect((await readFile(join(runDir, 'app.dump.age'))).toString('latin1')).toMatch(/-> scrypt /);
     expect((await runCli(['verify'], { ...base, ENCRYPTION_PASSPHRASE: 'correct horse battery staple' })).exitCode).toBe(0);
+    // The passphrase also derives the signing key: a wrong one is caught at the signature, in one line.
     const wrong = await runCli(['verify'], { ...base, ENCRYPTION_PASSPHRASE: 'wrong' });
     expect(wrong.exitCode).toBe(1);
-    expect(wrong.stdout).toMatch(/cannot decrypt/);
+    expect(wrong.stderr).toMatch(/^backup-sidecar: run \S+ has a signature that does not match its manifest under the key derived from ENCRYPTION_PASSPHRASE: the passphrase differs from the one the run was made with/m);
+    // Past the signature (an unsigned run, explicitly trusted), age itself refuses the wrong passphrase.
+    await rm(join(runDir, 'manifest.json.sig'));
+    const undecryptable = await runCli(['verify', '--trust-unsigned'], { ...base, ENCRYPTION_PASSPHRASE: 'wrong' });
+    expect(undecryptable.exitCode).toBe(1);
+    expect(undecryptable.stdout).toMatch(/cannot decrypt/);
     const both = await runCli(['backup'], { ...base, ENCRYPTION_PASSPHRASE: 'x', ENCRYPTION_RECIPIENTS: 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p' });
     expect(both.stderr.trim()).toBe('backup-sidecar: ENCRYPTION_RECIPIENTS, ENCRYPTION_PASSPHRASE: set one of them (age cannot mix public keys and a passphrase in one file)');
     const bad = await runCli(['backup'], { ...base, ENCRYPTION_RECIPIENTS: 'ssh-ed25519 AAAA' });

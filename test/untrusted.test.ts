@@ -1,10 +1,14 @@
-import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { createHmac as hmac, randomBytes } from 'node:crypto';
+import { chmod, cp, mkdir, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { createServer as createHttp } from 'node:http';
 import { createServer, type Server } from 'node:net';
+import { execa } from 'execa';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dumpFileName, formatRunId } from '../src/naming.ts';
 import { forgeInBucket, forgeInVolume, type RunAt } from './support/attacker.ts';
-import { filesBelow, runCli, tempDir } from './support/cli.ts';
+import { CLI, filesBelow, runCli, tempDir } from './support/cli.ts';
+import { wrapperBin } from './support/pg-wrappers.ts';
 import { freePort, startPostgres, type TestServer } from './support/postgres-server.ts';
 import { startS3, type TestS3 } from './support/s3-server.ts';
 
@@ -183,10 +187,7 @@ describe('a run dated in the future deletes nothing', () => {
 
     // With nothing but the future run, nothing is fresh.
     const lonely = join(work, 'backups-future');
-    await forgeInVolume(env.BACKUP_DIR!, future, future, () => undefined).then(() => undefined);
     await mkdir(join(lonely, 'yearly'), { recursive: true });
-    await forgeInVolume(env.BACKUP_DIR!, genuine, future, () => undefined);
-    const { cp } = await import('node:fs/promises');
     await cp(join(env.BACKUP_DIR!, 'yearly/20990101T000000Z'), join(lonely, 'yearly/20990101T000000Z'), { recursive: true });
     const alone = await runCli(['healthcheck'], { BACKUP_DIR: lonely });
     expect(alone.exitCode).toBe(1);
@@ -207,7 +208,6 @@ describe('links planted in the volume are never followed', () => {
     await link(vol, outside);
     return { e, outside };
   }
-  const { symlink } = { symlink: async (target: string, path: string) => (await import('node:fs/promises')).symlink(target, path) };
 
   for (const [what, make] of [
     ['.partial', async (vol: string, outside: string) => {
@@ -239,7 +239,6 @@ describe('links planted in the volume are never followed', () => {
   it('a link left at the temporary name of a status file is replaced, never written through', async () => {
     const { e, outside } = await plant('tmp', async (vol, out) => symlink(join(out, 'victim.txt'), join(vol, '.status.json.tmp')));
     expect((await runCli(['backup'], e)).exitCode).toBe(0);
-    const { readFile } = await import('node:fs/promises');
     expect(await readFile(join(outside, 'victim.txt'), 'utf8')).toBe('keep me');
   });
 });
@@ -268,9 +267,7 @@ describe('folders that overlap the backups volume', () => {
 
 describe('secrets reach a child process only when it needs them', () => {
   it('pg_dump, psql, pg_restore and tar get no S3 key, passphrase or webhook URL; the PostgreSQL tools get PGPASSWORD; hooks get secrets only through HOOK_ENV', async () => {
-    const { wrapperBin } = await import('./support/pg-wrappers.ts');
     const bin = await wrapperBin(join(work, 'env-bin'), { recordEnv: true });
-    const { chmod, readFile } = await import('node:fs/promises');
     await writeFile(join(bin, 'tar'), `#!/bin/sh\nenv > ${join(bin, 'env.tar')}.$$\nexec /usr/bin/tar "$@"\n`);
     await chmod(join(bin, 'tar'), 0o755);
     const hookEnv = join(work, 'hook-env');
@@ -314,7 +311,6 @@ describe('secrets reach a child process only when it needs them', () => {
 
   it('credentials in S3_ENDPOINT are masked in print-config, errors, .status.json and the webhook body', async () => {
     const received: string[] = [];
-    const { createServer: createHttp } = await import('node:http');
     const hook = createHttp((req, res) => {
       let body = '';
       req.on('data', (c: Buffer) => (body += c.toString()));
@@ -332,7 +328,6 @@ describe('secrets reach a child process only when it needs them', () => {
     await new Promise<void>((resolve) => hook.close(() => resolve()));
     expect(run.exitCode).toBe(1);
     expect(run.stderr).toMatch(/cannot reach http:\/\/\*\*\*@127\.0\.0\.1/);
-    const { readFile } = await import('node:fs/promises');
     for (const text of [shown.stdout, run.stderr, run.stdout, await readFile(join(e.BACKUP_DIR, '.status.json'), 'utf8'), ...received]) expect(text).not.toContain('Endpoint-Pw-77');
     expect(received).toHaveLength(1);
   });
@@ -340,9 +335,6 @@ describe('secrets reach a child process only when it needs them', () => {
 
 describe('plaintext is never left behind', () => {
   it('a verify killed (-9) while decrypting leaves its plaintext only in .partial/, which the next command removes; TMPDIR stays clean', async () => {
-    const { execa } = await import('execa');
-    const { randomBytes } = await import('node:crypto');
-    const { CLI } = await import('./support/cli.ts');
     const keyFile = join(work, 'age.key');
     await execa('age-keygen', ['-o', keyFile]).catch((error: Error) => {
       throw new Error(`age-keygen is needed (apt-get install age): ${error.message}`);
@@ -376,5 +368,118 @@ describe('plaintext is never left behind', () => {
     expect(next.stderr).toMatch(/removing the leftovers of an interrupted run/);
     expect(await filesBelow(partial)).toEqual([]);
     expect(await filesBelow(tmp)).toEqual([]);
+  });
+});
+
+describe('authenticated runs: BACKUP_SIGNING_KEY', () => {
+  const createHmac = (key: string, data: Buffer) => hmac('sha256', key).update(data).digest('hex');
+  const oldKey = randomBytes(32).toString('hex');
+  const newKey = randomBytes(32).toString('hex');
+  let signed: Record<string, string>;
+  let run: RunAt;
+  const SIGNED = 'signed';
+  const md5 = () => pg.sql('app', "SELECT md5(string_agg(id || ':' || body, ',' ORDER BY id)) FROM notes;");
+
+  beforeAll(async () => {
+    signed = { ...env, BACKUP_DIR: join(work, 'backups-signed'), S3_PREFIX: SIGNED, BACKUP_SIGNING_KEY: oldKey };
+    s3.requests.length = 0;
+    const r = await runCli(['backup'], signed);
+    expect(r.exitCode).toBe(0);
+    const tier = (await readdir(signed.BACKUP_DIR!)).find((t) => ['daily', 'weekly', 'monthly', 'yearly'].includes(t))!;
+    run = { tier, id: (await readdir(join(signed.BACKUP_DIR!, tier)))[0]! };
+  });
+
+  it('signs each manifest (HMAC-SHA256 of its exact bytes) in the volume and the bucket, the signature uploaded just before the manifest; the key is in no log', async () => {
+    const dir = join(signed.BACKUP_DIR!, run.tier, run.id);
+    const manifest = await readFile(join(dir, 'manifest.json'));
+    expect((await readFile(join(dir, 'manifest.json.sig'), 'utf8')).trim()).toBe(createHmac(oldKey, manifest));
+    const puts = s3.requests.filter((q) => q.method === 'PUT' && q.url.includes(`/${run.id}/manifest.json`)).map((q) => q.url.split('?')[0]!.split('/').pop());
+    expect(puts).toEqual(['manifest.json.sig', 'manifest.json']);
+    expect(await s3.keys()).toContain(`${SIGNED}/${run.tier}/${run.id}/manifest.json.sig`);
+    const verify = await runCli(['verify', '--restore'], { ...signed, LOG_LEVEL: 'trace' });
+    expect(verify.exitCode).toBe(0);
+    expect(verify.stderr + verify.stdout).not.toContain(oldKey);
+    expect((await runCli(['print-config'], signed)).stdout).toMatch(/^signing: on, with BACKUP_SIGNING_KEY \(1 key; the first signs\)$/m);
+  });
+
+  it('a dump swapped for another with the same row counts is refused before pg_restore runs: restore, verify and the drill exit 1, the database is unchanged', async () => {
+    await pg.sql('postgres', 'CREATE DATABASE evil;');
+    await pg.sql('evil', "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT i, 'forged' FROM generate_series(1, 50) i;");
+    const evil = (await execa('/usr/lib/postgresql/15/bin/pg_dump', ['-Fc'], { env: { PGHOST: pg.host, PGPORT: String(pg.port), PGUSER: pg.user, PGPASSWORD: pg.password, PGDATABASE: 'evil' }, encoding: 'buffer' })).stdout as Uint8Array;
+    const swap = ({ files }: { files: Map<string, Buffer> }) => void files.set('app.dump', Buffer.from(evil));
+    const before = await md5();
+    const inBucket = { tier: run.tier, id: nextId() };
+    await forgeInBucket(s3, SIGNED, run, inBucket, swap);
+    const restore = await runCli(['restore', inBucket.id, '--yes'], signed);
+    expect(restore.exitCode).toBe(1);
+    expect(restore.stderr).toMatch(/^backup-sidecar: run s3:\/\/backups\/signed\/\S+ has a signature that does not match its manifest under any BACKUP_SIGNING_KEY: it was changed or forged, so it is refused and nothing was touched$/m);
+    const inVolume = { tier: run.tier, id: nextId() };
+    await forgeInVolume(signed.BACKUP_DIR!, run, inVolume, swap);
+    for (const command of [['restore', inVolume.id, '--yes'], ['verify', inVolume.id], ['verify', '--restore', inVolume.id]]) {
+      const r = await runCli(command, signed);
+      expect(r.exitCode, command.join(' ')).toBe(1);
+      expect(r.stderr).toMatch(/has a signature that does not match its manifest/);
+    }
+    const unsigned = { tier: run.tier, id: nextId() };
+    await forgeInBucket(s3, SIGNED, run, unsigned, swap, { signature: 'drop' });
+    const dropped = await runCli(['restore', unsigned.id, '--yes', '--no-safety-backup'], signed);
+    expect(dropped.exitCode).toBe(1);
+    expect(dropped.stderr).toMatch(/is not signed \(no manifest\.json\.sig\) and BACKUP_SIGNING_KEY is set: it may be forged, so it is refused and nothing was touched; if it is an older run made before the key was set, pass --trust-unsigned$/m);
+    expect(await md5()).toBe(before);
+    expect(await pg.sql('postgres', "SELECT count(*) FROM pg_database WHERE datname LIKE 'backup_sidecar_drill_%' OR datname LIKE 'app__%';")).toBe('0');
+  });
+
+  it('an older unsigned run is used only with --trust-unsigned; a wrong signature never', async () => {
+    const e = { ...env, BACKUP_SIGNING_KEY: oldKey };
+    const refused = await runCli(['verify', genuine.id], e);
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toMatch(/is not signed .* pass --trust-unsigned$/m);
+    expect((await runCli(['verify', genuine.id, '--trust-unsigned'], e)).exitCode).toBe(0);
+    expect((await runCli(['verify', '--restore', genuine.id, '--trust-unsigned'], e)).exitCode).toBe(0);
+  });
+
+  it('rotation: with the new key first and the old one after, old runs verify and new runs are signed with the new key', async () => {
+    const keyFile = join(work, 'signing.keys');
+    await writeFile(keyFile, `${newKey}\n${oldKey}\n`);
+    const rotated = { ...signed, BACKUP_SIGNING_KEY: '', BACKUP_SIGNING_KEY_FILE: keyFile };
+    expect((await runCli(['verify', run.id], rotated)).exitCode).toBe(0);
+    const r = await runCli(['backup'], rotated);
+    expect(r.exitCode).toBe(0);
+    const dir = /^(\/\S+) \(/m.exec(r.stdout)![1]!;
+    expect((await readFile(join(dir, 'manifest.json.sig'), 'utf8')).trim()).toBe(createHmac(newKey, await readFile(join(dir, 'manifest.json'))));
+    expect((await runCli(['verify', run.id], { ...signed, BACKUP_SIGNING_KEY: newKey })).exitCode).toBe(1);
+  });
+
+  it('a short key is a configuration error; without a key the passphrase derives one; with neither, print-config says what unsigned means', async () => {
+    const bad = await runCli(['backup'], { ...signed, BACKUP_SIGNING_KEY: 'too-short' });
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/^backup-sidecar: BACKUP_SIGNING_KEY: each key must be at least 32 characters; make one with: openssl rand -hex 32$/m);
+    expect(bad.stderr).not.toContain('too-short');
+    const derived = await runCli(['print-config'], { ...env, ENCRYPTION_PASSPHRASE: 'a passphrase' });
+    expect(derived.stdout).toMatch(/^signing: on, with a key derived from ENCRYPTION_PASSPHRASE \(HKDF\)/m);
+    expect((await runCli(['print-config'], env)).stdout).toMatch(/^signing: off: runs are unsigned, so anyone who can write to the bucket can forge a run that restore would use; set BACKUP_SIGNING_KEY/m);
+  });
+
+  it('a forged newer run never decides what is pruned, and the catch-up never uploads a run whose signature is wrong', async () => {
+    // Newer than every genuine run, yet within CLOCK_SKEW_MAX: only its signature gives it away.
+    const now = formatRunId(new Date(Date.now() + 60_000));
+    const forgedLocal = { tier: 'daily', id: now };
+    await forgeInVolume(signed.BACKUP_DIR!, run, forgedLocal, () => undefined);
+    await forgeInBucket(s3, SIGNED, run, forgedLocal, () => undefined, { signature: 'drop' });
+    const dry = await runCli(['prune', '--dry-run'], signed);
+    expect(dry.exitCode).toBe(0);
+    expect(dry.stdout).toMatch(new RegExp(`^volume\\s+daily\\s+${now}\\s+keep\\s+newer than the newest complete run \\(signature does not match\\)$`, 'm'));
+    expect(dry.stdout).toMatch(new RegExp(`^offsite\\s+daily\\s+${now}\\s+keep\\s+newer than the newest complete run \\(unsigned\\)$`, 'm'));
+    expect(dry.stdout).not.toMatch(new RegExp(`${now}\\s+keep\\s+the newest complete run`));
+
+    // An hour back: no genuine run of this test can have that id.
+    const other = { tier: 'daily', id: formatRunId(new Date(Date.now() - 3_600_000)) };
+    await forgeInVolume(signed.BACKUP_DIR!, run, other, ({ manifest }) => {
+      manifest.offsite = null;
+    });
+    const job = await runCli(['backup'], signed);
+    expect(job.exitCode).toBe(1);
+    expect(job.stderr).toMatch(/not uploaded offsite: run daily\/\S+ has a signature that does not match its manifest/);
+    expect((await s3.keys()).filter((k) => k.includes(other.id))).toEqual([]);
   });
 });

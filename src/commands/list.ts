@@ -7,7 +7,7 @@ import { isFutureDated } from '../retention/policy.ts';
 import type { Config } from '../config/config.ts';
 import { UsageError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { MANIFEST } from '../naming.ts';
+import { MANIFEST, SIGNATURE } from '../naming.ts';
 import type { RemoteRun } from '../offsite/store.ts';
 import { listRuns, runSize } from '../volume/runs.ts';
 
@@ -40,7 +40,7 @@ export async function listRemoteCommand(config: Config, log: Logger, json: boole
       ms(Math.max(0, now.getTime() - r.time.getTime())),
       prettyBytes(size(r)),
       r.complete ? 'complete' : 'incomplete (no manifest)',
-      r.files.filter((f) => f.file !== MANIFEST).map((f) => f.file).join(', '),
+      r.files.filter((f) => f.file !== MANIFEST && f.file !== SIGNATURE).map((f) => f.file).join(', '),
     ]);
   }
   process.stdout.write(`${table(rows)}\n`);

@@ -22,6 +22,16 @@ export function printConfigCommand(result: LoadResult): number {
       `\nbacks up: ${[...(c.postgres?.databases.map((d) => `database ${d}`) ?? []), ...c.media.map((m) => `folder ${m.name} (${m.path})`)].join(', ')}\ninto: ${c.backupDir}\n`,
     );
   }
+  if (c !== undefined) {
+    const s = c.signing;
+    process.stdout.write(
+      s === undefined
+        ? 'signing: off: runs are unsigned, so anyone who can write to the bucket can forge a run that restore would use; set BACKUP_SIGNING_KEY (openssl rand -hex 32)\n'
+        : s.from === 'ENCRYPTION_PASSPHRASE'
+          ? 'signing: on, with a key derived from ENCRYPTION_PASSPHRASE (HKDF); BACKUP_SIGNING_KEY would set one of its own\n'
+          : `signing: on, with BACKUP_SIGNING_KEY (${s.keys.length} key${s.keys.length === 1 ? '' : 's'}; the first signs)\n`,
+    );
+  }
   if (result.problems.length === 0) {
     process.stdout.write('\nno problems found\n');
     return 0;

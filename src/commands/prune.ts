@@ -9,9 +9,9 @@ import { table } from './list.ts';
 export async function pruneCommand(config: Config, log: Logger, dryRun: boolean): Promise<number> {
   const store = await offsiteStore(config, log);
   const reports: PruneReport[] = await withVolumeLock(config.backupDir, log, async () => {
-    const volume = await pruneVolume(config.backupDir, retentionOptions(config, 'volume'), log, dryRun, store?.url);
+    const volume = await pruneVolume(config.backupDir, retentionOptions(config, 'volume'), log, dryRun, store?.url, config.signing);
     if (store === undefined) return [volume];
-    return [volume, await pruneOffsite(store, retentionOptions(config, 'offsite'), log, dryRun)];
+    return [volume, await pruneOffsite(store, retentionOptions(config, 'offsite'), log, dryRun, config.signing)];
   });
   const rows = [['WHERE', 'TIER', 'RUN', 'ACTION', 'REASON']];
   for (const report of reports) {

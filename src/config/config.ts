@@ -1,3 +1,5 @@
+import type { SigningKeys } from '../crypto/signing.ts';
+
 /** The typed configuration the core works with. Built once, at the edge, by loadConfig. */
 export interface PostgresConfig {
   host: string;
@@ -128,6 +130,8 @@ export interface Config {
   /** Undefined: no key to read encrypted runs with. */
   decryption: DecryptionConfig | undefined;
   hooks: HooksConfig;
+  /** Undefined: runs are unsigned, and the bucket is trusted for content. */
+  signing: SigningKeys | undefined;
   /** status warns below this many free bytes in the volume. */
   diskFreeMin: number;
   /** How far in the future a run may be dated before it is suspicious (CLOCK_SKEW_MAX). */

@@ -3,6 +3,7 @@ import { parseCommandString } from 'execa';
 import { z } from 'zod';
 import { folderOverlap } from '../util/paths.ts';
 import { ENV, type EnvName, type EnvVar } from './schema.ts';
+import { MIN_KEY_LENGTH, keyFromPassphrase, type SigningKeys } from '../crypto/signing.ts';
 import type { Config, RetentionPolicy, S3Config } from './config.ts';
 
 /** How one variable was set, for print-config. */
@@ -129,6 +130,7 @@ export function loadConfig(env: Env = process.env, options: { needSources?: bool
   };
   const s3 = v.S3_BUCKET === undefined ? undefined : s3Config(v, retention, env, problems);
   const { encryption, decryption } = cryptoConfig(v, problems);
+  const signing = signingConfig(v, problems);
   if (problems.length > 0) return { config: undefined, problems, settings };
 
   return {
@@ -176,6 +178,7 @@ export function loadConfig(env: Env = process.env, options: { needSources?: bool
           v.HOOK_ENV.map((name) => [name, settings.find((s) => s.name === name)?.value ?? env[name]]).filter((e): e is [string, string] => e[1] !== undefined),
         ),
       },
+      signing,
       diskFreeMin: v.DISK_FREE_MIN,
       clockSkewMs: v.CLOCK_SKEW_MAX,
       fakeNow: v.BACKUP_FAKE_NOW === undefined ? undefined : new Date(v.BACKUP_FAKE_NOW),
@@ -209,6 +212,18 @@ function cryptoConfig(v: Values, problems: string[]): Pick<Config, 'encryption' 
     encryption: recipients.length > 0 ? { recipients } : passphrase !== undefined ? { passphrase } : undefined,
     decryption: identities.length > 0 || passphrase !== undefined ? { identities, passphrase } : undefined,
   };
+}
+
+/** BACKUP_SIGNING_KEY: one key per line (the first signs); else a key derived from ENCRYPTION_PASSPHRASE. */
+function signingConfig(v: Values, problems: string[]): SigningKeys | undefined {
+  const lines = (v.BACKUP_SIGNING_KEY ?? '').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  if (lines.some((l) => l.length < MIN_KEY_LENGTH)) {
+    problems.push(`BACKUP_SIGNING_KEY: each key must be at least ${MIN_KEY_LENGTH} characters; make one with: openssl rand -hex 32`);
+    return undefined;
+  }
+  if (lines.length > 0) return { keys: lines.map((l) => Buffer.from(l, 'utf8')), from: 'BACKUP_SIGNING_KEY' };
+  const passphrase = v.ENCRYPTION_PASSPHRASE;
+  return passphrase === undefined || passphrase === '' ? undefined : { keys: [keyFromPassphrase(passphrase)], from: 'ENCRYPTION_PASSPHRASE' };
 }
 
 function s3Config(v: Values, retention: RetentionPolicy, env: Env, problems: string[]): S3Config | undefined {

@@ -449,6 +449,13 @@ export const ENV = {
     description: 'An age identity file (AGE-SECRET-KEY-1… lines) that restore, verify and drills decrypt with. Keep it off the backup host if you can.',
     example: '/run/secrets/age_identity',
   },
+  BACKUP_SIGNING_KEY: {
+    schema: z.string().optional(),
+    description:
+      'A secret of at least 32 characters (openssl rand -hex 32) that signs each manifest (manifest.json.sig); restore, verify and drills refuse runs whose signature is missing or wrong. One key per line: the first signs, all verify.',
+    example: '3f1c…64 hex characters…',
+    secret: true,
+  },
   SCHEDULE: {
     schema: cronExpression.default('@daily'),
     description: 'When the daemon backs up: a cron expression in TZ (seconds field and nicknames allowed).',

@@ -74,7 +74,7 @@ export async function runDaemon(config: Config, log: Logger): Promise<number> {
   const drillWork = async () => {
     counters.drills += 1;
     try {
-      const { report } = await drill(config, log, 'latest', clockOf(config), abort.signal);
+      const { report } = await drill(config, log, 'latest', clockOf(config), { signal: abort.signal });
       if (!report.ok) counters.drillFailures += 1;
       await notifyDrill(config.hooks, report, log);
     } catch (error) {

@@ -4,7 +4,7 @@ import type { Config } from '../config/config.ts';
 import { PRE_RESTORE } from '../naming.ts';
 import { isFutureDated } from '../retention/policy.ts';
 import { drillSummary, type DrillReport } from '../volume/drill-report.ts';
-import { listRuns, type StoredRun } from '../volume/runs.ts';
+import { distrust, listRuns, type StoredRun } from '../volume/runs.ts';
 import { readDaemonStart, readStatus, type StatusFile } from '../volume/status.ts';
 
 export interface Health {
@@ -42,13 +42,14 @@ export function defaultMaxAge(schedule: string, timeZone: string, from = new Dat
  * HEALTHCHECK_REQUIRE_VERIFY, also only while the last restore drill passed. Reads the volume only: it works beside the daemon, from `docker exec` or a HEALTHCHECK.
  */
 export async function healthOf(config: Config, now: Date): Promise<Health> {
-  const runs = await listRuns(config.backupDir);
+  const runs = await listRuns(config.backupDir, config.signing);
   const status = await readStatus(config.backupDir);
   const maxAgeMs = config.daemon.healthMaxAgeMs ?? defaultMaxAge(config.daemon.schedule, config.timeZone, now);
   const notAfter = new Date(now.getTime() + config.clockSkewMs);
   // A run dated in the future is never fresh: it is listed as suspicious instead.
   const suspicious = runs.filter((r) => isFutureDated(r.time, notAfter));
-  const newest = runs.find((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE && !isFutureDated(r.time, notAfter));
+  // Nor is a run whose signature is wrong (runs made before a key was set are unsigned, and still count).
+  const newest = runs.find((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE && distrust(r, { notAfter, signing: config.signing, trustUnsigned: true }) === undefined);
   const lastDrill = runs
     .map((r) => r.drill)
     .filter((d): d is DrillReport => d !== undefined)

@@ -37,10 +37,13 @@ export interface OffsiteStore {
   /** Fails with a one-line error when the bucket is missing or not accessible. */
   check(): Promise<void>;
   upload(tier: RunTier, runId: string, file: string, options: { expectedSize: number; sha256?: string }): UploadSink;
-  putManifest(tier: RunTier, runId: string, body: string): Promise<void>;
+  /** Uploads the signature first, when there is one, then the manifest (last: it makes the run complete). */
+  putManifest(tier: RunTier, runId: string, body: string, signature: string | undefined): Promise<void>;
   /** Every run under the prefix, newest first; keys this tool did not create are ignored. */
   listRuns(): Promise<RemoteRun[]>;
   getManifestText(tier: RunTier, runId: string): Promise<string>;
+  /** The run's manifest.json.sig; undefined when there is none. */
+  getSignature(tier: RunTier, runId: string): Promise<string | undefined>;
   /** The object's bytes, and the sha256 stored with it when there is one. */
   download(tier: RunTier, runId: string, file: string): Promise<{ stream: Readable; sha256: string | undefined }>;
   /** Deletes the runs' files, manifests first so a half-deleted run reads as incomplete. Returns keys deleted. */

@@ -82,6 +82,23 @@ function expiredReason(tier: Tier, options: RetentionOptions): string {
   return `${tier}: older than ${plural(count(tier, policy), UNIT[tier].noun)} before the newest run`;
 }
 
+function referenceOf(regular: { run: RetentionRun; time: Date }[], options: RetentionOptions): { run: RetentionRun; time: Date } | undefined {
+  return regular.find((p) => p.run.complete && p.run.untrusted === undefined && !isFutureDated(p.time, options.notAfter));
+}
+
+/**
+ * The run all ages count from: the newest complete, trusted run not dated in the future. A caller that
+ * can check trust only at a cost (a signature in the bucket) checks this one, marks it untrusted if it
+ * fails, and asks again.
+ */
+export function referenceRun<R extends RetentionRun>(runs: readonly R[], options: RetentionOptions): R | undefined {
+  const regular = runs
+    .map((run) => ({ run, time: parseRunId(run.id)?.time }))
+    .filter((p): p is { run: R; time: Date } => p.time !== undefined && p.run.tier !== PRE_RESTORE)
+    .sort((a, b) => b.time.getTime() - a.time.getTime() || b.run.id.localeCompare(a.run.id));
+  return referenceOf(regular, options)?.run as R | undefined;
+}
+
 /**
  * Which runs to keep and which to remove, with a reason for each. Pure: no clock (the caller gives
  * `notAfter`), no I/O. Ages count from the newest complete, trusted run that is not dated in the future,
@@ -95,7 +112,7 @@ export function decide(runs: readonly RetentionRun[], options: RetentionOptions)
     .filter((p): p is { run: RetentionRun; time: Date } => p.time !== undefined && p.run.tier !== PRE_RESTORE)
     .sort((a, b) => b.time.getTime() - a.time.getTime() || b.run.id.localeCompare(a.run.id));
   // Only a complete run the clock allows and nobody doubts may be the reference all ages count from.
-  const newest = regular.find((p) => p.run.complete && p.run.untrusted === undefined && !isFutureDated(p.time, options.notAfter));
+  const newest = referenceOf(regular, options);
   const refusal =
     newest === undefined
       ? 'no complete run yet: nothing is pruned'

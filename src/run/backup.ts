@@ -1,9 +1,11 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm, stat } from 'node:fs/promises';
+import { readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { EncryptionConfig } from '../config/config.ts';
 import type { RunCipher } from '../crypto/age.ts';
+import { signatureText, type SigningKeys } from '../crypto/signing.ts';
+import { writeSignedManifest } from '../volume/signature.ts';
 import { RunError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { manifestText, type Artifact, type Manifest } from '../manifest.ts';
@@ -13,7 +15,7 @@ import type { PgServer } from '../sources/postgres-server.ts';
 import type { BackupSource } from '../sources/source.ts';
 import { FanOut } from '../util/fan-out.ts';
 import { HashingStream } from '../util/hash.ts';
-import { FILE_MODE, ensureDir, fsProblem, fsyncDir, pathExists, writeFileAtomic } from '../util/fs.ts';
+import { FILE_MODE, ensureDir, fsProblem, fsyncDir, pathExists } from '../util/fs.ts';
 import { VERSION } from '../version.ts';
 import { withCleanup, type Cleanup } from './cleanup.ts';
 
@@ -34,6 +36,8 @@ export interface BackupRequest {
   signal?: AbortSignal;
   /** Encrypts every artifact as it is streamed (age); undefined: stored as produced. */
   encryption?: EncryptionConfig;
+  /** Signs the manifest (manifest.json.sig); undefined: unsigned. */
+  signing?: SigningKeys;
 }
 
 export interface BackupResult {
@@ -214,7 +218,7 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
     };
     const runDir = join(tierDir, id);
     try {
-      await writeFileAtomic(join(partialDir, MANIFEST), manifestText(manifest));
+      await writeSignedManifest(partialDir, manifestText(manifest), req.signing);
       await rename(partialDir, runDir);
       await fsyncDir(tierDir);
     } catch (error) {
@@ -224,7 +228,7 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
     keepUploads();
 
     if (req.offsite !== undefined && offsiteError === undefined) {
-      offsiteError = await finishOffsite(req.offsite, runDir, manifest, now);
+      offsiteError = await finishOffsite(req.offsite, runDir, manifest, now, req.signing);
       if (offsiteError !== undefined) runLog.error({ err: offsiteError.message }, 'offsite manifest upload failed: this run stays local');
     }
     const bytes = artifacts.reduce((s, a) => s + a.size, 0);
@@ -245,20 +249,23 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
 }
 
 /**
- * Uploads the manifest last (a run with a manifest in the store is complete), then records the outcome in
- * the local manifest. Returns the error, if any; the local run is complete either way.
+ * Uploads the manifest last (its signature just before it; a run with a manifest in the store is
+ * complete), then records the outcome in the local manifest, signed again. Returns the error, if any;
+ * the local run is complete either way.
  */
-export async function finishOffsite(store: OffsiteStore, runDir: string, manifest: Manifest, now: () => Date): Promise<RunError | undefined> {
+export async function finishOffsite(store: OffsiteStore, runDir: string, manifest: Manifest, now: () => Date, signing: SigningKeys | undefined): Promise<RunError | undefined> {
   let error: RunError | undefined;
+  const previous = await readFile(join(runDir, MANIFEST), 'utf8').catch(() => undefined);
   manifest.offsite = { url: store.url, state: 'complete', at: now().toISOString(), error: null };
   try {
-    await store.putManifest(manifest.tier as RunTier, manifest.runId, manifestText(manifest));
+    const text = manifestText(manifest);
+    await store.putManifest(manifest.tier as RunTier, manifest.runId, text, signing === undefined ? undefined : signatureText(signing, text));
   } catch (e) {
     error = e instanceof RunError ? e : new RunError(describe(e));
     manifest.offsite = { url: store.url, state: 'failed', at: now().toISOString(), error: error.message };
   }
   try {
-    await writeFileAtomic(join(runDir, MANIFEST), manifestText(manifest));
+    await writeSignedManifest(runDir, manifestText(manifest), signing, previous);
   } catch (e) {
     error ??= new RunError(fsProblem(e, `recording the offsite state in ${runDir}`));
   }

@@ -17,6 +17,7 @@ import { measureTree } from '../sources/media.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import { VERIFY_FILE, type DrillCheck, type DrillReport } from '../volume/drill-report.ts';
 import { drillDirPrefix, withVolumeLock } from '../volume/lock.ts';
+import { checkRunSignature } from '../volume/signature.ts';
 import { withCleanup } from './cleanup.ts';
 import { decryptSelection } from './decrypt.ts';
 import { resolveWithOffsite } from './fetch.ts';
@@ -110,9 +111,18 @@ async function drillFolder(path: string, artifact: MediaArtifact, backupDir: str
  * with the manifest, VERIFY_SQL run in it, and the scratch database dropped; every tarball is unpacked
  * into a temporary folder and measured. The report is written next to the run as verify.json.
  */
-export async function drill(config: Config, log: Logger, ref: string, now: () => Date, signal?: AbortSignal): Promise<{ report: DrillReport; runDir: string }> {
+export async function drill(
+  config: Config,
+  log: Logger,
+  ref: string,
+  now: () => Date,
+  options: { signal?: AbortSignal; trustUnsigned?: boolean } = {},
+): Promise<{ report: DrillReport; runDir: string }> {
+  const { signal, trustUnsigned = false } = options;
   return withVolumeLock(config.backupDir, log, () => withCleanup(log, async (cleanup) => {
-    const stored = await resolveWithOffsite(config.backupDir, await offsiteStore(config, log), config.s3, ref, runTrust(config), log);
+    const stored = await resolveWithOffsite(config.backupDir, await offsiteStore(config, log), config.s3, ref, runTrust(config, trustUnsigned), log);
+    // A forged dump is SQL that pg_restore runs on the drill server: nothing unsigned gets that far.
+    await checkRunSignature(stored.runDir, `run ${stored.manifest.runId}`, config.signing, trustUnsigned);
     const started = now();
     let selection = stored;
     const checks: DrillCheck[] = [await timed('sha256', async () => {

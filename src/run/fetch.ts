@@ -6,7 +6,9 @@ import type { S3Config } from '../config/config.ts';
 import { RunError, UsageError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { parseManifest } from '../manifest.ts';
-import { MANIFEST, PARTIAL_DIR, RUN_TIERS, parseObjectKey, parseRunId, type RunTier } from '../naming.ts';
+import { signatureState } from '../crypto/signing.ts';
+import { MANIFEST, PARTIAL_DIR, RUN_TIERS, SIGNATURE, parseObjectKey, parseRunId, type RunTier } from '../naming.ts';
+import { signatureProblem } from '../volume/signature.ts';
 import type { OffsiteStore } from '../offsite/store.ts';
 import { HashingStream } from '../util/hash.ts';
 import { FILE_MODE, ensureDir, fsProblem, fsyncDir, pathExists, writeFileAtomic } from '../util/fs.ts';
@@ -41,8 +43,14 @@ export function parseS3Url(url: string, s3: Pick<S3Config, 'bucket' | 'prefix'>)
  * file checked against the run's manifest and the sha256 stored with the object. Lands in .partial/
  * first, so a failed or damaged download leaves nothing behind. The caller holds the volume lock.
  */
-export async function fetchRun(backupDir: string, store: OffsiteStore, tier: RunTier, id: string, log: Logger): Promise<string> {
+export async function fetchRun(backupDir: string, store: OffsiteStore, tier: RunTier, id: string, trust: RunTrust, log: Logger): Promise<string> {
   const text = await store.getManifestText(tier, id);
+  // Signed runs: the signature is checked before anything else of the run is read.
+  const signature = trust.signing === undefined ? undefined : await store.getSignature(tier, id);
+  if (trust.signing !== undefined) {
+    const problem = signatureProblem(signatureState(trust.signing, text, signature), `run ${store.url}/${tier}/${id}`, trust.trustUnsigned, trust.signing);
+    if (problem !== undefined) throw new RunError(problem);
+  }
   const manifest = parseManifest(text, `${store.url}/${tier}/${id}/${MANIFEST}`, { id, tier });
   const partial = join(backupDir, PARTIAL_DIR, `${id}.${tier}.fetch`);
   const runDir = join(backupDir, tier, id);
@@ -73,6 +81,7 @@ export async function fetchRun(backupDir: string, store: OffsiteStore, tier: Run
       log.info({ file: artifact.file, bytes: hasher.bytes, ms: Date.now() - began }, 'downloaded, sha256 matches the manifest');
     }
     // The manifest's own bytes, as checked (and signed): never a re-serialisation.
+    if (signature !== undefined) await writeFileAtomic(join(partial, SIGNATURE), signature);
     await writeFileAtomic(join(partial, MANIFEST), text);
     await rename(partial, runDir);
     await fsyncDir(join(backupDir, tier));
@@ -108,7 +117,7 @@ export async function resolveWithOffsite(backupDir: string, store: OffsiteStore 
     log.info({ run: remote.id }, 'the run is already in the volume; using that copy');
   } else {
     log.info({ run: remote.id, from: store!.url }, 'downloading the run from the offsite store');
-    await fetchRun(backupDir, store!, remote.tier, remote.id, log);
+    await fetchRun(backupDir, store!, remote.tier, remote.id, trust, log);
   }
   return resolveRef(backupDir, remote.file === undefined ? local : join(local, remote.file), trust);
 }

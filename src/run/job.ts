@@ -46,18 +46,18 @@ export async function backupJob(config: Config, log: Logger, options: { tier?: T
       for (const r of earlier) for (const a of r.manifest!.artifacts) if (!expectedSizes.has(a.file)) expectedSizes.set(a.file, a.size);
 
       const { sources, server } = await buildSources(config, log);
-      const result = await backupRun({ backupDir: config.backupDir, tier, label: config.label, sources, server, log, now, offsite: store, expectedSizes, signal: options.signal, encryption: config.encryption });
+      const result = await backupRun({ backupDir: config.backupDir, tier, label: config.label, sources, server, log, now, offsite: store, expectedSizes, signal: options.signal, encryption: config.encryption, signing: config.signing });
       if (result.offsiteError !== undefined) problems.push(`not offsite: ${result.offsiteError.message}; the run is kept in the volume and the next run uploads it`);
       if (store !== undefined && result.offsiteError === undefined) {
         try {
-          const shipped = await shipPending(config.backupDir, store, retentionOptions(config, 'offsite'), log, now);
+          const shipped = await shipPending(config.backupDir, store, retentionOptions(config, 'offsite'), log, now, config.signing);
           if (shipped.error !== undefined) problems.push(`${shipped.waiting.length} earlier run(s) still not offsite: ${shipped.error.message}`);
-          await pruneOffsite(store, retentionOptions(config, 'offsite'), log, false);
+          await pruneOffsite(store, retentionOptions(config, 'offsite'), log, false, config.signing);
         } catch (error) {
           problems.push(describe(error));
         }
       }
-      await pruneVolume(config.backupDir, retentionOptions(config, 'volume'), log, false, store?.url);
+      await pruneVolume(config.backupDir, retentionOptions(config, 'volume'), log, false, store?.url, config.signing);
       return result;
     });
   } catch (error) {

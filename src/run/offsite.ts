@@ -9,7 +9,10 @@ import type { OffsiteStore } from '../offsite/store.ts';
 import { decide, type RetentionOptions } from '../retention/policy.ts';
 import { HashingStream } from '../util/hash.ts';
 import { listRuns, type StoredRun } from '../volume/runs.ts';
+import type { SigningKeys } from '../crypto/signing.ts';
+import { signatureProblem } from '../volume/signature.ts';
 import { finishOffsite } from './backup.ts';
+import { markUntrusted } from './prune.ts';
 
 export interface ShipResult {
   shipped: string[];
@@ -45,13 +48,26 @@ async function shipFile(store: OffsiteStore, run: StoredRun, manifest: Manifest,
  * or runs made before S3 was configured), newest first, skipping those the store's retention would prune
  * anyway. Stops at the first failure: the store is likely still down, and the next run tries again.
  */
-export async function shipPending(backupDir: string, store: OffsiteStore, retention: RetentionOptions, log: Logger, now: () => Date): Promise<ShipResult> {
-  const remote = await store.listRuns();
+export async function shipPending(
+  backupDir: string,
+  store: OffsiteStore,
+  retention: RetentionOptions,
+  log: Logger,
+  now: () => Date,
+  signing: SigningKeys | undefined,
+): Promise<ShipResult> {
+  const remote = await markUntrusted(store, await store.listRuns(), retention, signing);
   const remoteComplete = new Set(remote.filter((r) => r.complete).map((r) => `${r.tier}/${r.id}`));
-  const local = (await listRuns(backupDir)).filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE);
+  const local = (await listRuns(backupDir, signing)).filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE);
   const missing = local.filter((r) => !remoteComplete.has(`${r.tier}/${r.id}`));
   const keep = new Set(
-    decide([...remote.filter((r) => !missing.some((m) => m.tier === r.tier && m.id === r.id)), ...missing.map((r) => ({ ...r, complete: true }))], retention)
+    decide(
+      [
+        ...remote.filter((r) => !missing.some((m) => m.tier === r.tier && m.id === r.id)),
+        ...missing.map((r) => ({ ...r, complete: true, untrusted: r.signature === 'valid' || r.signature === undefined ? undefined : `signature ${r.signature}` })),
+      ],
+      retention,
+    )
       .filter((d) => d.keep)
       .map((d) => `${d.tier}/${d.id}`),
   );
@@ -62,9 +78,16 @@ export async function shipPending(backupDir: string, store: OffsiteStore, retent
       continue;
     }
     const manifest = run.manifest!;
+    if (run.signature === 'missing') {
+      // Made before BACKUP_SIGNING_KEY was set: the bucket only gets runs whose signature is checked.
+      log.warn({ run: run.id, tier: run.tier }, 'earlier run not uploaded offsite: it is unsigned (made before BACKUP_SIGNING_KEY was set)');
+      continue;
+    }
     try {
+      const problem = run.signature === undefined || signing === undefined ? undefined : signatureProblem(run.signature, `run ${run.tier}/${run.id}`, false, signing);
+      if (problem !== undefined) throw new RunError(`not uploaded offsite: ${problem}`);
       for (const a of manifest.artifacts) await shipFile(store, run, manifest, a.file, a.size, a.sha256);
-      const error = await finishOffsite(store, run.dir, manifest, now);
+      const error = await finishOffsite(store, run.dir, manifest, now, signing);
       if (error !== undefined) throw error;
       result.shipped.push(run.id);
       log.info({ run: run.id, tier: run.tier }, 'earlier run uploaded offsite');

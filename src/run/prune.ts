@@ -3,8 +3,9 @@ import { join } from 'node:path';
 import { RunError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { PARTIAL_DIR, PRE_RESTORE } from '../naming.ts';
-import type { OffsiteStore } from '../offsite/store.ts';
-import { decide, type Decision, type RetentionOptions } from '../retention/policy.ts';
+import type { OffsiteStore, RemoteRun } from '../offsite/store.ts';
+import { signatureState, type SigningKeys } from '../crypto/signing.ts';
+import { decide, referenceRun, type Decision, type RetentionOptions } from '../retention/policy.ts';
 import { ensureDir, fsProblem } from '../util/fs.ts';
 import { listRuns } from '../volume/runs.ts';
 
@@ -18,8 +19,8 @@ export interface PruneReport {
  * Applies retention to the volume. With an offsite store (offsiteUrl), runs not yet uploaded are kept. A removed run is first moved into .partial/ (one rename, so it never
  * looks complete while half deleted), then deleted. The caller holds the volume lock.
  */
-export async function pruneVolume(backupDir: string, options: RetentionOptions, log: Logger, dryRun: boolean, offsiteUrl?: string): Promise<PruneReport> {
-  const runs = await listRuns(backupDir);
+export async function pruneVolume(backupDir: string, options: RetentionOptions, log: Logger, dryRun: boolean, offsiteUrl: string | undefined, signing: SigningKeys | undefined): Promise<PruneReport> {
+  const runs = await listRuns(backupDir, signing);
   const decisions = decide(
     runs.map((r) => ({
       id: r.id,
@@ -27,6 +28,7 @@ export async function pruneVolume(backupDir: string, options: RetentionOptions, 
       complete: r.manifest !== undefined,
       // With an offsite store, a run that never got there may be the only copy: it waits for the upload.
       pinned: offsiteUrl !== undefined && r.manifest !== undefined && r.tier !== PRE_RESTORE && r.manifest.offsite?.state !== 'complete' ? `not yet in ${offsiteUrl}` : undefined,
+      untrusted: r.signature === 'missing' ? 'unsigned' : r.signature === 'invalid' ? 'signature does not match' : undefined,
     })),
     options,
   );
@@ -50,6 +52,22 @@ export async function pruneVolume(backupDir: string, options: RetentionOptions, 
   return { where: 'volume', decisions, removed };
 }
 
+/**
+ * With a signing key, the run ages count from must be signed: it is checked in the store (manifest and
+ * signature), and if it fails it is marked untrusted and the next candidate checked, so a forged run in
+ * the bucket never decides what is pruned.
+ */
+export async function markUntrusted(store: OffsiteStore, runs: RemoteRun[], options: RetentionOptions, signing: SigningKeys | undefined): Promise<(RemoteRun & { untrusted?: string })[]> {
+  const marked: (RemoteRun & { untrusted?: string })[] = runs.map((r) => ({ ...r }));
+  if (signing === undefined) return marked;
+  for (let ref = referenceRun(marked, options); ref !== undefined; ref = referenceRun(marked, options)) {
+    const state = signatureState(signing, await store.getManifestText(ref.tier, ref.id), await store.getSignature(ref.tier, ref.id));
+    if (state === 'valid') break;
+    ref.untrusted = state === 'missing' ? 'unsigned' : 'signature does not match';
+  }
+  return marked;
+}
+
 /** Runs dated in the future are kept, and said loudly: a forged run, or a clock that jumped. */
 function warnSuspicious(decisions: Decision[], where: string, log: Logger): void {
   for (const d of decisions.filter((x) => x.suspicious === true)) {
@@ -58,8 +76,8 @@ function warnSuspicious(decisions: Decision[], where: string, log: Logger): void
 }
 
 /** Applies retention to the offsite store: DeleteObjects in batches, only keys this tool made. */
-export async function pruneOffsite(store: OffsiteStore, options: RetentionOptions, log: Logger, dryRun: boolean): Promise<PruneReport> {
-  const runs = await store.listRuns();
+export async function pruneOffsite(store: OffsiteStore, options: RetentionOptions, log: Logger, dryRun: boolean, signing: SigningKeys | undefined): Promise<PruneReport> {
+  const runs = await markUntrusted(store, await store.listRuns(), options, signing);
   const decisions = decide(runs, options);
   warnSuspicious(decisions, store.url, log);
   const doomed = runs.filter((r) => decisions.some((d) => !d.keep && d.id === r.id && d.tier === r.tier));

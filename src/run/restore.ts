@@ -16,6 +16,7 @@ import { restoreFolder } from '../sources/media-restore.ts';
 import type { Selection } from '../volume/resolve.ts';
 import { resolveWithOffsite } from './fetch.ts';
 import { withVolumeLock } from '../volume/lock.ts';
+import { checkRunSignature } from '../volume/signature.ts';
 import { confirm } from '../util/confirm.ts';
 import { hashFile } from '../util/hash.ts';
 import { backupRun } from './backup.ts';
@@ -30,6 +31,8 @@ export interface RestoreOptions {
   safetyBackup: boolean;
   jobs: number | undefined;
   noOwner: boolean;
+  /** Use a run without a signature although BACKUP_SIGNING_KEY is set (an older run). */
+  trustUnsigned: boolean;
 }
 
 export interface RestoreOutcome {
@@ -101,7 +104,8 @@ async function folderHasContent(path: string): Promise<boolean> {
 export async function restore(config: Config, log: Logger, options: RestoreOptions): Promise<RestoreResult> {
   return withVolumeLock(config.backupDir, log, () =>
     withCleanup(log, async (cleanup) => {
-      const stored = await resolveWithOffsite(config.backupDir, await offsiteStore(config, log), config.s3, options.ref, runTrust(config), log);
+      const stored = await resolveWithOffsite(config.backupDir, await offsiteStore(config, log), config.s3, options.ref, runTrust(config, options.trustUnsigned), log);
+      await checkRunSignature(stored.runDir, `run ${stored.manifest.runId}`, config.signing, options.trustUnsigned);
       plan(config, stored, options); // usage errors before any work
       await checkChecksums(stored);
       log.info({ run: stored.manifest.runId, files: stored.artifacts.map((a) => a.file) }, 'checksums match the manifest');
@@ -132,7 +136,7 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
         const globals = plans.some((p) => p.artifact.kind === 'globals');
         if (globals || databases.length + folders.length > 0) {
           const sources = safetySources(config, server, { globals, databases, folders }, log);
-          const result = await backupRun({ backupDir: config.backupDir, tier: PRE_RESTORE, label: undefined, sources, server, log, encryption: config.encryption });
+          const result = await backupRun({ backupDir: config.backupDir, tier: PRE_RESTORE, label: undefined, sources, server, log, encryption: config.encryption, signing: config.signing });
           safetyBackup = result.runDir;
           log.info({ dir: safetyBackup }, 'safety backup taken');
         }

@@ -11,6 +11,7 @@ import { readToc } from '../sources/postgres.ts';
 import { PARTIAL_DIR } from '../naming.ts';
 import { hashFile } from '../util/hash.ts';
 import { withVolumeLock } from '../volume/lock.ts';
+import { checkRunSignature } from '../volume/signature.ts';
 import { resolveRef, type Selection } from '../volume/resolve.ts';
 import { withCleanup } from './cleanup.ts';
 import { decryptSelection } from './decrypt.ts';
@@ -62,8 +63,9 @@ async function checkOne(path: string, artifact: Artifact, dumpReader: () => Prom
  * is decrypted into .partial/ first (holding the volume lock) (with ENCRYPTION_IDENTITY_FILE or the passphrase); without
  * a key only the stored bytes can be checked.
  */
-export async function verify(config: Config, log: Logger, ref: string): Promise<VerifyResult> {
-  const stored = await resolveRef(config.backupDir, ref, runTrust(config));
+export async function verify(config: Config, log: Logger, ref: string, trustUnsigned = false): Promise<VerifyResult> {
+  const stored = await resolveRef(config.backupDir, ref, runTrust(config, trustUnsigned));
+  await checkRunSignature(stored.runDir, `run ${stored.manifest.runId}`, config.signing, trustUnsigned);
   // Any newer pg_restore reads older dumps, so the newest client reads them all, without a server.
   let client: Promise<PgClient> | undefined;
   const dumpReader = () => (client ??= discoverClients(config.postgres?.binDir).then(newestClient));

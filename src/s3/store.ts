@@ -14,7 +14,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Config } from '../config/config.ts';
 import { RunError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { MANIFEST, objectKey, parseObjectKey, type RunTier } from '../naming.ts';
+import { MANIFEST, SIGNATURE, objectKey, parseObjectKey, type RunTier } from '../naming.ts';
 import type { OffsiteStore, RemoteRun, UploadSink } from '../offsite/store.ts';
 import { createS3Client, s3Problem } from './client.ts';
 import { MAX_PART_SIZE, partSizeFor } from './part-size.ts';
@@ -151,7 +151,13 @@ export class S3Store implements OffsiteStore {
     );
   }
 
-  async putManifest(tier: RunTier, runId: string, body: string): Promise<void> {
+  async putManifest(tier: RunTier, runId: string, body: string, signature: string | undefined): Promise<void> {
+    if (signature !== undefined) {
+      const sigKey = this.keyOf(tier, runId, SIGNATURE);
+      await this.send(`upload of ${sigKey}`, () =>
+        this.client.send(new PutObjectCommand({ Bucket: this.s3.bucket, Key: sigKey, Body: signature, ContentType: 'text/plain', ...this.storage(false) })),
+      );
+    }
     const key = this.keyOf(tier, runId, MANIFEST);
     const sha256 = createHash('sha256').update(body).digest('hex');
     await this.send(`upload of ${key}`, () =>
@@ -197,6 +203,18 @@ export class S3Store implements OffsiteStore {
       const out = await this.client.send(new GetObjectCommand({ Bucket: this.s3.bucket, Key: key }));
       return out.Body!.transformToString('utf8');
     });
+  }
+
+  async getSignature(tier: RunTier, runId: string): Promise<string | undefined> {
+    const key = this.keyOf(tier, runId, SIGNATURE);
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.s3.bucket, Key: key }));
+      return await out.Body!.transformToString('utf8');
+    } catch (error) {
+      const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+      if (e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404) return undefined;
+      throw s3Problem(error, `reading ${key}`, this.s3);
+    }
   }
 
   async download(tier: RunTier, runId: string, file: string): Promise<{ stream: Readable; sha256: string | undefined }> {

@@ -37,7 +37,8 @@ export async function resolveRef(backupDir: string, ref: string, trust: RunTrust
     throw new UsageError(`${path} does not exist; run \`backup-sidecar list\` to see the runs`);
   }
   const runs = (await listRuns(backupDir)).filter((r) => r.manifest !== undefined);
-  // A run dated in the future is never "the newest": `latest` and bare names skip it (its id still reaches it).
+  // A run dated in the future is never "the newest": `latest` and bare names skip it (its id still
+  // reaches it). An unsigned or wrongly signed one is found, and the signature check then says why it is refused.
   const regular = runs.filter((r) => r.tier !== PRE_RESTORE && !isFutureDated(r.time, trust.notAfter));
   if (ref === 'latest') {
     const run = regular[0];

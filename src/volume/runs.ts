@@ -3,12 +3,28 @@ import { join } from 'node:path';
 import { describe } from '../errors.ts';
 import { readManifest, type Manifest } from '../manifest.ts';
 import { RUN_TIERS, parseRunId, type RunTier } from '../naming.ts';
+import type { SignatureState, SigningKeys } from '../crypto/signing.ts';
+import { isFutureDated } from '../retention/policy.ts';
 import { readDrillReport, type DrillReport } from './drill-report.ts';
+import { runSignature } from './signature.ts';
 import { assertNoLinks } from './links.ts';
 
-/** What makes a run count as the newest: not dated after `notAfter` (now plus CLOCK_SKEW_MAX). */
+/**
+ * What makes a run count as the newest: not dated after `notAfter` (now plus CLOCK_SKEW_MAX) and, with a
+ * signing key, a signature that matches (or, with trustUnsigned, none at all).
+ */
 export interface RunTrust {
   notAfter: Date;
+  signing: SigningKeys | undefined;
+  trustUnsigned: boolean;
+}
+
+/** Why a run may not count as the newest or be used without asking; undefined when it may. */
+export function distrust(run: StoredRun, trust: RunTrust): string | undefined {
+  if (isFutureDated(run.time, trust.notAfter)) return 'dated in the future';
+  if (run.signature === 'invalid') return 'signature does not match';
+  if (run.signature === 'missing' && !trust.trustUnsigned) return 'unsigned';
+  return undefined;
 }
 
 /** A run folder in the volume. */
@@ -23,10 +39,12 @@ export interface StoredRun {
   problem: string | undefined;
   /** The run's last restore drill (verify.json), if any. */
   drill: DrillReport | undefined;
+  /** With a signing key: whether manifest.json.sig matches; undefined without a key. */
+  signature: SignatureState | undefined;
 }
 
-/** Every run in the volume, newest first. Names that are not ours are ignored. */
-export async function listRuns(backupDir: string): Promise<StoredRun[]> {
+/** Every run in the volume, newest first, its signature checked when a key is given. Names that are not ours are ignored. */
+export async function listRuns(backupDir: string, signing?: SigningKeys): Promise<StoredRun[]> {
   await assertNoLinks(backupDir);
   const runs: StoredRun[] = [];
   for (const tier of RUN_TIERS) {
@@ -43,7 +61,8 @@ export async function listRuns(backupDir: string): Promise<StoredRun[]> {
       } catch (error) {
         problem = describe(error);
       }
-      runs.push({ id: parsed.id, tier, dir, time: parsed.time, label: parsed.label, manifest, problem, drill: await readDrillReport(dir) });
+      const signature = signing === undefined || manifest === undefined ? undefined : await runSignature(dir, signing);
+      runs.push({ id: parsed.id, tier, dir, time: parsed.time, label: parsed.label, manifest, problem, drill: await readDrillReport(dir), signature });
     }
   }
   return runs.sort((a, b) => b.time.getTime() - a.time.getTime() || b.id.localeCompare(a.id));
