@@ -31,6 +31,11 @@ export function signatureText(signing: SigningKeys, ...manifests: (string | Buff
   return manifests.map((m) => `${mac(signing.keys[0]!, m).toString('hex')}\n`).join('');
 }
 
+/** Why retention may not count a run with this signature as the newest; undefined when it may (or no key is set). */
+export function signatureDoubt(state: SignatureState | undefined): string | undefined {
+  return state === 'missing' ? 'unsigned' : state === 'invalid' ? 'signature does not match' : undefined;
+}
+
 /** Whether any line of `signature` is the HMAC of `manifest` under any of the keys. */
 export function signatureState(signing: SigningKeys, manifest: string | Buffer, signature: string | undefined): SignatureState {
   if (signature === undefined) return 'missing';

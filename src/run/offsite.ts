@@ -9,7 +9,7 @@ import type { OffsiteStore } from '../offsite/store.ts';
 import { decide, type RetentionOptions } from '../retention/policy.ts';
 import { HashingStream } from '../util/hash.ts';
 import { listRuns, type StoredRun } from '../volume/runs.ts';
-import type { SigningKeys } from '../crypto/signing.ts';
+import { signatureDoubt, type SigningKeys } from '../crypto/signing.ts';
 import { signatureProblem } from '../volume/signature.ts';
 import { finishOffsite } from './backup.ts';
 import { markUntrusted } from './prune.ts';
@@ -64,7 +64,7 @@ export async function shipPending(
     decide(
       [
         ...remote.filter((r) => !missing.some((m) => m.tier === r.tier && m.id === r.id)),
-        ...missing.map((r) => ({ ...r, complete: true, untrusted: r.signature === 'valid' || r.signature === undefined ? undefined : `signature ${r.signature}` })),
+        ...missing.map((r) => ({ ...r, complete: true, untrusted: signatureDoubt(r.signature) })),
       ],
       retention,
     )

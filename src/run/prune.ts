@@ -4,7 +4,7 @@ import { RunError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { PARTIAL_DIR, PRE_RESTORE } from '../naming.ts';
 import type { OffsiteStore, RemoteRun } from '../offsite/store.ts';
-import { signatureState, type SigningKeys } from '../crypto/signing.ts';
+import { signatureDoubt, signatureState, type SigningKeys } from '../crypto/signing.ts';
 import { decide, referenceRun, type Decision, type RetentionOptions } from '../retention/policy.ts';
 import { ensureDir, fsProblem } from '../util/fs.ts';
 import { listRuns } from '../volume/runs.ts';
@@ -28,7 +28,7 @@ export async function pruneVolume(backupDir: string, options: RetentionOptions, 
       complete: r.manifest !== undefined,
       // With an offsite store, a run that never got there may be the only copy: it waits for the upload.
       pinned: offsiteUrl !== undefined && r.manifest !== undefined && r.tier !== PRE_RESTORE && r.manifest.offsite?.state !== 'complete' ? `not yet in ${offsiteUrl}` : undefined,
-      untrusted: r.signature === 'missing' ? 'unsigned' : r.signature === 'invalid' ? 'signature does not match' : undefined,
+      untrusted: signatureDoubt(r.signature),
     })),
     options,
   );
@@ -63,7 +63,7 @@ export async function markUntrusted(store: OffsiteStore, runs: RemoteRun[], opti
   for (let ref = referenceRun(marked, options); ref !== undefined; ref = referenceRun(marked, options)) {
     const state = signatureState(signing, await store.getManifestText(ref.tier, ref.id), await store.getSignature(ref.tier, ref.id));
     if (state === 'valid') break;
-    ref.untrusted = state === 'missing' ? 'unsigned' : 'signature does not match';
+    ref.untrusted = signatureDoubt(state);
   }
   return marked;
 }

@@ -4,27 +4,18 @@ import { describe } from '../errors.ts';
 import { readManifest, type Manifest } from '../manifest.ts';
 import { RUN_TIERS, parseRunId, type RunTier } from '../naming.ts';
 import type { SignatureState, SigningKeys } from '../crypto/signing.ts';
-import { isFutureDated } from '../retention/policy.ts';
 import { readDrillReport, type DrillReport } from './drill-report.ts';
 import { runSignature } from './signature.ts';
 import { assertNoLinks } from './links.ts';
 
 /**
- * What makes a run count as the newest: not dated after `notAfter` (now plus CLOCK_SKEW_MAX) and, with a
- * signing key, a signature that matches (or, with trustUnsigned, none at all).
+ * Which runs a command may use: none dated after `notAfter` (now plus CLOCK_SKEW_MAX) counts as the
+ * newest; with a signing key, only runs whose signature matches (or, with trustUnsigned, that have none).
  */
 export interface RunTrust {
   notAfter: Date;
   signing: SigningKeys | undefined;
   trustUnsigned: boolean;
-}
-
-/** Why a run may not count as the newest or be used without asking; undefined when it may. */
-export function distrust(run: StoredRun, trust: RunTrust): string | undefined {
-  if (isFutureDated(run.time, trust.notAfter)) return 'dated in the future';
-  if (run.signature === 'invalid') return 'signature does not match';
-  if (run.signature === 'missing' && !trust.trustUnsigned) return 'unsigned';
-  return undefined;
 }
 
 /** A run folder in the volume. */
