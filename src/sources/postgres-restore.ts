@@ -69,7 +69,8 @@ export async function restoreDatabase(
   log: Logger,
   cleanup: Cleanup,
 ): Promise<string> {
-  const admin = options.maintenanceDb;
+  // The swap renames `target`, which no session may be connected to: not even ours.
+  const admin = target === options.maintenanceDb ? 'template1' : options.maintenanceDb;
   const scratch = scratchName(target, 'restore');
   const exists = await databaseExists(server, admin, target);
   await query(server.client, server.conn, admin, `CREATE DATABASE :"scratch" TEMPLATE template0;`, { scratch });
@@ -103,33 +104,30 @@ export async function restoreDatabase(
   return `${check.tables} tables and ${check.rows} rows match the manifest${artifact.largeObjects > 0 ? `, ${artifact.largeObjects} large objects` : ''}`;
 }
 
-/** Ends the sessions on `target`, renames it aside, renames `scratch` into its place, drops the old one. */
+/**
+ * Swaps the checked copy in for `target` in one transaction: end the sessions on `target`, then BEGIN;
+ * rename it aside; rename the copy in; COMMIT. Killed at any instant, the server is left with either the
+ * old or the new database under the name, connectable; never one that refuses connections or none at
+ * all. While the first rename holds its lock, new sessions wait rather than slip in. A session that
+ * reconnects between the two steps makes the rename fail after 5 s and the whole step is tried again.
+ * Runs from `admin` (template1 when the target is the maintenance database itself). The old database is
+ * dropped after the commit.
+ */
 async function swapDatabase(server: PgServer, admin: string, target: string, scratch: string, log: Logger): Promise<void> {
   const old = scratchName(target, 'old');
   const run = (sql: string) => query(server.client, server.conn, admin, sql, { target, scratch, old });
-  // No new sessions while we end the current ones, or the application would win the race for the rename.
-  await run(`ALTER DATABASE :"target" ALLOW_CONNECTIONS false;`);
-  try {
-    for (let attempt = 1; ; attempt++) {
-      await run(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :'target' AND pid <> pg_backend_pid();`);
-      try {
-        await run(`ALTER DATABASE :"target" RENAME TO :"old";`);
-        break;
-      } catch (error) {
-        // Ended sessions take a moment to go away.
-        if (attempt >= 50) throw error;
-        await new Promise((r) => setTimeout(r, 200));
-      }
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await run(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :'target' AND pid <> pg_backend_pid();
+BEGIN;
+ALTER DATABASE :"target" RENAME TO :"old";
+ALTER DATABASE :"scratch" RENAME TO :"target";
+COMMIT;`);
+      break;
+    } catch (error) {
+      if (attempt >= 5) throw new RunError(`cannot swap the restored copy into ${target} (its sessions kept coming back), it was not touched: ${(error as Error).message}`);
+      log.warn({ database: target, attempt, err: (error as Error).message }, 'swap not possible yet; ending the sessions again');
     }
-  } catch (error) {
-    await run(`ALTER DATABASE :"target" ALLOW_CONNECTIONS true;`).catch(() => undefined);
-    throw new RunError(`cannot take database ${target} offline for the swap, it was not touched: ${(error as Error).message}`);
-  }
-  try {
-    await run(`ALTER DATABASE :"scratch" RENAME TO :"target";`);
-  } catch (error) {
-    await run(`ALTER DATABASE :"old" RENAME TO :"target"; ALTER DATABASE :"target" ALLOW_CONNECTIONS true;`).catch(() => undefined);
-    throw new RunError(`swapping the restored copy into ${target} failed, the old database was put back: ${(error as Error).message}`);
   }
   await run(`DROP DATABASE :"old" WITH (FORCE);`).catch((error: Error) =>
     log.warn({ database: old, err: error.message }, 'could not drop the replaced database; drop it by hand'),
