@@ -83,6 +83,8 @@ export interface DaemonConfig {
   verifySchedule: string | undefined;
   /** Unhealthy when the last drill failed. */
   requireVerify: boolean;
+  /** Unhealthy while the newest successful run is not offsite (HEALTHCHECK_REQUIRE_OFFSITE; default: with S3). */
+  requireOffsite: boolean;
 }
 
 /** How artifacts are encrypted (age): to public keys, or with a passphrase. */

@@ -153,6 +153,7 @@ export function loadConfig(env: Env = process.env, options: { needSources?: bool
         healthPort: v.HEALTHCHECK_PORT,
         verifySchedule: v.VERIFY_SCHEDULE,
         requireVerify: v.HEALTHCHECK_REQUIRE_VERIFY,
+        requireOffsite: v.HEALTHCHECK_REQUIRE_OFFSITE ?? v.S3_BUCKET !== undefined,
       },
       encryption,
       decryption,

@@ -486,6 +486,11 @@ export const ENV = {
     description: 'healthcheck, /healthz and status report unhealthy when the last restore drill failed.',
     example: 'true',
   },
+  HEALTHCHECK_REQUIRE_OFFSITE: {
+    schema: bool.optional(),
+    description: 'healthcheck, /healthz and status report unhealthy while the newest successful run is not in the offsite store. Default: true when S3_BUCKET is set.',
+    example: 'false',
+  },
   HEALTHCHECK_PORT: {
     schema: port.optional(),
     description: 'The daemon serves /healthz (200 or 503) and /metrics (Prometheus) on this port.',

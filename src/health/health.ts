@@ -39,6 +39,7 @@ export function defaultMaxAge(schedule: string, timeZone: string, from = new Dat
 /**
  * Healthy when the newest successful run is younger than HEALTHCHECK_MAX_AGE and the last backup job did
  * not fail; before the first run, while the daemon has been up for less than HEALTHCHECK_MAX_AGE. With
+ * HEALTHCHECK_REQUIRE_OFFSITE (default with S3), also only while that run is offsite; with
  * HEALTHCHECK_REQUIRE_VERIFY, also only while the last restore drill passed. Reads the volume only: it works beside the daemon, from `docker exec` or a HEALTHCHECK.
  */
 export async function healthOf(config: Config, now: Date): Promise<Health> {
@@ -69,6 +70,11 @@ export async function healthOf(config: Config, now: Date): Promise<Health> {
   const age = now.getTime() - newest.time.getTime();
   if (age > maxAgeMs) {
     return { ...base, healthy: false, reason: `the newest successful backup, ${newest.id}, is ${ms(age, { long: true })} old (more than ${ms(maxAgeMs, { long: true })})` };
+  }
+  const offsite = newest.manifest!.offsite;
+  if (config.daemon.requireOffsite && offsite !== null && offsite.state !== 'complete') {
+    const why = offsite.error === null ? offsite.state : `${offsite.state}: ${offsite.error.split('\n')[0]}`;
+    return { ...base, healthy: false, reason: `the newest successful backup, ${newest.id}, is not in ${offsite.url} (${why}); the next run uploads it` };
   }
   if (config.daemon.requireVerify && lastDrill !== undefined && !lastDrill.ok) {
     return { ...base, healthy: false, reason: `the last restore drill ${drillSummary(lastDrill)}` };

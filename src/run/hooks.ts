@@ -41,15 +41,21 @@ export async function runHook(
 }
 
 /**
- * Tells WEBHOOK_URL (every event) and WEBHOOK_ERROR_URL (failures) what happened, as JSON. A failing
- * webhook is logged and never fails the job; the URLs are never logged (they often carry a token).
+ * How a job went, for the webhooks: `partial` when the local run is complete but something after it was
+ * not (its offsite copy, earlier runs' uploads, the post hook): a failure to every observer all the same.
  */
-async function post(hooks: HooksConfig, ok: boolean, payload: Record<string, unknown>, log: Logger): Promise<void> {
+export type JobStatus = 'ok' | 'partial' | 'failed';
+
+/**
+ * Tells WEBHOOK_URL (every event) and WEBHOOK_ERROR_URL (anything but ok) what happened, as JSON. A
+ * failing webhook is logged and never fails the job; the URLs are never logged (they often carry a token).
+ */
+async function post(hooks: HooksConfig, status: JobStatus, payload: Record<string, unknown>, log: Logger): Promise<void> {
   const targets = [
     { name: 'WEBHOOK_URL', url: hooks.webhookUrl },
-    { name: 'WEBHOOK_ERROR_URL', url: ok ? undefined : hooks.webhookErrorUrl },
+    { name: 'WEBHOOK_ERROR_URL', url: status === 'ok' ? undefined : hooks.webhookErrorUrl },
   ].filter((t): t is { name: string; url: string } => t.url !== undefined);
-  const body = JSON.stringify({ status: ok ? 'ok' : 'failed', ...payload });
+  const body = JSON.stringify({ status, ...payload });
   await Promise.all(
     targets.map(async ({ name, url }) => {
       try {
@@ -65,10 +71,10 @@ async function post(hooks: HooksConfig, ok: boolean, payload: Record<string, unk
 
 /** The webhooks after a backup job: `event: "backup"`, the outcome, duration and run folder. */
 export async function notify(hooks: HooksConfig, outcome: JobOutcome & { durationMs: number; dir: string | null }, log: Logger): Promise<void> {
-  await post(hooks, outcome.ok, { event: 'backup', ...outcome }, log);
+  await post(hooks, !outcome.ok ? 'failed' : outcome.error === null ? 'ok' : 'partial', { event: 'backup', ...outcome }, log);
 }
 
 /** The webhooks after a restore drill: `event: "drill"`, the report (or why there was none). */
 export async function notifyDrill(hooks: HooksConfig, report: DrillReport | { ok: false; error: string }, log: Logger): Promise<void> {
-  await post(hooks, report.ok, { event: 'drill', ...report }, log);
+  await post(hooks, report.ok ? 'ok' : 'failed', { event: 'drill', ...report }, log);
 }
