@@ -154,8 +154,8 @@ describe('daemon configuration', () => {
       requireOffsite: false,
     });
     // With S3, a run that is not offsite is unhealthy unless turned off.
-    expect(loadConfig({ MEDIA_PATHS: '/data', S3_BUCKET: 'b' }).config!.daemon.requireOffsite).toBe(true);
-    expect(loadConfig({ MEDIA_PATHS: '/data', S3_BUCKET: 'b', HEALTHCHECK_REQUIRE_OFFSITE: 'false' }).config!.daemon.requireOffsite).toBe(false);
+    expect(loadConfig({ MEDIA_PATHS: '/data', S3_BUCKET: 'backups' }).config!.daemon.requireOffsite).toBe(true);
+    expect(loadConfig({ MEDIA_PATHS: '/data', S3_BUCKET: 'backups', HEALTHCHECK_REQUIRE_OFFSITE: 'false' }).config!.daemon.requireOffsite).toBe(false);
     expect(config.verify).toEqual({ postgres: undefined, sql: undefined });
     expect(config.timeZone).toBe('UTC');
     expect(loadConfig({ MEDIA_PATHS: '/data', SCHEDULE: '*/10 * * * * *', HEALTHCHECK_MAX_AGE: '26h', BACKUP_ON_START: 'yes' }).config!.daemon).toMatchObject({
