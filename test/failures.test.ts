@@ -116,17 +116,6 @@ describe('unhappy paths leave nothing half-written', () => {
     expect(restore.exitCode).toBe(0);
     expect(restore.stderr + (await readFile(join(bin, 'argv.log'), 'utf8'))).not.toContain(pg.password);
   });
-
-  it('another run holding the lock: exit 1, says so', async () => {
-    await mkdir(join(env.BACKUP_DIR!, '.lock'));
-    try {
-      const r = await runCli(['backup'], env);
-      expect(r.exitCode).toBe(1);
-      expect(r.stderr).toMatch(/another backup or restore is running on .*; wait for it to finish/);
-    } finally {
-      await rm(join(env.BACKUP_DIR!, '.lock'), { recursive: true });
-    }
-  });
 });
 
 describe('PostgreSQL client choice', () => {

@@ -26,7 +26,7 @@ function startRestore(extra: Record<string, string> = {}): ResultPromise {
   });
 }
 
-/** SIGKILL to the restore and its children; then its lock is removed, as it goes stale only after 30 s. */
+/** SIGKILL to the restore and its children; then its lock is removed rather than left to go stale (10 s). */
 async function killGroup(child: ResultPromise): Promise<void> {
   process.kill(-child.pid!, 'SIGKILL');
   await child;

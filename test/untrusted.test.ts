@@ -361,7 +361,7 @@ describe('plaintext is never left behind', () => {
     expect(await filesBelow(tmp)).toEqual([]);
     expect((await filesBelow(partial)).some((f) => f.startsWith('decrypted-'))).toBe(true);
 
-    // The killed process's lock goes stale after 30 s; remove it rather than wait (as an operator would).
+    // The killed process's lock would go stale after 10 s; remove it rather than wait.
     await rm(join(e.BACKUP_DIR, '.lock'), { recursive: true, force: true });
     const next = await runCli(['verify'], e);
     expect(next.exitCode).toBe(0);

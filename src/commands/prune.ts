@@ -12,7 +12,7 @@ export async function pruneCommand(config: Config, log: Logger, dryRun: boolean)
     const volume = await pruneVolume(config.backupDir, retentionOptions(config, 'volume'), log, dryRun, store?.url, config.signing);
     if (store === undefined) return [volume];
     return [volume, await pruneOffsite(store, retentionOptions(config, 'offsite'), log, dryRun, config.signing)];
-  });
+  }, { waitMs: config.lockWaitMs });
   const rows = [['WHERE', 'TIER', 'RUN', 'ACTION', 'REASON']];
   for (const report of reports) {
     for (const d of report.decisions) rows.push([report.where, d.tier, d.id, d.keep ? 'keep' : dryRun ? 'would remove' : 'removed', d.reason]);

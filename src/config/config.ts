@@ -136,6 +136,8 @@ export interface Config {
   signing: SigningKeys | undefined;
   /** status warns below this many free bytes in the volume. */
   diskFreeMin: number;
+  /** How long to wait for the volume lock another process holds (LOCK_WAIT). */
+  lockWaitMs: number;
   /** How far in the future a run may be dated before it is suspicious (CLOCK_SKEW_MAX). */
   clockSkewMs: number;
   /** Test-only clock start (BACKUP_FAKE_NOW). */

@@ -182,6 +182,7 @@ export function loadConfig(env: Env = process.env, options: { needSources?: bool
       signing,
       diskFreeMin: v.DISK_FREE_MIN,
       clockSkewMs: v.CLOCK_SKEW_MAX,
+      lockWaitMs: v.LOCK_WAIT,
       fakeNow: v.BACKUP_FAKE_NOW === undefined ? undefined : new Date(v.BACKUP_FAKE_NOW),
       logLevel: v.LOG_LEVEL,
       logFormat: v.LOG_FORMAT,

@@ -471,6 +471,11 @@ export const ENV = {
     description: 'On SIGTERM or SIGINT, how long a running backup may take to finish before it is aborted cleanly.',
     example: '5m',
   },
+  LOCK_WAIT: {
+    schema: duration(0).default(600_000),
+    description: 'How long a command waits for the volume lock another backup, restore or drill holds before it fails. A dead holder\'s lock is taken over after 10 s.',
+    example: '30m',
+  },
   HEALTHCHECK_MAX_AGE: {
     schema: duration(1000).optional(),
     description: 'healthcheck fails when the newest successful run is older. Default: two SCHEDULE intervals plus one hour.',

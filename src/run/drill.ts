@@ -177,5 +177,5 @@ export async function drill(
     await writeFileAtomic(join(stored.runDir, VERIFY_FILE), `${JSON.stringify(report, null, 2)}\n`);
     log.info({ run: report.runId, ok: report.ok, durationMs: report.durationMs }, report.ok ? 'drill passed' : 'drill failed');
     return { report, runDir: stored.runDir };
-  }));
+  }), { waitMs: config.lockWaitMs, signal });
 }

@@ -59,7 +59,7 @@ export async function backupJob(config: Config, log: Logger, options: { tier?: T
       }
       await pruneVolume(config.backupDir, retentionOptions(config, 'volume'), log, false, store?.url, config.signing);
       return result;
-    });
+    }, { waitMs: config.lockWaitMs, signal: options.signal });
   } catch (error) {
     failure = error instanceof Error ? error : new RunError(String(error));
   }

@@ -163,5 +163,6 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
       }
       return { runId: selection.manifest.runId, safetyBackup, outcomes };
     }),
+    { waitMs: config.lockWaitMs },
   );
 }

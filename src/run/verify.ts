@@ -97,5 +97,5 @@ export async function verify(config: Config, log: Logger, ref: string, trustUnsi
       checks.push({ ...check, file: stored.artifacts[i]!.file, detail: check.ok ? `sha256 ok, decrypted: ${check.detail}` : check.detail });
     }
     return result(checks);
-  }));
+  }), { waitMs: config.lockWaitMs });
 }
