@@ -13,6 +13,7 @@ import { loadConfig } from './config/load.ts';
 import { removeSecrets } from './config/secrets.ts';
 import { RunError, UsageError } from './errors.ts';
 import { createLogger, type Logger } from './log.ts';
+import { abortOnSignal, installSignalHandlers } from './signals.ts';
 import { TIERS, type Tier } from './naming.ts';
 import { VERSION } from './version.ts';
 
@@ -91,6 +92,8 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
   removeSecrets(process.env);
   const log = createLogger(config.logLevel, config.logFormat);
   setLogger(log);
+  // The daemon handles signals itself (graceful stop); every other command fails cleanly (exit 1).
+  const signal = command === 'daemon' ? undefined : abortOnSignal((line) => log.warn(line));
 
   switch (command) {
     case 'backup': {
@@ -98,7 +101,7 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
       if (positionals.length > 0) throw new UsageError('backup takes no arguments (see --help)');
       const tier = values.tier as string | undefined;
       if (tier !== undefined && !(TIERS as readonly string[]).includes(tier)) throw new UsageError(`--tier expects one of ${TIERS.join(', ')}, got "${tier}"`);
-      return backupCommand(config, log, { tier: tier as Tier | undefined });
+      return backupCommand(config, log, { tier: tier as Tier | undefined, signal });
     }
     case 'daemon': {
       const { positionals } = parse(rest);
@@ -116,7 +119,7 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
     case 'prune': {
       const { values, positionals } = parse(rest, { 'dry-run': { type: 'boolean', short: 'n' } });
       if (positionals.length > 0) throw new UsageError('prune takes no arguments (see --help)');
-      return pruneCommand(config, log, values['dry-run'] === true);
+      return pruneCommand(config, log, values['dry-run'] === true, signal);
     }
     case 'lifecycle': {
       const { values, positionals } = parse(rest, { apply: { type: 'boolean' } });
@@ -147,7 +150,7 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
         noOwner: values['no-owner'] === true,
         jobs: positiveInt(values.jobs as string | undefined, '--jobs'),
         trustUnsigned: values['trust-unsigned'] === true,
-      });
+      }, signal);
     }
     case 'list': {
       const { values, positionals } = parse(rest, { json: { type: 'boolean' }, remote: { type: 'boolean' } });
@@ -160,9 +163,9 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
       const trustUnsigned = values['trust-unsigned'] === true;
       if (values.restore === true) {
         const { drillCommand } = await import('./commands/drill.ts');
-        return drillCommand(config, log, positionals[0] ?? 'latest', trustUnsigned);
+        return drillCommand(config, log, positionals[0] ?? 'latest', trustUnsigned, signal);
       }
-      return verifyCommand(config, log, positionals[0] ?? 'latest', trustUnsigned);
+      return verifyCommand(config, log, positionals[0] ?? 'latest', trustUnsigned, signal);
     }
     default:
       throw new UsageError(`unknown command "${command}"`);
@@ -171,6 +174,7 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
 
 /** The only place that turns errors into exit codes: 2 usage or config, 1 a failed run. */
 async function main(): Promise<void> {
+  installSignalHandlers();
   let log: Logger | undefined;
   try {
     process.exitCode = await run(process.argv.slice(2), (l) => (log = l));
@@ -183,6 +187,9 @@ async function main(): Promise<void> {
     if (!expected && error instanceof Error && error.stack !== undefined && log === undefined) process.stderr.write(`${error.stack}\n`);
     process.exitCode = usage ? 2 : 1;
   }
+  // The work is done: a socket left open by a stalled store, or a child that ignored its signal, must not
+  // keep the process alive (output is written synchronously, so nothing is lost).
+  process.exit();
 }
 
 await main();

@@ -19,3 +19,8 @@ export function describe(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);
 }
+
+/** Throws a one-line RunError when the command was told to stop (a signal, the daemon's shutdown). */
+export function stopped(signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) throw new RunError(`stopped: ${describe(signal.reason)}`);
+}

@@ -8,8 +8,8 @@ import { backupJob } from '../run/job.ts';
  * `backup [--tier T]`: one backup job (see backupJob). Exit 1 when the run failed, or when it succeeded
  * but its offsite copy or a hook did not: the local run is kept either way.
  */
-export async function backupCommand(config: Config, log: Logger, options: { tier: Tier | undefined }): Promise<number> {
-  const { run, error } = await backupJob(config, log, { tier: options.tier });
+export async function backupCommand(config: Config, log: Logger, options: { tier: Tier | undefined; signal: AbortSignal | undefined }): Promise<number> {
+  const { run, error } = await backupJob(config, log, options);
   if (run !== undefined) {
     const m = run.manifest;
     const bytes = m.artifacts.reduce((s, a) => s + a.size, 0);

@@ -6,13 +6,13 @@ import { withVolumeLock } from '../volume/lock.ts';
 import { table } from './list.ts';
 
 /** `prune [--dry-run]`: retention applied to the volume and the offsite store, every run with its reason. */
-export async function pruneCommand(config: Config, log: Logger, dryRun: boolean): Promise<number> {
+export async function pruneCommand(config: Config, log: Logger, dryRun: boolean, signal: AbortSignal | undefined): Promise<number> {
   const store = await offsiteStore(config, log);
   const reports: PruneReport[] = await withVolumeLock(config.backupDir, log, async () => {
     const volume = await pruneVolume(config.backupDir, retentionOptions(config, 'volume'), log, dryRun, store?.url, config.signing);
     if (store === undefined) return [volume];
     return [volume, await pruneOffsite(store, retentionOptions(config, 'offsite'), log, dryRun, config.signing)];
-  }, { waitMs: config.lockWaitMs });
+  }, { waitMs: config.lockWaitMs, signal });
   const rows = [['WHERE', 'TIER', 'RUN', 'ACTION', 'REASON']];
   for (const report of reports) {
     for (const d of report.decisions) rows.push([report.where, d.tier, d.id, d.keep ? 'keep' : dryRun ? 'would remove' : 'removed', d.reason]);

@@ -10,6 +10,7 @@ import type { Logger } from '../log.ts';
 import { drill } from '../run/drill.ts';
 import { notifyDrill } from '../run/hooks.ts';
 import { backupJob } from '../run/job.ts';
+import { onSignal } from '../signals.ts';
 import { recordDaemonStart } from '../volume/status.ts';
 
 /** Serves /healthz (200 or 503, the reason as text) and /metrics (Prometheus). */
@@ -106,17 +107,12 @@ export async function runDaemon(config: Config, log: Logger): Promise<number> {
   );
   if (config.daemon.onStart) void job.trigger();
 
-  // `on`, not `once`: with no listener left, execa's exit hook re-raises the signal and kills the process
-  // mid-shutdown. A second signal aborts a running backup at once.
-  let signals = 0;
+  // The first signal stops scheduling and waits for a running backup; a second aborts it at once.
   const signal = await new Promise<string>((resolve) => {
-    for (const s of ['SIGTERM', 'SIGINT'] as const) {
-      process.on(s, () => {
-        signals += 1;
-        if (signals === 1) resolve(s);
-        else abort.abort(new Error(`a second ${s} arrived`));
-      });
-    }
+    onSignal((name, count) => {
+      if (count === 1) resolve(name);
+      else abort.abort(new Error(`a second ${name} arrived`));
+    });
   });
   job.stop();
   drillJob?.stop();

@@ -74,7 +74,11 @@ async function writeArtifact(
 ): Promise<{ artifact: Artifact; offsiteError: RunError | undefined }> {
   signal?.throwIfAborted();
   const production = await source.open();
-  const onAbort = () => production.abort();
+  const onAbort = () => {
+    production.abort();
+    // An upload stalled on the network would otherwise hold the write behind its backpressure.
+    void upload?.abort(new Error('the run was stopped'));
+  };
   signal?.addEventListener('abort', onAbort);
   cleanup.add(`stop listening for the abort of ${source.fileName}`, async () => signal?.removeEventListener('abort', onAbort));
   const hasher = new HashingStream();

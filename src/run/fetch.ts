@@ -70,6 +70,7 @@ export async function fetchRun(backupDir: string, store: OffsiteStore, tier: Run
         await pipeline(stream, hasher, createWriteStream(join(partial, artifact.file), { flags: 'wx', mode: FILE_MODE, flush: true }));
       } catch (error) {
         const e = error as NodeJS.ErrnoException;
+        if (error instanceof RunError) throw error;
         throw new RunError(e.syscall !== undefined ? fsProblem(e, `writing ${artifact.file}`) : `download of ${artifact.file} failed: ${describe(e)}`);
       }
       const sha256 = hasher.digest();

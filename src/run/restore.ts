@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { offsiteStore, requirePostgres, runTrust, safetySources } from '../app.ts';
 import type { Config, MediaFolder } from '../config/config.ts';
 import { folderOverlap } from '../util/paths.ts';
-import { RunError, UsageError, describe } from '../errors.ts';
+import { RunError, UsageError, describe, stopped } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Artifact } from '../manifest.ts';
 import { PARTIAL_DIR, PRE_RESTORE } from '../naming.ts';
@@ -101,7 +101,7 @@ async function folderHasContent(path: string): Promise<boolean> {
  * the server's client, a confirmation, a safety backup of what will be replaced into pre-restore/, the
  * restore itself (each target untouched until its copy is complete and checked), and a report.
  */
-export async function restore(config: Config, log: Logger, options: RestoreOptions): Promise<RestoreResult> {
+export async function restore(config: Config, log: Logger, options: RestoreOptions, signal?: AbortSignal): Promise<RestoreResult> {
   return withVolumeLock(config.backupDir, log, () =>
     withCleanup(log, async (cleanup) => {
       const stored = await resolveWithOffsite(config.backupDir, await offsiteStore(config, log), config.s3, options.ref, runTrust(config, options.trustUnsigned), log);
@@ -124,6 +124,7 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
       const targets = plans.map((p) => (p.artifact.kind === 'postgres' ? `database ${p.target}` : p.artifact.kind === 'media' ? `folder ${p.target}` : `the server's roles and tablespaces`));
       const expected = plans.length === 1 ? (plans[0]!.artifact.kind === 'postgres' ? plans[0]!.target : plans[0]!.artifact.source) : selection.manifest.runId;
       await confirm(`${targets.join(', ')} with the contents of run ${selection.manifest.runId}`, expected, options.yes);
+      stopped(signal);
 
       let safetyBackup: string | undefined;
       if (options.safetyBackup) {
@@ -136,7 +137,7 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
         const globals = plans.some((p) => p.artifact.kind === 'globals');
         if (globals || databases.length + folders.length > 0) {
           const sources = safetySources(config, server, { globals, databases, folders }, log);
-          const result = await backupRun({ backupDir: config.backupDir, tier: PRE_RESTORE, label: undefined, sources, server, log, encryption: config.encryption, signing: config.signing });
+          const result = await backupRun({ backupDir: config.backupDir, tier: PRE_RESTORE, label: undefined, sources, server, log, encryption: config.encryption, signing: config.signing, signal });
           safetyBackup = result.runDir;
           log.info({ dir: safetyBackup }, 'safety backup taken');
         }
@@ -146,13 +147,14 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
       const jobs = options.jobs ?? availableParallelism();
       for (const p of plans) {
         try {
+          stopped(signal);
           const a = p.artifact;
           const check =
             a.kind === 'globals'
               ? await restoreGlobals(server!, pg!.maintenanceDb, p.path, a)
               : a.kind === 'postgres'
-                ? await restoreDatabase(server!, p.path, a, p.target, { jobs, noOwner: options.noOwner, maintenanceDb: pg!.maintenanceDb }, log, cleanup)
-                : await restoreFolder(p.path, a, p.target, log, cleanup);
+                ? await restoreDatabase(server!, p.path, a, p.target, { jobs, noOwner: options.noOwner, maintenanceDb: pg!.maintenanceDb, signal }, log, cleanup)
+                : await restoreFolder(p.path, a, p.target, log, cleanup, signal);
           outcomes.push({ source: p.artifact.file, target: p.target, check });
           log.info({ file: p.artifact.file, target: p.target, check }, 'restored');
         } catch (error) {
@@ -163,6 +165,6 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
       }
       return { runId: selection.manifest.runId, safetyBackup, outcomes };
     }),
-    { waitMs: config.lockWaitMs },
+    { waitMs: config.lockWaitMs, signal },
   );
 }

@@ -3,7 +3,7 @@ import { execa } from 'execa';
 import { runTrust } from '../app.ts';
 import type { Config } from '../config/config.ts';
 import type { Logger } from '../log.ts';
-import { describe, firstLine } from '../errors.ts';
+import { describe, firstLine, stopped } from '../errors.ts';
 import type { Artifact } from '../manifest.ts';
 import { discoverClients, newestClient, type PgClient } from '../pg/clients.ts';
 import { checkGlobalsFile } from '../sources/globals.ts';
@@ -28,7 +28,7 @@ export interface VerifyResult {
   checks: ArtifactCheck[];
 }
 
-async function checkOne(path: string, artifact: Artifact, dumpReader: () => Promise<PgClient>): Promise<ArtifactCheck> {
+async function checkOne(path: string, artifact: Artifact, dumpReader: () => Promise<PgClient>, signal?: AbortSignal): Promise<ArtifactCheck> {
   const fail = (detail: string) => ({ file: artifact.file, ok: false, detail });
   const actual = await hashFile(path).catch(() => undefined);
   if (actual === undefined) return fail('cannot be read');
@@ -36,9 +36,10 @@ async function checkOne(path: string, artifact: Artifact, dumpReader: () => Prom
   if (actual.size !== artifact.size) return fail(`${actual.size} bytes, the manifest says ${artifact.size}`);
   if (artifact.kind === 'postgres') {
     try {
-      const toc = await readToc(await dumpReader(), path);
+      const toc = await readToc(await dumpReader(), path, undefined, signal);
       return { file: artifact.file, ok: true, detail: `sha256 ok, pg_restore --list ok (${toc.tables} tables)` };
     } catch (error) {
+      stopped(signal);
       return fail((error as Error).message);
     }
   }
@@ -63,7 +64,7 @@ async function checkOne(path: string, artifact: Artifact, dumpReader: () => Prom
  * is decrypted into .partial/ first (holding the volume lock) (with ENCRYPTION_IDENTITY_FILE or the passphrase); without
  * a key only the stored bytes can be checked.
  */
-export async function verify(config: Config, log: Logger, ref: string, trustUnsigned = false): Promise<VerifyResult> {
+export async function verify(config: Config, log: Logger, ref: string, trustUnsigned = false, signal?: AbortSignal): Promise<VerifyResult> {
   const stored = await resolveRef(config.backupDir, ref, runTrust(config, trustUnsigned));
   await checkRunSignature(stored.runDir, `run ${stored.manifest.runId}`, config.signing, trustUnsigned);
   // Any newer pg_restore reads older dumps, so the newest client reads them all, without a server.
@@ -72,7 +73,10 @@ export async function verify(config: Config, log: Logger, ref: string, trustUnsi
   const result = (checks: ArtifactCheck[]) => ({ runId: stored.manifest.runId, runDir: stored.runDir, checks });
   if (stored.artifacts.every((a) => a.encryption === null)) {
     const checks: ArtifactCheck[] = [];
-    for (const artifact of stored.artifacts) checks.push(await checkOne(join(stored.runDir, artifact.file), artifact, dumpReader));
+    for (const artifact of stored.artifacts) {
+      stopped(signal);
+      checks.push(await checkOne(join(stored.runDir, artifact.file), artifact, dumpReader, signal));
+    }
     return result(checks);
   }
   const hashes: ArtifactCheck[] = [];
@@ -93,9 +97,10 @@ export async function verify(config: Config, log: Logger, ref: string, trustUnsi
     }
     const checks: ArtifactCheck[] = [];
     for (const [i, artifact] of plain.artifacts.entries()) {
-      const check = await checkOne(join(plain.runDir, artifact.file), artifact, dumpReader);
+      stopped(signal);
+      const check = await checkOne(join(plain.runDir, artifact.file), artifact, dumpReader, signal);
       checks.push({ ...check, file: stored.artifacts[i]!.file, detail: check.ok ? `sha256 ok, decrypted: ${check.detail}` : check.detail });
     }
     return result(checks);
-  }), { waitMs: config.lockWaitMs });
+  }), { waitMs: config.lockWaitMs, signal });
 }

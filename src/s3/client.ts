@@ -16,7 +16,10 @@ export function createS3Client(s3: S3Config): S3Client {
     retryMode: 'standard',
     requestChecksumCalculation: checksums,
     responseChecksumValidation: checksums,
-    requestHandler: { connectionTimeout: Math.min(s3.timeoutMs, 10_000), requestTimeout: s3.timeoutMs },
+    // socketTimeout ends a request on which no byte moved for S3_TIMEOUT, either way (a stalled upload
+    // body, a silent answer), with an error the retry strategy sees. requestTimeout would only log a
+    // warning unless told to throw, and would bound the whole request, not the silence.
+    requestHandler: { connectionTimeout: Math.min(s3.timeoutMs, 10_000), socketTimeout: s3.timeoutMs },
   });
 }
 
@@ -28,7 +31,7 @@ interface SdkError {
 }
 
 /** A one-line explanation of an S3 failure, with what to do about it. */
-export function s3Problem(error: unknown, what: string, s3: Pick<S3Config, 'bucket' | 'endpoint'>): RunError {
+export function s3Problem(error: unknown, what: string, s3: Pick<S3Config, 'bucket' | 'endpoint' | 'timeoutMs'>): RunError {
   if (error instanceof RunError) return error;
   const e = (error ?? {}) as SdkError;
   const status = e.$metadata?.httpStatusCode;
@@ -42,6 +45,8 @@ export function s3Problem(error: unknown, what: string, s3: Pick<S3Config, 'buck
     message = `access denied to bucket "${s3.bucket}" at ${where} (${name || status}): check the credentials and that they allow s3:ListBucket, GetObject, PutObject and DeleteObject on it`;
   } else if (name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch') {
     message = `${where} rejected the credentials (${name}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`;
+  } else if (name === 'TimeoutError' && /inactivity/.test(e.message ?? '')) {
+    message = `${where} went silent: no byte moved for ${s3.timeoutMs / 1000} s (S3_TIMEOUT), on every attempt; check the network and the store`;
   } else if (['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(code) || name === 'TimeoutError') {
     message = `cannot reach ${where} (${code || name}): check S3_ENDPOINT and the network`;
   } else {

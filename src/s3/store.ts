@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Transform, type Readable } from 'node:stream';
+import { PassThrough, Transform, type Readable } from 'node:stream';
 import {
   CopyObjectCommand,
   DeleteObjectsCommand,
@@ -117,6 +117,8 @@ export class S3Store implements OffsiteStore {
       abort: async (reason) => {
         // An errored body ends lib-storage's reader, which then aborts the multipart upload (no orphan parts).
         body.destroy(reason);
+        // A part request in flight (a stalled connection) is cancelled too, rather than waited for.
+        await upload.abort().catch(() => undefined);
         await done.catch(() => undefined);
       },
     };
@@ -220,7 +222,11 @@ export class S3Store implements OffsiteStore {
   async download(tier: RunTier, runId: string, file: string): Promise<{ stream: Readable; sha256: string | undefined }> {
     const key = this.keyOf(tier, runId, file);
     const out = await this.send(`download of ${key}`, () => this.client.send(new GetObjectCommand({ Bucket: this.s3.bucket, Key: key })));
-    return { stream: out.Body as Readable, sha256: out.Metadata?.sha256 };
+    // A body that stalls or breaks half-way fails with the same one-line explanation as a request.
+    const body = out.Body as Readable;
+    const stream = new PassThrough();
+    body.on('error', (error) => stream.destroy(s3Problem(error, `download of ${key}`, this.s3)));
+    return { stream: body.pipe(stream), sha256: out.Metadata?.sha256 };
   }
 
   async deleteRuns(runs: RemoteRun[]): Promise<number> {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { RunError, firstLine } from '../errors.ts';
+import { RunError, firstLine, stopped } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { MediaArtifact } from '../manifest.ts';
 import type { Cleanup } from '../run/cleanup.ts';
@@ -16,7 +16,7 @@ const STAGING_PREFIX = '.backup-sidecar-restore-';
  * is unpacked into a staging folder inside `target` (same file system, even when `target` is a mount
  * point) and its entry count checked; only then are the old contents removed and the new moved in.
  */
-export async function restoreFolder(tarball: string, artifact: MediaArtifact, target: string, log: Logger, cleanup: Cleanup): Promise<string> {
+export async function restoreFolder(tarball: string, artifact: MediaArtifact, target: string, log: Logger, cleanup: Cleanup, signal?: AbortSignal): Promise<string> {
   const staging = join(target, `${STAGING_PREFIX}${randomBytes(4).toString('hex')}`);
   try {
     await mkdir(target, { recursive: true });
@@ -30,8 +30,9 @@ export async function restoreFolder(tarball: string, artifact: MediaArtifact, ta
   const result = await execa(
     'tar',
     ['--extract', `--file=${tarball}`, `--directory=${staging}`, artifact.compression === 'gzip' ? '--gzip' : '--zstd', '--same-permissions', '--delay-directory-restore'],
-    { reject: false },
+    { reject: false, cancelSignal: signal },
   );
+  stopped(signal);
   if (result.exitCode !== 0) {
     throw new RunError(`extracting ${artifact.file} failed, ${target} was not touched: ${firstLine(result.stderr).replace(/^tar: /, '')}`);
   }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { RunError } from '../errors.ts';
+import { RunError, stopped } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { PostgresArtifact } from '../manifest.ts';
 import { dbnameArg, libpqEnv, pgError, query } from '../pg/psql.ts';
@@ -13,6 +13,7 @@ export interface DbRestoreOptions {
   jobs: number;
   noOwner: boolean;
   maintenanceDb: string;
+  signal: AbortSignal | undefined;
 }
 
 /** A scratch database name that cannot clash with a real one, within PostgreSQL's 63 bytes. */
@@ -81,11 +82,9 @@ export async function restoreDatabase(
   log.info({ database: target, scratch, jobs: options.jobs }, 'pg_restore into a scratch database');
   const args = ['--exit-on-error', '--no-password', `--jobs=${options.jobs}`, `--dbname=${dbnameArg(scratch)}`];
   if (options.noOwner) args.push('--no-owner', '--no-acl');
-  try {
-    await execa(join(server.client.binDir, 'pg_restore'), [...args, dumpPath], { env: libpqEnv(server.conn, scratch) });
-  } catch (error) {
-    throw new RunError(`pg_restore of ${artifact.file} failed, database ${target} was not touched: ${pgError((error as { stderr?: string }).stderr)}`);
-  }
+  const restored = await execa(join(server.client.binDir, 'pg_restore'), [...args, dumpPath], { env: libpqEnv(server.conn, scratch), reject: false, cancelSignal: options.signal });
+  stopped(options.signal);
+  if (restored.exitCode !== 0) throw new RunError(`pg_restore of ${artifact.file} failed, database ${target} was not touched: ${pgError(restored.stderr)}`);
 
   const check = await compareCounts(server, scratch, artifact);
   if (check.differences.length > 0) {
@@ -94,6 +93,7 @@ export async function restoreDatabase(
     );
   }
 
+  stopped(options.signal);
   if (exists) {
     await query(server.client, server.conn, admin, COPY_PROPERTIES_SQL, { scratch, target });
     await swapDatabase(server, admin, target, scratch, log);

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { RunError } from '../errors.ts';
+import { RunError, stopped } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { dumpFileName } from '../naming.ts';
 import { PsqlSession, libpqEnv, pgError, query, type Connection } from '../pg/psql.ts';
@@ -50,16 +50,17 @@ export interface DumpContents {
   hasLargeObjects: boolean;
 }
 
-export async function readToc(client: PgClient, path: string, plaintext?: Readable): Promise<DumpContents> {
+export async function readToc(client: PgClient, path: string, plaintext?: Readable, signal?: AbortSignal): Promise<DumpContents> {
   // From a stream (a decrypted file), pg_restore reads only the table of contents at its head and exits:
   // the rest of the stream is not wanted, so a broken pipe there is expected.
-  const listing = execa(join(client.binDir, 'pg_restore'), plaintext === undefined ? ['--list', path] : ['--list'], { reject: false, stdin: plaintext === undefined ? 'ignore' : 'pipe' });
+  const listing = execa(join(client.binDir, 'pg_restore'), plaintext === undefined ? ['--list', path] : ['--list'], { reject: false, stdin: plaintext === undefined ? 'ignore' : 'pipe', cancelSignal: signal });
   if (plaintext !== undefined) {
     listing.stdin?.on('error', () => undefined);
     plaintext.on('error', () => undefined).pipe(listing.stdin!);
   }
   const result = await listing;
   plaintext?.destroy();
+  stopped(signal);
   if (result.exitCode !== 0) throw new RunError(`${path} is not a readable PostgreSQL custom-format dump: ${pgError(result.stderr)}`);
   const stdout = result.stdout;
   const entries = stdout.split('\n').filter((l) => /^\d+;/.test(l));

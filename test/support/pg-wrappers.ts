@@ -7,7 +7,10 @@ import { PG15_BIN } from './postgres-server.ts';
  * environment keys; pg_dump can be told to die after some bytes, as a crashing pg_dump would, or to
  * take at least `slowSeconds` (its output paced by a process that exits when killed, closing the pipe).
  */
-export async function wrapperBin(dir: string, options: { dieAfterBytes?: number; slowSeconds?: number; recordEnv?: boolean } = {}): Promise<string> {
+export async function wrapperBin(
+  dir: string,
+  options: { dieAfterBytes?: number; slowSeconds?: number; recordEnv?: boolean; hold?: { tool: string; when: string } } = {},
+): Promise<string> {
   await mkdir(dir, { recursive: true });
   for (const tool of ['pg_dump', 'pg_restore', 'psql', 'pg_dumpall']) {
     const real = join(PG15_BIN, tool);
@@ -25,7 +28,13 @@ sys.exit(p.wait())`;
           : `exec ${real} "$@"\n`;
     // With recordEnv, each call leaves the environment it was given in env.<tool>.<pid>.
     const envLine = options.recordEnv === true ? `env > ${join(dir, `env.${tool}`)}.$$\n` : '';
-    await writeFile(join(dir, tool), `#!/bin/sh\nprintf '%s\\n' "${tool} $*" >> ${join(dir, 'argv.log')}\n${envLine}${body}`);
+    // With hold, a call whose arguments contain `when` says so in <tool>.held and waits for the file `go`:
+    // an exact point at which a test can interrupt the run.
+    const holdLine =
+      options.hold?.tool === tool
+        ? `case "$*" in *${options.hold.when}*) touch ${join(dir, `${tool}.held`)}; while [ ! -e ${join(dir, 'go')} ]; do sleep 0.05; done;; esac\n`
+        : '';
+    await writeFile(join(dir, tool), `#!/bin/sh\nprintf '%s\\n' "${tool} $*" >> ${join(dir, 'argv.log')}\n${envLine}${holdLine}${body}`);
     await chmod(join(dir, tool), 0o755);
   }
   return dir;

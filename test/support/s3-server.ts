@@ -28,6 +28,15 @@ export interface TestS3 {
   up(): Promise<void>;
   /** Goes down once this many more request-body bytes have passed. */
   cutAfter(bytes: number): void;
+  /**
+   * Once this many more bytes (request bodies, or response bodies with `direction: 'down'`) have
+   * passed, stops forwarding: that connection and every later request stay open and silent, until
+   * unstall().
+   */
+  stallAfter(bytes: number, direction?: 'up' | 'down'): void;
+  unstall(): void;
+  /** Requests that `match` picks are accepted and never answered, until unstall(). */
+  stallWhen(match: (method: string, url: string) => boolean): void;
   /** The next `count` requests fail transiently: 503 SlowDown, or a connection reset without an answer. */
   failNext(count: number, how: 'slowdown' | 'reset'): void;
   /** Every request gets 403 AccessDenied until allow(). */
@@ -54,6 +63,9 @@ export async function startS3(bucket = 'backups'): Promise<TestS3> {
   let denying = false;
   let failures: { count: number; how: 'slowdown' | 'reset' } = { count: 0, how: 'slowdown' };
   let budget = Number.POSITIVE_INFINITY;
+  let stall: { budget: number; direction: 'up' | 'down' } | undefined;
+  let stalled = false;
+  let stallMatch: ((method: string, url: string) => boolean) | undefined;
   let server: Server;
 
   const listen = () =>
@@ -74,6 +86,12 @@ export async function startS3(bucket = 'backups'): Promise<TestS3> {
           res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>');
           return;
         }
+        if (stalled || stallMatch?.(entry.method, entry.url) === true) {
+          // Accepted, then silent: nothing read, nothing answered.
+          entry.status = -2;
+          req.pause();
+          return;
+        }
         if (denying) {
           req.resume();
           entry.status = 403;
@@ -84,10 +102,32 @@ export async function startS3(bucket = 'backups'): Promise<TestS3> {
         const forward = httpRequest({ host: '127.0.0.1', port: upstream, method: req.method, path: req.url, headers: req.headers }, (up) => {
           entry.status = up.statusCode ?? 0;
           res.writeHead(up.statusCode ?? 502, up.headers);
-          up.pipe(res);
+          if (stall?.direction !== 'down') {
+            up.pipe(res);
+            return;
+          }
+          up.on('data', (chunk: Buffer) => {
+            if (stalled) return;
+            if (stall !== undefined && (stall.budget -= chunk.length) < 0) {
+              stalled = true;
+              up.pause();
+              return;
+            }
+            res.write(chunk);
+          });
+          up.on('end', () => {
+            if (!stalled) res.end();
+          });
         });
         forward.on('error', () => res.destroy());
         req.on('data', (chunk: Buffer) => {
+          if (stalled) return;
+          if (stall?.direction === 'up' && (stall.budget -= chunk.length) < 0) {
+            stalled = true;
+            entry.status = -2;
+            req.pause();
+            return;
+          }
           budget -= chunk.length;
           if (budget < 0) {
             budget = Number.POSITIVE_INFINITY;
@@ -150,6 +190,18 @@ export async function startS3(bucket = 'backups'): Promise<TestS3> {
     up: listen,
     cutAfter: (bytes) => {
       budget = bytes;
+    },
+    stallAfter: (bytes, direction = 'up') => {
+      stall = { budget: bytes, direction };
+    },
+    stallWhen: (match) => {
+      stallMatch = match;
+    },
+    unstall: () => {
+      stallMatch = undefined;
+      stall = undefined;
+      stalled = false;
+      for (const socket of sockets) socket.destroy();
     },
     failNext: (count, how) => {
       failures = { count, how };
