@@ -1,8 +1,10 @@
 import { createServer, type Server } from 'node:http';
-import { rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
+import { execa } from 'execa';
+import type { Manifest } from '../src/manifest.ts';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, tempDir } from './support/cli.ts';
+import { CLI, readJson, runCli, tempDir, until } from './support/cli.ts';
 import { freePort, startPostgres, type TestServer } from './support/postgres-server.ts';
 import { startS3, type TestS3 } from './support/s3-server.ts';
 
@@ -71,5 +73,30 @@ describe('a run that is not offsite is a failure to every observer', () => {
     expect(received).toEqual([{ path: '/all', status: 'ok', offsite: 'complete' }]);
     expect((await runCli(['healthcheck'], env)).exitCode).toBe(0);
     expect((await s3.keys()).filter((k) => k.endsWith('/manifest.json'))).toHaveLength(2);
+  });
+
+  it('killed (-9) after the manifest reached S3 but before the volume knew: the next run marks it complete, uploads nothing of it again', async () => {
+    const dir = join(work, 'reconcile');
+    s3.requests.length = 0;
+    s3.withholdAnswerWhen((method, url) => method === 'PUT' && url.includes('/manifest.json'));
+    const child = execa(process.execPath, [CLI, 'backup'], { env: { PATH: process.env.PATH!, ...env, BACKUP_DIR: dir, S3_PREFIX: 'reconcile' }, extendEnv: false, reject: false });
+    try {
+      await until('the manifest to be stored', async () => (s3.requests.some((q) => q.status === -3) ? true : undefined));
+      child.kill('SIGKILL');
+      await child;
+    } finally {
+      s3.unstall();
+    }
+    await rm(join(dir, '.lock'), { recursive: true, force: true });
+    const [run] = await readdir(join(dir, 'yearly'));
+    const manifest = () => readJson<Manifest>(join(dir, 'yearly', run!, 'manifest.json'));
+    expect((await manifest()).offsite?.state).toBe('pending');
+    expect((await runCli(['healthcheck'], { ...env, BACKUP_DIR: dir, S3_PREFIX: 'reconcile' })).exitCode).toBe(1);
+    s3.requests.length = 0;
+    const next = await runCli(['backup'], { ...env, BACKUP_DIR: dir, S3_PREFIX: 'reconcile' });
+    expect(next.exitCode).toBe(0);
+    expect(next.stderr).toMatch(/run found complete offsite after an interruption: marked complete/);
+    expect((await manifest()).offsite?.state).toBe('complete');
+    expect(s3.requests.filter((q) => q.method === 'PUT' && q.url.includes(run!))).toEqual([]);
   });
 });

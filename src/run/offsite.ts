@@ -1,16 +1,17 @@
 import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { RunError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { Manifest } from '../manifest.ts';
-import { PRE_RESTORE } from '../naming.ts';
+import { manifestText, parseManifest, type Manifest } from '../manifest.ts';
+import { MANIFEST, PRE_RESTORE } from '../naming.ts';
 import type { OffsiteStore } from '../offsite/store.ts';
 import { decide, type RetentionOptions } from '../retention/policy.ts';
 import { HashingStream } from '../util/hash.ts';
 import { listRuns, type StoredRun } from '../volume/runs.ts';
 import { signatureDoubt, type SigningKeys } from '../crypto/signing.ts';
-import { signatureProblem } from '../volume/signature.ts';
+import { signatureProblem, writeSignedManifest } from '../volume/signature.ts';
 import { finishOffsite } from './backup.ts';
 import { markUntrusted } from './prune.ts';
 
@@ -44,6 +45,34 @@ async function shipFile(store: OffsiteStore, run: StoredRun, manifest: Manifest,
 }
 
 /**
+ * Runs that are complete in the store but not marked so locally: the process died between the manifest's
+ * upload and the local update. Marked complete when the store's manifest lists exactly the same files and
+ * checksums; otherwise left for a person (a warning), never overwritten.
+ */
+async function reconcile(store: OffsiteStore, runs: StoredRun[], log: Logger, signing: SigningKeys | undefined, now: () => Date): Promise<void> {
+  for (const run of runs) {
+    const local = run.manifest!;
+    let same = false;
+    try {
+      const remote = parseManifest(await store.getManifestText(run.tier, run.id), `${store.url}/${run.tier}/${run.id}/${MANIFEST}`, { id: run.id, tier: run.tier });
+      const files = (m: Manifest) => JSON.stringify(m.artifacts.map((a) => [a.file, a.size, a.sha256]));
+      same = files(remote) === files(local);
+    } catch (error) {
+      log.warn({ run: run.id, err: describe(error) }, 'cannot read the offsite manifest of a run marked not offsite');
+      continue;
+    }
+    if (!same) {
+      log.warn({ run: run.id, tier: run.tier, store: store.url }, 'the offsite manifest of this run lists other files than the volume\'s: left as is; check it with verify');
+      continue;
+    }
+    const previous = await readFile(join(run.dir, MANIFEST), 'utf8');
+    const at = now().toISOString();
+    await writeSignedManifest(run.dir, manifestText({ ...local, offsite: { url: store.url, state: 'complete', at, error: null } }), signing, previous);
+    log.info({ run: run.id, tier: run.tier }, 'run found complete offsite after an interruption: marked complete');
+  }
+}
+
+/**
  * Uploads the runs of the volume that are missing from the offsite store (a failed or interrupted upload,
  * or runs made before S3 was configured), newest first, skipping those the store's retention would prune
  * anyway. Stops at the first failure: the store is likely still down, and the next run tries again.
@@ -72,6 +101,7 @@ export async function shipPending(
       .map((d) => `${d.tier}/${d.id}`),
   );
   const result: ShipResult = { shipped: [], waiting: [], error: undefined };
+  await reconcile(store, local.filter((r) => remoteComplete.has(`${r.tier}/${r.id}`) && r.manifest!.offsite?.state !== 'complete'), log, signing, now);
   for (const run of missing.filter((r) => keep.has(`${r.tier}/${r.id}`))) {
     if (result.error !== undefined) {
       result.waiting.push(run.id);

@@ -37,6 +37,11 @@ export interface TestS3 {
   unstall(): void;
   /** Requests that `match` picks are accepted and never answered, until unstall(). */
   stallWhen(match: (method: string, url: string) => boolean): void;
+  /**
+   * Requests that `match` picks reach the store, which acts on them, but its answer is withheld (status
+   * -3 once the store has answered): a client killed then never learns that it succeeded.
+   */
+  withholdAnswerWhen(match: (method: string, url: string) => boolean): void;
   /** The next `count` requests fail transiently: 503 SlowDown, or a connection reset without an answer. */
   failNext(count: number, how: 'slowdown' | 'reset'): void;
   /** Every request gets 403 AccessDenied until allow(). */
@@ -66,6 +71,7 @@ export async function startS3(bucket = 'backups'): Promise<TestS3> {
   let stall: { budget: number; direction: 'up' | 'down' } | undefined;
   let stalled = false;
   let stallMatch: ((method: string, url: string) => boolean) | undefined;
+  let withholdMatch: ((method: string, url: string) => boolean) | undefined;
   let server: Server;
 
   const listen = () =>
@@ -101,6 +107,11 @@ export async function startS3(bucket = 'backups'): Promise<TestS3> {
         }
         const forward = httpRequest({ host: '127.0.0.1', port: upstream, method: req.method, path: req.url, headers: req.headers }, (up) => {
           entry.status = up.statusCode ?? 0;
+          if (withholdMatch?.(entry.method, entry.url) === true) {
+            entry.status = -3;
+            up.resume();
+            return;
+          }
           res.writeHead(up.statusCode ?? 502, up.headers);
           if (stall?.direction !== 'down') {
             up.pipe(res);
@@ -197,7 +208,11 @@ export async function startS3(bucket = 'backups'): Promise<TestS3> {
     stallWhen: (match) => {
       stallMatch = match;
     },
+    withholdAnswerWhen: (match) => {
+      withholdMatch = match;
+    },
     unstall: () => {
+      withholdMatch = undefined;
       stallMatch = undefined;
       stall = undefined;
       stalled = false;
