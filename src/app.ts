@@ -40,7 +40,7 @@ export async function buildSources(
 
 /**
  * Sources for the safety backup taken before a restore: the databases and folders about to be replaced,
- * whole (no MEDIA_EXCLUDE: the copy must bring back exactly what was there).
+ * whole (no POSTGRES_EXTRA_OPTS, no MEDIA_EXCLUDE: the copy must bring back exactly what was there).
  */
 export function safetySources(
   config: Config,
@@ -51,10 +51,7 @@ export function safetySources(
   const { databases, folders } = what;
   const sources: BackupSource[] = [];
   if (what.globals) sources.push(new GlobalsSource(server!, requirePostgres(config).maintenanceDb, log));
-  if (databases.length > 0) {
-    const pg = requirePostgres(config);
-    for (const db of databases) sources.push(new PostgresSource(server!, db, pg.extraOpts, log));
-  }
+  for (const db of databases) sources.push(new PostgresSource(server!, db, [], log));
   for (const folder of folders) sources.push(new MediaSource(folder, [], config.mediaCompression, log));
   return sources;
 }

@@ -7,7 +7,7 @@ import { backupCommand } from './commands/backup.ts';
 import { listCommand, listRemoteCommand } from './commands/list.ts';
 import { pruneCommand } from './commands/prune.ts';
 import { printConfigCommand } from './commands/print-config.ts';
-import { restoreCommand } from './commands/restore.ts';
+import { restoreCommand, rollbackCommand } from './commands/restore.ts';
 import { verifyCommand } from './commands/verify.ts';
 import { loadConfig } from './config/load.ts';
 import { removeSecrets } from './config/secrets.ts';
@@ -30,11 +30,17 @@ Commands:
       --yes                   do not ask (needed without a terminal)
       --target-db NAME        restore the one dump into NAME instead (created if missing)
       --target-dir PATH       restore the one tarball into PATH instead
-      --no-safety-backup      do not copy what is replaced into pre-restore/ first
+      --no-safety-backup      keep nothing of what is replaced (RESTORE_SAFETY=none; default dump:
+                              a dump into pre-restore/ first; keep: the database renamed aside)
       --no-owner              do not restore ownership and privileges (roles missing on this server)
       --jobs N                pg_restore parallel jobs (default: number of CPUs)
       --trust-unsigned        use a run without a signature although BACKUP_SIGNING_KEY is set (an
                               older run); a wrong signature is always refused
+      --rollback DB           (instead of <ref>) swap back the copy of database DB that
+                              RESTORE_SAFETY=keep kept; what it replaces is kept in turn
+      --allow-missing-tables  restore although the database has tables the dump lacks (a dump made
+                              with --schema, --exclude-table...): they are dropped, the safety backup
+                              keeps them
   list [--remote] [--json]    the runs in the volume (or, with --remote, in S3), newest first
   daemon                      the long-running process: backups on SCHEDULE, /healthz and /metrics
   healthcheck                 exit 0 when the newest successful run is recent and the last did not fail
@@ -137,7 +143,13 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
         'no-owner': { type: 'boolean' },
         jobs: { type: 'string', short: 'j' },
         'trust-unsigned': { type: 'boolean' },
+        'allow-missing-tables': { type: 'boolean' },
+        rollback: { type: 'boolean' },
       });
+      if (values.rollback === true) {
+        if (positionals.length !== 1) throw new UsageError('restore --rollback takes one database name (example: backup-sidecar restore --rollback app)');
+        return rollbackCommand(config, log, positionals[0]!, values.yes === true, signal);
+      }
       if (positionals.length !== 1) throw new UsageError('restore takes one file, run id or "latest" (example: backup-sidecar restore latest)');
       const targetDir = values['target-dir'] as string | undefined;
       if (targetDir !== undefined && !targetDir.startsWith('/')) throw new UsageError(`--target-dir must be an absolute path, got "${targetDir}"`);
@@ -146,10 +158,11 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
         yes: values.yes === true,
         targetDb: values['target-db'] as string | undefined,
         targetDir,
-        safetyBackup: values['no-safety-backup'] !== true,
+        safety: values['no-safety-backup'] === true ? 'none' : config.restoreSafety,
         noOwner: values['no-owner'] === true,
         jobs: positiveInt(values.jobs as string | undefined, '--jobs'),
         trustUnsigned: values['trust-unsigned'] === true,
+        allowMissingTables: values['allow-missing-tables'] === true,
       }, signal);
     }
     case 'list': {

@@ -17,6 +17,10 @@ export const SIGNATURE = 'manifest.json.sig';
 /** The volume's lock (a folder, made by proper-lockfile). */
 export const LOCK_FILE = '.lock';
 
+/** The tool's own folders inside a media folder during a restore: never archived, never app data. */
+export const STAGING_PREFIX = '.backup-sidecar-restore-';
+export const ASIDE_PREFIX = '.backup-sidecar-old-';
+
 const RUN_ID = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z(?:_([A-Za-z0-9._-]{1,64}))?$/;
 
 /** Makes a label safe for a file name: letters, digits, '.', '_', '-'; at most 64 characters. */

@@ -4,7 +4,10 @@ import ms from 'ms';
 import prettyBytes from 'pretty-bytes';
 import { clockOf } from '../clock.ts';
 import type { Config } from '../config/config.ts';
+import { describe } from '../errors.ts';
 import { healthOf, suspiciousLine } from '../health/health.ts';
+import { leftDatabases } from '../sources/postgres-restore.ts';
+import { connectServer } from '../sources/postgres-server.ts';
 import { RUN_TIERS } from '../naming.ts';
 import { drillSummary } from '../volume/drill-report.ts';
 import { runSize } from '../volume/runs.ts';
@@ -45,6 +48,7 @@ export async function statusCommand(config: Config): Promise<number> {
     const pending = health.runs.filter((r) => r.manifest !== undefined && r.tier !== 'pre-restore' && r.manifest.offsite?.state !== 'complete');
     out.push(pending.length === 0 ? 'offsite: every run is in S3' : `not offsite yet: ${pending.length} run(s): ${pending.map((r) => r.id).join(', ')}`);
   }
+  if (config.postgres !== undefined) out.push(...(await restoreLeftoverLines(config.postgres)));
   const last = health.status?.last;
   if (last !== undefined) out.push(`last backup: ${last.ok ? 'ok' : 'FAILED'} at ${last.finishedAt}${last.error === null ? '' : `: ${last.error.split('\n')[0]}`}`);
   const failure = health.status?.lastFailure;
@@ -60,4 +64,19 @@ export async function statusCommand(config: Config): Promise<number> {
   if (config.daemon.verifySchedule !== undefined) out.push(`drill schedule: ${next(config.daemon.verifySchedule)}`);
   process.stdout.write(`${out.join('\n')}\n`);
   return 0;
+}
+
+/** Databases that restores left on the server: kept copies (RESTORE_SAFETY=keep) and scratch copies. */
+async function restoreLeftoverLines(pg: NonNullable<Config['postgres']>): Promise<string[]> {
+  try {
+    const left = await leftDatabases(await connectServer(pg, pg.maintenanceDb), pg.maintenanceDb);
+    const lines: string[] = [];
+    if (left.kept.length > 0) lines.push(`kept by RESTORE_SAFETY=keep (restore --rollback <db> swaps one back): ${left.kept.map((k) => `${k.name} (of ${k.of})`).join(', ')}`);
+    if (left.scratch.length > 0) {
+      lines.push(`scratch databases of interrupted or running restores: ${left.scratch.map((d) => `${d.name} (${ms(Math.max(0, d.ageMs))} old, ${d.sessions} session(s))`).join(', ')}; the next restore or backup drops those no one uses`);
+    }
+    return lines;
+  } catch (error) {
+    return [`databases left by restores: cannot ask the server: ${describe(error)}`];
+  }
 }

@@ -21,6 +21,9 @@ export interface MediaFolder {
   path: string;
 }
 
+/** dump: a dump into pre-restore/; keep: the replaced database renamed aside; none: nothing. */
+export type RestoreSafety = 'dump' | 'keep' | 'none';
+
 export type MediaCompression = 'gzip' | 'zstd';
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 
@@ -122,6 +125,8 @@ export interface Config {
   retention: RetentionPolicy;
   /** Safety backups kept, newest first. */
   keepPreRestore: number;
+  /** What a restore keeps of what it replaces (RESTORE_SAFETY). */
+  restoreSafety: RestoreSafety;
   /** IANA zone of the tier calendar. */
   timeZone: string;
   s3: S3Config | undefined;

@@ -143,6 +143,7 @@ export function loadConfig(env: Env = process.env, options: { needSources?: bool
       label: v.BACKUP_LABEL,
       retention,
       keepPreRestore: v.BACKUP_KEEP_PRE_RESTORE,
+      restoreSafety: v.RESTORE_SAFETY,
       timeZone: v.TZ === undefined || v.TZ === '' ? 'UTC' : v.TZ,
       s3,
       daemon: {

@@ -256,9 +256,15 @@ export const ENV = {
     description: 'Free text kept in the manifest and, made file-name safe, in the run id (a git tag or commit).',
     example: 'v1.4.2',
   },
+  RESTORE_SAFETY: {
+    schema: z.enum(['dump', 'keep', 'none'], { message: 'expected dump, keep or none' }).default('dump'),
+    description:
+      "What a restore keeps of what it replaces. dump: a complete dump into pre-restore/ first; keep: the replaced database itself, renamed <db>__pre_restore_<run-id> (instant rollback with restore --rollback; costs server disk); none: nothing (restore --no-safety-backup says the same).",
+    example: 'keep',
+  },
   BACKUP_KEEP_PRE_RESTORE: {
     schema: wholeNumber(0, 100_000).default(3),
-    description: 'How many safety backups (pre-restore/) are kept, newest first.',
+    description: 'How many safety backups (pre-restore/, and databases kept by RESTORE_SAFETY=keep, per database) are kept, newest first.',
     example: '3',
   },
   TZ: {

@@ -55,6 +55,9 @@ async function drillDatabase(
   try {
     log.info({ file: artifact.file, scratch }, 'drill: pg_restore into a scratch database');
     const restored = await timed(`restore ${artifact.file}`, async () => {
+      if (artifact.tableCount > 0 && Object.keys(artifact.rowCounts).length === 0) {
+        throw new RunError(`the dump holds ${artifact.tableCount} table(s) but the data of none (made with --schema-only?): it cannot bring data back`);
+      }
       // Without owners and grants: the roles need not exist on a drill server, and the data is what counts.
       const args = ['--exit-on-error', '--no-password', '--no-owner', '--no-acl', `--jobs=${availableParallelism()}`, `--dbname=${dbnameArg(scratch)}`, path];
       const result = await execa(join(server.client.binDir, 'pg_restore'), args, { env: libpqEnv(server.conn, scratch), reject: false, cancelSignal: signal });

@@ -10,6 +10,7 @@ import { withVolumeLock } from '../volume/lock.ts';
 import { listRuns } from '../volume/runs.ts';
 import { recordOutcome, type JobOutcome } from '../volume/status.ts';
 import { backupRun, type BackupResult } from './backup.ts';
+import { dropRestoreLeftovers } from './leftovers.ts';
 import { notify, runHook } from './hooks.ts';
 import { shipPending } from './offsite.ts';
 import { pruneOffsite, pruneVolume } from './prune.ts';
@@ -46,6 +47,7 @@ export async function backupJob(config: Config, log: Logger, options: { tier?: T
       for (const r of earlier) for (const a of r.manifest!.artifacts) if (!expectedSizes.has(a.file)) expectedSizes.set(a.file, a.size);
 
       const { sources, server } = await buildSources(config, log);
+      if (server !== undefined) await dropRestoreLeftovers(config.backupDir, server, config.postgres!.maintenanceDb, log);
       const result = await backupRun({ backupDir: config.backupDir, tier, label: config.label, sources, server, log, now, offsite: store, expectedSizes, signal: options.signal, encryption: config.encryption, signing: config.signing });
       if (result.offsiteError !== undefined) problems.push(`not offsite: ${result.offsiteError.message}; the run is kept in the volume and the next run uploads it`);
       if (store !== undefined && result.offsiteError === undefined) {

@@ -2,16 +2,20 @@ import { availableParallelism } from 'node:os';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { offsiteStore, requirePostgres, runTrust, safetySources } from '../app.ts';
-import type { Config, MediaFolder } from '../config/config.ts';
+import type { Config, MediaFolder, RestoreSafety } from '../config/config.ts';
+import { clockOf } from '../clock.ts';
 import { folderOverlap } from '../util/paths.ts';
 import { RunError, UsageError, describe, stopped } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { Artifact } from '../manifest.ts';
-import { PARTIAL_DIR, PRE_RESTORE } from '../naming.ts';
+import type { Artifact, PostgresArtifact } from '../manifest.ts';
+import { PARTIAL_DIR, PRE_RESTORE, formatRunId } from '../naming.ts';
 import { checkGlobalsFile, restoreGlobals } from '../sources/globals.ts';
-import { readToc } from '../sources/postgres.ts';
+import { readToc, tablesTheDumpLacks } from '../sources/postgres.ts';
 import { connectServer, type PgServer } from '../sources/postgres-server.ts';
-import { databaseExists, restoreDatabase } from '../sources/postgres-restore.ts';
+import { databaseExists, keptName, leftDatabases, pruneKept, restoreDatabase, swapDatabase } from '../sources/postgres-restore.ts';
+import { query } from '../pg/psql.ts';
+import { RestoreJournal } from '../volume/restore-journal.ts';
+import { dropRestoreLeftovers } from './leftovers.ts';
 import { restoreFolder } from '../sources/media-restore.ts';
 import type { Selection } from '../volume/resolve.ts';
 import { resolveWithOffsite } from './fetch.ts';
@@ -28,11 +32,14 @@ export interface RestoreOptions {
   targetDb: string | undefined;
   targetDir: string | undefined;
   yes: boolean;
-  safetyBackup: boolean;
+  /** RESTORE_SAFETY, or none with --no-safety-backup. */
+  safety: RestoreSafety;
   jobs: number | undefined;
   noOwner: boolean;
   /** Use a run without a signature although BACKUP_SIGNING_KEY is set (an older run). */
   trustUnsigned: boolean;
+  /** Restore although the database has tables the dump lacks (they are dropped; the safety backup keeps them). */
+  allowMissingTables: boolean;
 }
 
 export interface RestoreOutcome {
@@ -44,6 +51,8 @@ export interface RestoreOutcome {
 export interface RestoreResult {
   runId: string;
   safetyBackup: string | undefined;
+  /** RESTORE_SAFETY=keep: the replaced databases, as they are now named. */
+  kept: string[];
   outcomes: RestoreOutcome[];
 }
 
@@ -116,7 +125,18 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
       const pg = plans.some((p) => p.artifact.kind !== 'media') ? requirePostgres(config) : undefined;
       if (pg !== undefined) {
         server = await connectServer(pg, pg.maintenanceDb);
-        for (const p of plans.filter((x) => x.artifact.kind === 'postgres')) await readToc(server.client, p.path);
+        await dropRestoreLeftovers(config.backupDir, server, pg.maintenanceDb, log);
+        for (const p of plans.filter((x) => x.artifact.kind === 'postgres')) {
+          const contents = await readToc(server.client, p.path, undefined, signal);
+          // A dump made with POSTGRES_EXTRA_OPTS that leave things out would silently drop them.
+          if (options.allowMissingTables || !(await databaseExists(server, pg.maintenanceDb, p.target))) continue;
+          const lacking = await tablesTheDumpLacks(server.client, server.conn, p.target, contents);
+          if (lacking.length > 0) {
+            throw new RunError(
+              `database ${p.target} has ${lacking.length} table(s) that ${p.artifact.file} lacks, which the restore would drop: ${lacking.slice(0, 10).join(', ')}${lacking.length > 10 ? ', …' : ''}; nothing was touched. Pass --allow-missing-tables to restore anyway (the safety backup keeps them), or --target-db to restore beside it`,
+            );
+          }
+        }
         // A globals file is read and checked statement by statement before anything is touched.
         for (const p of plans) if (p.artifact.kind === 'globals') await checkGlobalsFile(p.path, p.artifact);
       }
@@ -126,12 +146,16 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
       await confirm(`${targets.join(', ')} with the contents of run ${selection.manifest.runId}`, expected, options.yes);
       stopped(signal);
 
+      const journal = new RestoreJournal(config.backupDir);
+      // Registered first, so it runs last: after the scratch databases are dropped.
+      cleanup.add('close the restore journal', () => journal.close());
       let safetyBackup: string | undefined;
-      if (options.safetyBackup) {
+      if (options.safety !== 'none') {
         const databases: string[] = [];
         const folders: MediaFolder[] = [];
         for (const p of plans) {
-          if (p.artifact.kind === 'postgres' && (await databaseExists(server!, pg!.maintenanceDb, p.target))) databases.push(p.target);
+          // keep: the database itself stays, renamed; no dump of it is needed.
+          if (options.safety === 'dump' && p.artifact.kind === 'postgres' && (await databaseExists(server!, pg!.maintenanceDb, p.target))) databases.push(p.target);
           if (p.artifact.kind === 'media' && (await folderHasContent(p.target))) folders.push({ name: p.artifact.source, path: p.target });
         }
         const globals = plans.some((p) => p.artifact.kind === 'globals');
@@ -144,7 +168,18 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
       }
 
       const outcomes: RestoreOutcome[] = [];
+      const kept: string[] = [];
+      const restoreId = formatRunId(clockOf(config)());
       const jobs = options.jobs ?? availableParallelism();
+      const restoreOneDatabase = async (p: Plan, a: PostgresArtifact) => {
+        const keepAs = options.safety === 'keep' && (await databaseExists(server!, pg!.maintenanceDb, p.target)) ? keptName(p.target, restoreId) : undefined;
+        const check = await restoreDatabase(server!, p.path, a, p.target, { jobs, noOwner: options.noOwner, maintenanceDb: pg!.maintenanceDb, signal, keepAs, journal }, log, cleanup);
+        if (keepAs !== undefined) {
+          kept.push(keepAs);
+          await pruneKept(server!, pg!.maintenanceDb, p.target, config.keepPreRestore, log);
+        }
+        return check;
+      };
       for (const p of plans) {
         try {
           stopped(signal);
@@ -153,17 +188,50 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
             a.kind === 'globals'
               ? await restoreGlobals(server!, pg!.maintenanceDb, p.path, a)
               : a.kind === 'postgres'
-                ? await restoreDatabase(server!, p.path, a, p.target, { jobs, noOwner: options.noOwner, maintenanceDb: pg!.maintenanceDb, signal }, log, cleanup)
-                : await restoreFolder(p.path, a, p.target, log, cleanup, signal);
+                ? await restoreOneDatabase(p, a)
+                : await restoreFolder(p.path, a, p.target, log, cleanup, journal, signal);
           outcomes.push({ source: p.artifact.file, target: p.target, check });
           log.info({ file: p.artifact.file, target: p.target, check }, 'restored');
         } catch (error) {
           const done = outcomes.length > 0 ? ` (already restored: ${outcomes.map((o) => o.target).join(', ')})` : '';
-          const safety = safetyBackup === undefined ? '' : `; the safety backup is ${safetyBackup}`;
+          const safety = `${safetyBackup === undefined ? '' : `; the safety backup is ${safetyBackup}`}${kept.length === 0 ? '' : `; kept: ${kept.join(', ')}`}`;
           throw new RunError(`${describe(error)}${done}${safety}`);
         }
       }
-      return { runId: selection.manifest.runId, safetyBackup, outcomes };
+      return { runId: selection.manifest.runId, safetyBackup, kept, outcomes };
+    }),
+    { waitMs: config.lockWaitMs, signal },
+  );
+}
+
+/**
+ * `restore --rollback <db>`: swaps the newest copy that RESTORE_SAFETY=keep kept of `database` back in,
+ * in one transaction like a restore; what it replaces is kept in turn, so a rollback can be undone too.
+ */
+export async function rollback(config: Config, log: Logger, database: string, yes: boolean, signal?: AbortSignal): Promise<{ from: string; keptAs: string | undefined }> {
+  const pg = requirePostgres(config);
+  return withVolumeLock(config.backupDir, log, () =>
+    withCleanup(log, async (cleanup) => {
+      const server = await connectServer(pg, pg.maintenanceDb);
+      await dropRestoreLeftovers(config.backupDir, server, pg.maintenanceDb, log);
+      const admin = database === pg.maintenanceDb ? 'template1' : pg.maintenanceDb;
+      const copy = (await leftDatabases(server, admin)).kept.find((k) => keptName(database, k.restoreId) === k.name);
+      if (copy === undefined) {
+        throw new RunError(`no kept copy of database ${database} on the server: only restores with RESTORE_SAFETY=keep keep one (status lists them)`);
+      }
+      await confirm(`database ${database} with ${copy.name}, the copy kept by the restore of ${copy.restoreId}`, database, yes);
+      stopped(signal);
+      const journal = new RestoreJournal(config.backupDir);
+      cleanup.add('close the restore journal', () => journal.close());
+      let keptAs: string | undefined;
+      if (await databaseExists(server, admin, database)) {
+        keptAs = keptName(database, formatRunId(clockOf(config)()));
+        await swapDatabase(server, admin, database, copy.name, log, { keepAs: keptAs, journal });
+      } else {
+        await query(server.client, server.conn, admin, `ALTER DATABASE :"copy" RENAME TO :"database";`, { copy: copy.name, database });
+      }
+      await pruneKept(server, admin, database, config.keepPreRestore, log);
+      return { from: copy.name, keptAs };
     }),
     { waitMs: config.lockWaitMs, signal },
   );

@@ -5,7 +5,7 @@ import { execa } from 'execa';
 import type { MediaCompression, MediaFolder } from '../config/config.ts';
 import { RunError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { tarballFileName } from '../naming.ts';
+import { ASIDE_PREFIX, STAGING_PREFIX, tarballFileName } from '../naming.ts';
 import type { BackupSource, Production } from './source.ts';
 
 const COMPRESS_FLAG: Record<MediaCompression, string> = { gzip: '--gzip', zstd: '--zstd' };
@@ -81,6 +81,9 @@ export class MediaSource implements BackupSource {
       '--sort=name',
       COMPRESS_FLAG[this.compression],
       ...this.exclude.map((p) => `--exclude=${p}`),
+      // A restore's own staging and aside folders are never app data.
+      `--exclude=${STAGING_PREFIX}*`,
+      `--exclude=${ASIDE_PREFIX}*`,
       // With the archive on stdout, -vv lists the members on stderr, one ls-style line each (sizes for the
       // manifest); tar's messages start with "tar: ", so the two are told apart without buffering.
       '--verbose',

@@ -6,6 +6,8 @@ import type { Logger } from '../log.ts';
 import type { PostgresArtifact } from '../manifest.ts';
 import { dbnameArg, libpqEnv, pgError, query } from '../pg/psql.ts';
 import type { Cleanup } from '../run/cleanup.ts';
+import { parseRunId } from '../naming.ts';
+import type { RestoreJournal } from '../volume/restore-journal.ts';
 import { countRows, tableKey } from './postgres.ts';
 import type { PgServer } from './postgres-server.ts';
 
@@ -14,13 +16,33 @@ export interface DbRestoreOptions {
   noOwner: boolean;
   maintenanceDb: string;
   signal: AbortSignal | undefined;
+  /** RESTORE_SAFETY=keep: the replaced database is renamed to this instead of dropped. */
+  keepAs: string | undefined;
+  /** Each scratch database is recorded here before it is created. */
+  journal: RestoreJournal;
 }
 
-/** A scratch database name that cannot clash with a real one, within PostgreSQL's 63 bytes. */
-function scratchName(target: string, purpose: string): string {
-  const base = Buffer.from(target).subarray(0, 30).toString().replace(/\uFFFD/g, '');
-  return `${base}__${purpose}_${randomBytes(4).toString('hex')}`;
+/** The first `bytes` bytes of a name, never cutting a character in two. */
+function prefixOf(name: string, bytes: number): string {
+  return Buffer.from(name).subarray(0, bytes).toString().replace(/\uFFFD/g, '');
 }
+
+/**
+ * A scratch database name that cannot clash with a real one, within PostgreSQL's 63 bytes. It carries its
+ * creation time (seconds, base 36), so that a leftover's age is known without asking the server.
+ */
+function scratchName(target: string, purpose: 'restore' | 'old'): string {
+  const seconds = Math.floor(Date.now() / 1000).toString(36);
+  return `${prefixOf(target, 30)}__${purpose}_${seconds}_${randomBytes(4).toString('hex')}`;
+}
+
+const SCRATCH = /__(?:restore|old)_([0-9a-z]{1,8})_[0-9a-f]{8}$/;
+
+/** The name a replaced database is kept under with RESTORE_SAFETY=keep. */
+export function keptName(target: string, restoreId: string): string {
+  return `${prefixOf(target, 63 - KEPT_INFIX.length - restoreId.length)}${KEPT_INFIX}${restoreId}`;
+}
+const KEPT_INFIX = '__pre_restore_';
 
 export async function databaseExists(server: PgServer, maintenanceDb: string, name: string): Promise<boolean> {
   const rows = await query(server.client, server.conn, maintenanceDb, `SELECT 1 FROM pg_database WHERE datname = :'name';`, { name });
@@ -74,6 +96,7 @@ export async function restoreDatabase(
   const admin = target === options.maintenanceDb ? 'template1' : options.maintenanceDb;
   const scratch = scratchName(target, 'restore');
   const exists = await databaseExists(server, admin, target);
+  await options.journal.addDatabase(scratch);
   await query(server.client, server.conn, admin, `CREATE DATABASE :"scratch" TEMPLATE template0;`, { scratch });
   const dropScratch = cleanup.add(`drop scratch database ${scratch}`, async () => {
     await query(server.client, server.conn, admin, `DROP DATABASE IF EXISTS :"scratch" WITH (FORCE);`, { scratch });
@@ -96,7 +119,7 @@ export async function restoreDatabase(
   stopped(options.signal);
   if (exists) {
     await query(server.client, server.conn, admin, COPY_PROPERTIES_SQL, { scratch, target });
-    await swapDatabase(server, admin, target, scratch, log);
+    await swapDatabase(server, admin, target, scratch, log, options);
   } else {
     await query(server.client, server.conn, admin, `ALTER DATABASE :"scratch" RENAME TO :"target";`, { scratch, target });
   }
@@ -113,8 +136,9 @@ export async function restoreDatabase(
  * Runs from `admin` (template1 when the target is the maintenance database itself). The old database is
  * dropped after the commit.
  */
-async function swapDatabase(server: PgServer, admin: string, target: string, scratch: string, log: Logger): Promise<void> {
-  const old = scratchName(target, 'old');
+export async function swapDatabase(server: PgServer, admin: string, target: string, scratch: string, log: Logger, options: Pick<DbRestoreOptions, 'keepAs' | 'journal'>): Promise<void> {
+  const old = options.keepAs ?? scratchName(target, 'old');
+  if (options.keepAs === undefined) await options.journal.addDatabase(old);
   const run = (sql: string) => query(server.client, server.conn, admin, sql, { target, scratch, old });
   for (let attempt = 1; ; attempt++) {
     try {
@@ -125,11 +149,72 @@ ALTER DATABASE :"scratch" RENAME TO :"target";
 COMMIT;`);
       break;
     } catch (error) {
+      if (options.keepAs !== undefined && (await databaseExists(server, admin, old))) {
+        throw new RunError(`cannot keep the replaced database as ${old}: a database of that name exists; ${target} was not touched`);
+      }
       if (attempt >= 5) throw new RunError(`cannot swap the restored copy into ${target} (its sessions kept coming back), it was not touched: ${(error as Error).message}`);
       log.warn({ database: target, attempt, err: (error as Error).message }, 'swap not possible yet; ending the sessions again');
     }
   }
+  if (options.keepAs !== undefined) {
+    log.info({ database: target, kept: old }, 'the replaced database is kept (RESTORE_SAFETY=keep)');
+    return;
+  }
   await run(`DROP DATABASE :"old" WITH (FORCE);`).catch((error: Error) =>
-    log.warn({ database: old, err: error.message }, 'could not drop the replaced database; drop it by hand'),
+    log.warn({ database: old, err: error.message }, 'could not drop the replaced database; the next restore or backup drops it'),
   );
+}
+
+/** Databases this tool made on the server and left there: scratch copies, and replaced ones kept. */
+export interface LeftDatabases {
+  /** Scratch copies of restores that died (or still run elsewhere), with their age in ms. */
+  scratch: { name: string; ageMs: number; sessions: number }[];
+  /** Replaced databases kept by RESTORE_SAFETY=keep, newest first per database. */
+  kept: { name: string; of: string; restoreId: string }[];
+}
+
+export async function leftDatabases(server: PgServer, admin: string, now = Date.now()): Promise<LeftDatabases> {
+  const rows = await query(
+    server.client,
+    server.conn,
+    admin,
+    `SELECT d.datname, (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname) FROM pg_database d WHERE d.datname LIKE '%\\_\\_%' ORDER BY 1;`,
+  );
+  const left: LeftDatabases = { scratch: [], kept: [] };
+  for (const [name = '', sessions = '0'] of rows) {
+    const m = SCRATCH.exec(name);
+    if (m !== null) left.scratch.push({ name, ageMs: now - parseInt(m[1]!, 36) * 1000, sessions: Number(sessions) });
+    const k = name.lastIndexOf(KEPT_INFIX);
+    const restoreId = name.slice(k + KEPT_INFIX.length);
+    if (k > 0 && parseRunId(restoreId) !== undefined) left.kept.push({ name, of: name.slice(0, k), restoreId });
+  }
+  left.kept.sort((a, b) => b.restoreId.localeCompare(a.restoreId));
+  return left;
+}
+
+/**
+ * Drops the scratch databases of restores that died: named by this tool, no session connected, and
+ * either named in a dead restore's journal or older than `staleMs` (a live restore elsewhere keeps a
+ * session on its own). Says so for each; returns those left (still in use, or too young to judge).
+ */
+export async function dropAbandoned(server: PgServer, admin: string, journaled: string[], staleMs: number, log: Logger): Promise<LeftDatabases['scratch']> {
+  const left: LeftDatabases['scratch'] = [];
+  for (const db of (await leftDatabases(server, admin)).scratch) {
+    if (db.sessions > 0 || (!journaled.includes(db.name) && db.ageMs < staleMs)) {
+      left.push(db);
+      continue;
+    }
+    await query(server.client, server.conn, admin, `DROP DATABASE IF EXISTS :"name";`, { name: db.name });
+    log.warn({ database: db.name }, 'dropped the scratch database of an interrupted restore');
+  }
+  return left;
+}
+
+/** Drops the kept copies of `target` beyond the `keep` newest (BACKUP_KEEP_PRE_RESTORE). */
+export async function pruneKept(server: PgServer, admin: string, target: string, keep: number, log: Logger): Promise<void> {
+  const kept = (await leftDatabases(server, admin)).kept.filter((k) => keptName(target, k.restoreId) === k.name);
+  for (const old of kept.slice(keep)) {
+    await query(server.client, server.conn, admin, `DROP DATABASE :"name" WITH (FORCE);`, { name: old.name });
+    log.info({ database: old.name, keep }, 'dropped a kept pre-restore database (BACKUP_KEEP_PRE_RESTORE)');
+  }
 }

@@ -9,13 +9,17 @@ import type { PgClient } from '../pg/clients.ts';
 import type { PgServer } from './postgres-server.ts';
 import type { BackupSource, Production } from './source.ts';
 
-/** Exact row counts of every user table, one query per table, all in the caller's snapshot. */
-const ROW_COUNTS_SQL = `
-SELECT format('SELECT %L, %L, count(*) FROM %I.%I', n.nspname, c.relname, n.nspname, c.relname)
+/** Every user table (plain and partitioned). */
+const USER_TABLES = `
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'`;
+
+/** Exact row counts of every user table, one query per table, all in the caller's snapshot. */
+const ROW_COUNTS_SQL = `
+SELECT format('SELECT %L, %L, count(*) FROM %I.%I', n.nspname, c.relname, n.nspname, c.relname)
+${USER_TABLES}
 ORDER BY n.nspname, c.relname
 \\gexec`;
 const LARGE_OBJECTS_SQL = 'SELECT count(*) FROM pg_largeobject_metadata;';
@@ -41,10 +45,33 @@ export async function countRows(client: PgClient, conn: Connection, database: st
   return { tables, largeObjects: Number(lo[0]?.[0] ?? 0) };
 }
 
+/** Tables of the database now (not those an extension owns: pg_dump leaves them to the extension). */
+const TABLES_SQL = `
+SELECT n.nspname, c.relname, c.relkind
+${USER_TABLES}
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1, 2;`;
+
+/**
+ * Tables the database has now that a restore of the dump would drop: absent from the dump, or (plain
+ * tables) present without their data (--schema-only, --exclude-table-data ...). One line each.
+ */
+export async function tablesTheDumpLacks(client: PgClient, conn: Connection, database: string, contents: DumpContents): Promise<string[]> {
+  const lacking: string[] = [];
+  for (const [schema = '', table = '', kind] of await query(client, conn, database, TABLES_SQL)) {
+    const prefix = `${schema} ${table} `;
+    if (!contents.tableLines.some((l) => l.startsWith(prefix))) lacking.push(`${tableKey(schema, table)} (not in the dump)`);
+    else if (kind === 'r' && !contents.tocLines.some((l) => l.startsWith(prefix))) lacking.push(`${tableKey(schema, table)} (its data is not in the dump)`);
+  }
+  return lacking;
+}
+
 /** What a custom-format dump holds, read from its table of contents by pg_restore --list. */
 export interface DumpContents {
   /** TABLE entries. */
   tables: number;
+  /** Tables whose definition is in the dump, as `schema table` prefixes of their TOC lines. */
+  tableLines: string[];
   /** Tables whose data is in the dump, as `schema table` prefixes of their TOC lines. */
   tocLines: string[];
   hasLargeObjects: boolean;
@@ -67,6 +94,7 @@ export async function readToc(client: PgClient, path: string, plaintext?: Readab
   const typeOf = (line: string) => line.replace(/^\d+;\s+\d+\s+\d+\s+/, '');
   return {
     tables: entries.filter((l) => /^TABLE (?!DATA |ATTACH )/.test(typeOf(l))).length,
+    tableLines: entries.filter((l) => /^TABLE (?!DATA |ATTACH )/.test(typeOf(l))).map((l) => typeOf(l).slice('TABLE '.length)),
     tocLines: entries.filter((l) => typeOf(l).startsWith('TABLE DATA ')).map((l) => typeOf(l).slice('TABLE DATA '.length)),
     hasLargeObjects: entries.some((l) => /^(BLOBS|LARGE OBJECTS?) /.test(typeOf(l)) || /^BLOB /.test(typeOf(l))),
   };

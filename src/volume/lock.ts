@@ -10,13 +10,15 @@ import type { Logger } from '../log.ts';
 import { LOCK_FILE as LOCK, PARTIAL_DIR } from '../naming.ts';
 import { ensureDir, fsProblem } from '../util/fs.ts';
 import { assertNoLinks } from './links.ts';
+import { JOURNAL_FILE, readJournal, writeJournal } from './restore-journal.ts';
+import { recoverFolderSwap } from '../sources/media-restore.ts';
 
 /**
  * The lock is shared by every container that mounts the volume, so a process id proves nothing: the live
  * holder refreshes it every HEARTBEAT_MS, and one not refreshed for STALE_MS belongs to a dead process
  * (kill -9, a lost container) and is taken over, so the next run after a crash starts within seconds.
  */
-const STALE_MS = 10_000;
+export const STALE_MS = 10_000;
 const HEARTBEAT_MS = 2_000;
 
 export interface LockOptions {
@@ -89,6 +91,18 @@ export function drillDirPrefix(backupDir: string): string {
  * drill folders in TMPDIR (only drills, which hold this lock, make them).
  */
 async function removeLeftovers(backupDir: string, log: Logger): Promise<void> {
+  // A folder swap of a restore that died is finished or undone first: it holds the only copy of the data.
+  const journal = await readJournal(backupDir);
+  if (journal !== undefined && journal.folders.length > 0) {
+    for (const swap of journal.folders) {
+      const did = await recoverFolderSwap(swap).catch((error: unknown) => {
+        throw new RunError(fsProblem(error, `finishing the interrupted restore of ${swap.target} (journal ${join(backupDir, JOURNAL_FILE)})`));
+      });
+      log.warn({ folder: swap.target }, `interrupted media restore ${did}`);
+    }
+    // Its scratch databases are dropped by the next command that connects to the server.
+    await writeJournal(backupDir, { databases: journal.databases, folders: [] });
+  }
   const partial = join(backupDir, PARTIAL_DIR);
   const leftovers = [
     ...(await readdir(partial).catch(() => [] as string[])).map((name) => join(partial, name)),
