@@ -78,6 +78,31 @@ describe('tables the dump lacks are never dropped silently', () => {
   });
 });
 
+describe('database-level properties', () => {
+  it('encoding, locale, settings, per-role settings and the comment come back with the dump; what the server refuses is named', async () => {
+    await pg.sql('postgres', `CREATE DATABASE props TEMPLATE template0 ENCODING 'LATIN1' LOCALE 'C';
+      CREATE ROLE props_reader; CREATE ROLE props_gone;
+      ALTER DATABASE props SET work_mem = '7MB'; ALTER DATABASE props SET search_path = public, "My Schema";
+      ALTER ROLE props_reader IN DATABASE props SET statement_timeout = '5s';
+      ALTER ROLE props_gone IN DATABASE props SET statement_timeout = '6s';
+      COMMENT ON DATABASE props IS 'the props db, 100% real';`);
+    await pg.sql('props', 'CREATE TABLE t (x int); INSERT INTO t VALUES (1);');
+    const local = { ...env, POSTGRES_DB: 'props', BACKUP_DIR: join(work, 'props') };
+    expect((await runCli(['backup'], local)).exitCode).toBe(0);
+    // The database is lost, and made anew by hand with the server's defaults; one role is gone too.
+    await pg.sql('postgres', 'DROP DATABASE props; DROP ROLE props_gone; CREATE DATABASE props;');
+    const r = await runCli(['restore', 'latest', '--yes', '--no-safety-backup'], local);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/4 database setting\(s\) and comment carried over; NOT carried over: ALTER ROLE props_gone IN DATABASE props SET statement_timeout TO '6s' \(.*props_gone.*does not exist\)/);
+    const get = (sql: string) => pg.sql('postgres', sql);
+    expect(await get("SELECT pg_encoding_to_char(encoding) || ' ' || datcollate FROM pg_database WHERE datname = 'props';")).toBe('LATIN1 C');
+    expect(await get("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'props';")).toBe('the props db, 100% real');
+    const settings = await get("SELECT string_agg(coalesce(r.rolname, '-') || ':' || array_to_string(s.setconfig, ';'), ' | ' ORDER BY 1) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE d.datname = 'props';");
+    expect(settings).toBe('-:work_mem=7MB;search_path=public, "My Schema" | props_reader:statement_timeout=5s');
+    await pg.sql('postgres', 'DROP DATABASE props; DROP ROLE props_reader;');
+  });
+});
+
 describe('RESTORE_SAFETY', () => {
   const dir = () => join(work, 'keep');
   const local = () => ({ ...env, BACKUP_DIR: dir(), RESTORE_SAFETY: 'keep', BACKUP_KEEP_PRE_RESTORE: '1' });

@@ -8,6 +8,7 @@ import { dbnameArg, libpqEnv, pgError, query } from '../pg/psql.ts';
 import type { Cleanup } from '../run/cleanup.ts';
 import { parseRunId } from '../naming.ts';
 import type { RestoreJournal } from '../volume/restore-journal.ts';
+import { applyDatabaseProperties, createLike, readDatabaseProperties } from './database-properties.ts';
 import { countRows, tableKey } from './postgres.ts';
 import type { PgServer } from './postgres-server.ts';
 
@@ -97,7 +98,11 @@ export async function restoreDatabase(
   const scratch = scratchName(target, 'restore');
   const exists = await databaseExists(server, admin, target);
   await options.journal.addDatabase(scratch);
-  await query(server.client, server.conn, admin, `CREATE DATABASE :"scratch" TEMPLATE template0;`, { scratch });
+  // The database's own properties (encoding, locale, settings, comment) come from the dump.
+  const props = await readDatabaseProperties(server, dumpPath);
+  const notCarried: string[] = [];
+  const locale = await createLike(server, admin, scratch, props);
+  if (locale !== undefined) notCarried.push(locale);
   const dropScratch = cleanup.add(`drop scratch database ${scratch}`, async () => {
     await query(server.client, server.conn, admin, `DROP DATABASE IF EXISTS :"scratch" WITH (FORCE);`, { scratch });
   });
@@ -115,6 +120,9 @@ export async function restoreDatabase(
       `the restored copy of ${target} does not match the manifest, database ${target} was not touched: ${check.differences.slice(0, 5).join('; ')}`,
     );
   }
+  // After pg_restore: a setting such as default_transaction_read_only would have stopped it.
+  notCarried.push(...(await applyDatabaseProperties(server, admin, scratch, props, target)));
+  if (notCarried.length > 0) log.warn({ database: target, notCarried }, 'database properties of the dump not carried over');
 
   stopped(options.signal);
   if (exists) {
@@ -124,7 +132,9 @@ export async function restoreDatabase(
     await query(server.client, server.conn, admin, `ALTER DATABASE :"scratch" RENAME TO :"target";`, { scratch, target });
   }
   dropScratch();
-  return `${check.tables} tables and ${check.rows} rows match the manifest${artifact.largeObjects > 0 ? `, ${artifact.largeObjects} large objects` : ''}`;
+  const carried = props.statements.length - (notCarried.length - (locale === undefined ? 0 : 1));
+  const properties = `${carried} database setting(s) and comment carried over${notCarried.length > 0 ? `; NOT carried over: ${notCarried.join('; ')}` : ''}`;
+  return `${check.tables} tables and ${check.rows} rows match the manifest${artifact.largeObjects > 0 ? `, ${artifact.largeObjects} large objects` : ''}; ${properties}`;
 }
 
 /**
