@@ -201,7 +201,8 @@ async function main(): Promise<void> {
     process.exitCode = usage ? 2 : 1;
   }
   // The work is done: a socket left open by a stalled store, or a child that ignored its signal, must not
-  // keep the process alive (output is written synchronously, so nothing is lost).
+  // keep the process alive. Output still queued for a slow reader (a pipe) is flushed first.
+  for (const stream of [process.stdout, process.stderr]) await new Promise<void>((resolve) => stream.write('', () => resolve()));
   process.exit();
 }
 
