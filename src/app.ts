@@ -1,8 +1,7 @@
 import { notAfterOf } from './clock.ts';
-import type { Config, MediaFolder } from './config/config.ts';
+import type { Config, MediaFolder, RetentionPolicy } from './config/config.ts';
 import { UsageError } from './errors.ts';
 import type { Logger } from './log.ts';
-import type { OffsiteStore } from './offsite/store.ts';
 import type { RetentionOptions } from './retention/policy.ts';
 import type { RunTrust } from './volume/runs.ts';
 import { GlobalsSource } from './sources/globals.ts';
@@ -56,15 +55,8 @@ export function safetySources(
   return sources;
 }
 
-/** The offsite store, when S3_BUCKET is set. The AWS SDK is loaded only then (it costs ~15 MiB). */
-export async function offsiteStore(config: Config, log: Logger): Promise<OffsiteStore | undefined> {
-  if (config.s3 === undefined) return undefined;
-  const { S3Store } = await import('./s3/store.ts');
-  return new S3Store(config.s3, log);
-}
-
-export function retentionOptions(config: Config, where: 'volume' | 'offsite'): RetentionOptions {
-  const policy = where === 'offsite' && config.s3 !== undefined ? config.s3.retention : config.retention;
+/** Retention options for the volume, or (with a target's policy) for that remote target. */
+export function retentionOptions(config: Config, policy: RetentionPolicy = config.retention): RetentionOptions {
   return { policy, keepPreRestore: config.keepPreRestore, timeZone: config.timeZone, notAfter: notAfterOf(config) };
 }
 

@@ -90,8 +90,10 @@ export const manifestSchema = z.object({
     .nullable(),
   artifacts: z.array(artifact).refine((list) => new Set(list.map((a) => a.file)).size === list.length, { message: 'name the same file twice' }),
   warnings: z.array(z.string()),
-  /** Null when no offsite store was configured for the run. */
+  /** Null when no remote target was configured for the run; otherwise the whole of `targets`. */
   offsite: offsiteState.nullable().default(null),
+  /** Each remote target's own state (runs made before there could be several have only `offsite`). */
+  targets: z.array(offsiteState).default([]),
 });
 
 export type PostgresArtifact = z.infer<typeof postgresArtifact>;
@@ -100,6 +102,25 @@ export type GlobalsArtifact = z.infer<typeof globalsArtifact>;
 export type Artifact = z.infer<typeof artifact>;
 export type Manifest = z.infer<typeof manifestSchema>;
 export type OffsiteState = z.infer<typeof offsiteState>;
+
+/** The state of each remote target of a run. */
+export function targetStates(manifest: Manifest): OffsiteState[] {
+  if (manifest.targets.length > 0) return manifest.targets;
+  return manifest.offsite === null ? [] : [manifest.offsite];
+}
+
+/** Sets one target's state, and `offsite` to the whole: complete only when every target is, failed when any is. */
+export function setTargetState(manifest: Manifest, state: OffsiteState): void {
+  const states = targetStates(manifest);
+  const i = states.findIndex((t) => t.url === state.url);
+  manifest.targets = i >= 0 ? states.map((t, j) => (j === i ? state : t)) : [...states, state];
+  const failed = manifest.targets.find((t) => t.state === 'failed');
+  const worst = failed ?? manifest.targets.find((t) => t.state === 'pending') ?? state;
+  manifest.offsite =
+    manifest.targets.length === 1
+      ? manifest.targets[0]!
+      : { url: manifest.targets.map((t) => t.url).join(', '), state: worst.state, at: manifest.targets.map((t) => t.at).sort().at(-1)!, error: failed?.error ?? null };
+}
 
 export function manifestText(manifest: Manifest): string {
   return `${JSON.stringify(manifest, null, 2)}\n`;

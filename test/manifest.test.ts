@@ -3,6 +3,7 @@ import { parseManifest, type Manifest } from '../src/manifest.ts';
 
 const SHA = 'a'.repeat(64);
 const base: Manifest = {
+  targets: [],
   manifestVersion: 1,
   runId: '20261123T092131Z',
   tier: 'daily',

@@ -215,7 +215,7 @@ describe('offsite copies in S3', () => {
     await writeFile(dump, bytes);
     const next = await runCli(['backup'], local);
     expect(next.exitCode).toBe(1);
-    expect(next.stderr).toMatch(new RegExp(`1 earlier run\\(s\\) still not offsite: .*${id}/app\\.dump no longer matches the manifest of run ${id}: not uploaded`));
+    expect(next.stderr).toMatch(new RegExp(`1 earlier run\\(s\\) still not offsite in s3:\\/\\/\\S+: .*${id}/app\\.dump no longer matches the manifest of run ${id}: not uploaded`));
     expect(await s3.keys()).not.toContain(`changed/${tier}/${id}/app.dump`);
     expect(await s3.keys()).not.toContain(`changed/${tier}/${id}/manifest.json`);
   });
@@ -303,8 +303,8 @@ describe('many keys: paging and batched deletes', () => {
     expect(backup.exitCode).toBe(0);
     const dry = await runCli(['prune', '--dry-run'], manyEnv());
     expect(dry.exitCode).toBe(0);
-    expect(dry.stdout).toMatch(/offsite\s+daily\s+20200101T000000Z\s+would remove\s+daily: older than 1 day before the newest run/);
-    expect(dry.stdout).toMatch(/offsite\s+daily\s+\d+T\d+Z\s+keep\s+the newest complete run/);
+    expect(dry.stdout).toMatch(/s3:\/\/\S+\s+daily\s+20200101T000000Z\s+would remove\s+daily: older than 1 day before the newest run/);
+    expect(dry.stdout).toMatch(/s3:\/\/\S+\s+daily\s+\d+T\d+Z\s+keep\s+the newest complete run/);
     expect((await s3.keys()).filter((k) => k.startsWith(`${prefix}/`)).length).toBe(1300 + 3 + 3);
 
     s3.requests.length = 0;

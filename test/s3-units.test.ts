@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/load.ts';
 import { objectKey, parseObjectKey } from '../src/naming.ts';
-import { parseS3Url } from '../src/run/fetch.ts';
+import { parseS3Url } from '../src/s3/ref.ts';
 import { lifecyclePlan } from '../src/s3/lifecycle.ts';
 import { MAX_PART_SIZE, partSizeFor } from '../src/s3/part-size.ts';
 

@@ -469,7 +469,7 @@ describe('authenticated runs: BACKUP_SIGNING_KEY', () => {
     const dry = await runCli(['prune', '--dry-run'], signed);
     expect(dry.exitCode).toBe(0);
     expect(dry.stdout).toMatch(new RegExp(`^volume\\s+daily\\s+${now}\\s+keep\\s+newer than the newest complete run \\(signature does not match\\)$`, 'm'));
-    expect(dry.stdout).toMatch(new RegExp(`^offsite\\s+daily\\s+${now}\\s+keep\\s+newer than the newest complete run \\(unsigned\\)$`, 'm'));
+    expect(dry.stdout).toMatch(new RegExp(`^s3:\\/\\/\\S+\\s+daily\\s+${now}\\s+keep\\s+newer than the newest complete run \\(unsigned\\)$`, 'm'));
     expect(dry.stdout).not.toMatch(new RegExp(`${now}\\s+keep\\s+the newest complete run`));
 
     // An hour back: no genuine run of this test can have that id.

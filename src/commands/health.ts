@@ -7,6 +7,8 @@ import type { Config } from '../config/config.ts';
 import { describe } from '../errors.ts';
 import { healthOf, suspiciousLine } from '../health/health.ts';
 import { leftDatabases } from '../sources/postgres-restore.ts';
+import { targetStates } from '../manifest.ts';
+import { hasRemoteTargets } from '../offsite/targets.ts';
 import { connectServer } from '../sources/postgres-server.ts';
 import { RUN_TIERS } from '../naming.ts';
 import { drillSummary } from '../volume/drill-report.ts';
@@ -44,9 +46,14 @@ export async function statusCommand(config: Config): Promise<number> {
     const low = free < config.diskFreeMin;
     out.push(`free space: ${prettyBytes(free)}${low ? `: WARNING, below DISK_FREE_MIN (${prettyBytes(config.diskFreeMin)})` : ''}`);
   }
-  if (config.s3 !== undefined) {
-    const pending = health.runs.filter((r) => r.manifest !== undefined && r.tier !== 'pre-restore' && r.manifest.offsite?.state !== 'complete');
-    out.push(pending.length === 0 ? 'offsite: every run is in S3' : `not offsite yet: ${pending.length} run(s): ${pending.map((r) => r.id).join(', ')}`);
+  if (hasRemoteTargets(config)) {
+    const missing = new Map<string, string[]>();
+    for (const r of health.runs.filter((x) => x.manifest !== undefined && x.tier !== 'pre-restore')) {
+      for (const t of targetStates(r.manifest!).filter((x) => x.state !== 'complete')) missing.set(t.url, [...(missing.get(t.url) ?? []), r.id]);
+      if (r.manifest!.offsite === null) missing.set('the remote targets', [...(missing.get('the remote targets') ?? []), r.id]);
+    }
+    if (missing.size === 0) out.push('offsite: every run is in every remote target');
+    for (const [url, ids] of missing) out.push(`not in ${url} yet: ${ids.length} run(s): ${ids.join(', ')}`);
   }
   if (config.postgres !== undefined) out.push(...(await restoreLeftoverLines(config.postgres)));
   const last = health.status?.last;

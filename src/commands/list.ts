@@ -1,6 +1,6 @@
 import ms from 'ms';
 import prettyBytes from 'pretty-bytes';
-import { offsiteStore } from '../app.ts';
+import { remoteTargets } from '../offsite/targets.ts';
 import { clockOf, notAfterOf } from '../clock.ts';
 import { suspiciousLine } from '../health/health.ts';
 import { isFutureDated } from '../retention/policy.ts';
@@ -17,33 +17,37 @@ export function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
 }
 
-/** `list --remote [--json]`: the runs in the offsite store, newest first. */
+/** `list --remote [--json]`: the runs in each remote target, newest first. */
 export async function listRemoteCommand(config: Config, log: Logger, json: boolean, now = new Date()): Promise<number> {
-  const store = await offsiteStore(config, log);
-  if (store === undefined) throw new UsageError('list --remote needs S3_BUCKET (example: S3_BUCKET=my-backups)');
-  const runs = await store.listRuns();
+  const targets = await remoteTargets(config, log);
+  if (targets.length === 0) throw new UsageError('list --remote needs a remote target: S3_BUCKET (example: S3_BUCKET=my-backups) or SFTP_HOST');
   const size = (r: RemoteRun) => r.files.reduce((s, f) => s + f.size, 0);
+  const all: { target: string; runs: RemoteRun[] }[] = [];
+  for (const target of targets) all.push({ target: target.url, runs: await target.listRuns() });
   if (json) {
-    const out = runs.map((r) => ({ id: r.id, tier: r.tier, time: r.time.toISOString(), complete: r.complete, size: size(r), files: r.files }));
+    const out = all.flatMap(({ target, runs }) => runs.map((r) => ({ target, id: r.id, tier: r.tier, time: r.time.toISOString(), complete: r.complete, size: size(r), files: r.files })));
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return 0;
   }
-  if (runs.length === 0) {
-    process.stdout.write(`no backup runs in ${store.url} yet\n`);
-    return 0;
+  for (const { target, runs } of all) {
+    if (all.length > 1) process.stdout.write(`${target}:\n`);
+    if (runs.length === 0) {
+      process.stdout.write(`no backup runs in ${target} yet\n`);
+      continue;
+    }
+    const rows = [['TIER', 'RUN', 'AGE', 'SIZE', 'STATE', 'FILES']];
+    for (const r of runs) {
+      rows.push([
+        r.tier,
+        r.id,
+        ms(Math.max(0, now.getTime() - r.time.getTime())),
+        prettyBytes(size(r)),
+        r.complete ? 'complete' : 'incomplete (no manifest)',
+        r.files.filter((f) => f.file !== MANIFEST && f.file !== SIGNATURE).map((f) => f.file).join(', '),
+      ]);
+    }
+    process.stdout.write(`${table(rows)}\n`);
   }
-  const rows = [['TIER', 'RUN', 'AGE', 'SIZE', 'STATE', 'FILES']];
-  for (const r of runs) {
-    rows.push([
-      r.tier,
-      r.id,
-      ms(Math.max(0, now.getTime() - r.time.getTime())),
-      prettyBytes(size(r)),
-      r.complete ? 'complete' : 'incomplete (no manifest)',
-      r.files.filter((f) => f.file !== MANIFEST && f.file !== SIGNATURE).map((f) => f.file).join(', '),
-    ]);
-  }
-  process.stdout.write(`${table(rows)}\n`);
   return 0;
 }
 

@@ -1,4 +1,5 @@
-import { offsiteStore, retentionOptions } from '../app.ts';
+import { retentionOptions } from '../app.ts';
+import { remoteTargets } from '../offsite/targets.ts';
 import type { Config } from '../config/config.ts';
 import type { Logger } from '../log.ts';
 import { pruneOffsite, pruneVolume, type PruneReport } from '../run/prune.ts';
@@ -7,11 +8,11 @@ import { table } from './list.ts';
 
 /** `prune [--dry-run]`: retention applied to the volume and the offsite store, every run with its reason. */
 export async function pruneCommand(config: Config, log: Logger, dryRun: boolean, signal: AbortSignal | undefined): Promise<number> {
-  const store = await offsiteStore(config, log);
+  const targets = await remoteTargets(config, log);
   const reports: PruneReport[] = await withVolumeLock(config.backupDir, log, async () => {
-    const volume = await pruneVolume(config.backupDir, retentionOptions(config, 'volume'), log, dryRun, store?.url, config.signing);
-    if (store === undefined) return [volume];
-    return [volume, await pruneOffsite(store, retentionOptions(config, 'offsite'), log, dryRun, config.signing)];
+    const all = [await pruneVolume(config.backupDir, retentionOptions(config), log, dryRun, targets.length > 0, config.signing)];
+    for (const target of targets) all.push(await pruneOffsite(target, retentionOptions(config, target.retention), log, dryRun, config.signing));
+    return all;
   }, { waitMs: config.lockWaitMs, signal });
   const rows = [['WHERE', 'TIER', 'RUN', 'ACTION', 'REASON']];
   for (const report of reports) {

@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import type { RetentionPolicy } from '../config/config.ts';
 import type { RunTier } from '../naming.ts';
 
 /** One artifact being uploaded while it is written to the volume. */
@@ -28,10 +29,25 @@ export interface RemoteRun {
   files: RemoteFile[];
 }
 
-/** Where offsite copies go: S3 or an S3-compatible store. Keys mirror the volume's layout. */
+/** A run, or one file of it, named by a remote target's own URL (s3://..., sftp://...). */
+export interface RemoteRef {
+  tier: RunTier;
+  id: string;
+  file: string | undefined;
+}
+
+/**
+ * A remote target that offsite copies go to (S3, SFTP), beside the volume. Paths mirror the volume's
+ * layout: <base>/<tier>/<run-id>/<file>. Every target the configuration names is in the list that
+ * `remoteTargets` builds, and every workflow (backup, catch-up, prune, list, restore) iterates it.
+ */
 export interface OffsiteStore {
-  /** s3://bucket/prefix, for messages. */
+  /** The target's URL (s3://bucket/prefix, sftp://host:port/path), for messages and manifests. */
   readonly url: string;
+  /** Retention in this target (BACKUP_KEEP_* with the target's own overrides). */
+  readonly retention: RetentionPolicy;
+  /** Parses a URL of this target's scheme (undefined for another scheme); throws a UsageError when it is not one of its runs. */
+  parseRef(ref: string): RemoteRef | undefined;
   /** The key (or name) of a run's file in the store. */
   keyOf(tier: RunTier, runId: string, file: string): string;
   /** Fails with a one-line error when the bucket is missing or not accessible. */

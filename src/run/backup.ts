@@ -8,7 +8,7 @@ import { signatureText, type SigningKeys } from '../crypto/signing.ts';
 import { writeSignedManifest } from '../volume/signature.ts';
 import { RunError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { manifestText, type Artifact, type Manifest } from '../manifest.ts';
+import { manifestText, setTargetState, type Artifact, type Manifest } from '../manifest.ts';
 import { AGE_SUFFIX, MANIFEST, PARTIAL_DIR, formatRunId, type RunTier } from '../naming.ts';
 import type { OffsiteStore, UploadSink } from '../offsite/store.ts';
 import type { PgServer } from '../sources/postgres-server.ts';
@@ -28,8 +28,8 @@ export interface BackupRequest {
   server: PgServer | undefined;
   log: Logger;
   now?: () => Date;
-  /** Where each artifact is also streamed, while it is written; undefined: the volume only. */
-  offsite?: OffsiteStore;
+  /** The remote targets each artifact is also streamed to, while it is written; none: the volume only. */
+  offsite?: OffsiteStore[];
   /** Expected artifact sizes by file name (from the previous run), to size upload parts. */
   expectedSizes?: ReadonlyMap<string, number>;
   /** Aborts the run cleanly (the daemon's shutdown timeout): producers are killed, nothing is left. */
@@ -59,34 +59,34 @@ async function allocateRunId(req: BackupRequest, now: () => Date): Promise<{ id:
 }
 
 /**
- * Streams one source into `path` and, when given, into an upload at the same time, hashing on the way.
- * A sink error (disk full) wins over its echo in the producer. An upload failure never fails the
- * artifact: it comes back as `offsiteError`.
+ * Streams one source into `path` and, at the same time, into one upload per remote target, hashing on
+ * the way. A sink error (disk full) wins over its echo in the producer. An upload failure never fails the
+ * artifact, nor the other uploads: it comes back in `offsiteErrors`, by target URL.
  */
 async function writeArtifact(
   source: BackupSource,
   path: string,
-  upload: UploadSink | undefined,
+  uploads: { url: string; sink: UploadSink }[],
   cipher: RunCipher | undefined,
   cleanup: Cleanup,
   log: Logger,
   signal: AbortSignal | undefined,
-): Promise<{ artifact: Artifact; offsiteError: RunError | undefined }> {
+): Promise<{ artifact: Artifact; offsiteErrors: Map<string, RunError> }> {
   signal?.throwIfAborted();
   const production = await source.open();
   const onAbort = () => {
     production.abort();
     // An upload stalled on the network would otherwise hold the write behind its backpressure.
-    void upload?.abort(new Error('the run was stopped'));
+    for (const u of uploads) void u.sink.abort(new Error('the run was stopped'));
   };
   signal?.addEventListener('abort', onAbort);
   cleanup.add(`stop listening for the abort of ${source.fileName}`, async () => signal?.removeEventListener('abort', onAbort));
   const hasher = new HashingStream();
   const plain = new HashingStream();
   const file = createWriteStream(path, { flags: 'wx', mode: FILE_MODE, flush: true });
-  const tee = new FanOut(file, upload?.stream);
-  const settleUpload = upload === undefined ? undefined : cleanup.add(`abort the upload of ${source.fileName}`, () => upload.abort(new Error('the run failed')));
-  upload?.failed.catch((error: Error) => tee.drop(error));
+  const tee = new FanOut(file, uploads.map((u) => u.sink.stream));
+  const settle = uploads.map((u) => cleanup.add(`abort the upload of ${source.fileName} to ${u.url}`, () => u.sink.abort(new Error('the run failed'))));
+  for (const u of uploads) u.sink.failed.catch((error: Error) => tee.drop(u.sink.stream, error));
   const writing = cipher === undefined ? pipeline(production.stream, hasher, tee) : pipeline(production.stream, plain, cipher.encryptor(), hasher, tee);
   const [written, produced] = await Promise.allSettled([writing, production.done]);
   if (written.status === 'rejected') {
@@ -110,25 +110,28 @@ async function writeArtifact(
   const encryption = cipher === undefined ? null : { format: 'age' as const, plainSha256: plain.digest(), plainSize: plain.bytes };
   const artifact = { file: basename(path), source: source.name, size, sha256: hasher.digest(), encryption, ...details } as Artifact;
 
-  let offsiteError: RunError | undefined;
-  if (upload !== undefined) {
-    try {
-      if (tee.secondaryError !== undefined) {
-        // The upload's own error says why (the stream error is often just its echo, an AbortError).
-        await upload.abort(tee.secondaryError);
-        throw await upload.failed.catch((error: unknown) => error);
+  const offsiteErrors = new Map<string, RunError>();
+  await Promise.all(
+    uploads.map(async ({ url, sink }, i) => {
+      try {
+        const dropped = tee.secondaryErrors.get(sink.stream);
+        if (dropped !== undefined) {
+          // The upload's own error says why (the stream error is often just its echo, an AbortError).
+          await sink.abort(dropped);
+          throw await sink.failed.catch((error: unknown) => error);
+        }
+        log.debug({ file: artifact.file, target: url }, 'written to the volume; completing the upload');
+        sink.stream.end();
+        await sink.complete(artifact.sha256, artifact.size);
+      } catch (error) {
+        const why = error instanceof RunError ? error : new RunError(`upload of ${source.fileName} to ${url} failed: ${describe(error)}`);
+        offsiteErrors.set(url, why);
+        await sink.abort(why);
       }
-      log.debug({ file: artifact.file }, 'written to the volume; completing the upload');
-      upload.stream.end();
-      await upload.complete(artifact.sha256, artifact.size);
-      settleUpload!();
-    } catch (error) {
-      offsiteError = error instanceof RunError ? error : new RunError(`upload of ${source.fileName} failed: ${describe(error)}`);
-      await upload.abort(offsiteError);
-      settleUpload!();
-    }
-  }
-  return { artifact, offsiteError };
+      settle[i]!();
+    }),
+  );
+  return { artifact, offsiteErrors };
 }
 
 /**
@@ -153,45 +156,48 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
     }
     const keep = cleanup.add(`remove ${partialDir}`, () => rm(partialDir, { recursive: true, force: true }));
     const runLog = log.child({ run: id });
-    runLog.info({ tier: req.tier, sources: req.sources.map((s) => `${s.kind}:${s.name}`), offsite: req.offsite?.url }, 'backup started');
+    runLog.info({ tier: req.tier, sources: req.sources.map((s) => `${s.kind}:${s.name}`), offsite: req.offsite?.map((t) => t.url) }, 'backup started');
 
-    let offsiteError: RunError | undefined;
-    if (req.offsite !== undefined) {
-      offsiteError = await req.offsite.check().then(
+    // Each remote target on its own: one that fails (down, full) leaves the others and the volume going.
+    const targets = req.offsite ?? [];
+    const offsiteErrors = new Map<string, RunError>();
+    for (const target of targets) {
+      const error = await target.check().then(
         () => undefined,
-        (error: unknown) => error as RunError,
+        (e: unknown) => e as RunError,
       );
-      if (offsiteError !== undefined) runLog.error({ err: offsiteError.message }, 'offsite store unusable: this run stays local');
+      if (error !== undefined) {
+        offsiteErrors.set(target.url, error);
+        runLog.error({ target: target.url, err: error.message }, 'remote target unusable: this run is not copied there');
+      }
     }
     const artifacts: Artifact[] = [];
-    const uploaded: string[] = [];
-    const store = req.offsite;
-    const keepUploads =
-      store === undefined
-        ? () => undefined
-        : cleanup.add('delete the objects this failed run uploaded', async () => {
-            if (uploaded.length > 0) {
-              await store.deleteRuns([{ id, tier: req.tier, time: start, complete: false, files: uploaded.map((file) => ({ file, key: store.keyOf(req.tier, id, file), size: 0 })) }]);
-            }
-          });
+    const uploaded = new Map<OffsiteStore, string[]>(targets.map((t) => [t, []]));
+    const keepUploads = cleanup.add('delete the objects this failed run uploaded', async () => {
+      for (const [target, files] of uploaded) {
+        if (files.length === 0) continue;
+        await target.deleteRuns([{ id, tier: req.tier, time: start, complete: false, files: files.map((file) => ({ file, key: target.keyOf(req.tier, id, file), size: 0 })) }]);
+      }
+    });
     // Loaded only when used: the age and noble libraries cost memory in every run otherwise.
     const cipher = req.encryption === undefined ? undefined : await (await import('../crypto/age.ts')).RunCipher.create(req.encryption);
     for (const source of req.sources) {
       const began = Date.now();
       const file = cipher === undefined ? source.fileName : `${source.fileName}${AGE_SUFFIX}`;
-      const upload =
-        req.offsite !== undefined && offsiteError === undefined
-          ? req.offsite.upload(req.tier, id, file, { expectedSize: req.expectedSizes?.get(file) ?? 0 })
-          : undefined;
-      const result = await writeArtifact(source, join(partialDir, file), upload, cipher, cleanup, runLog, req.signal);
+      const live = targets.filter((t) => !offsiteErrors.has(t.url));
+      const uploads = live.map((t) => ({ url: t.url, target: t, sink: t.upload(req.tier, id, file, { expectedSize: req.expectedSizes?.get(file) ?? 0 }) }));
+      const result = await writeArtifact(source, join(partialDir, file), uploads, cipher, cleanup, runLog, req.signal);
       artifacts.push(result.artifact);
-      if (upload !== undefined && result.offsiteError === undefined) uploaded.push(file);
-      if (result.offsiteError !== undefined) {
-        offsiteError ??= result.offsiteError;
-        runLog.error({ file: result.artifact.file, err: result.offsiteError.message }, 'offsite upload failed: this run stays local');
+      for (const u of uploads) {
+        const error = result.offsiteErrors.get(u.url);
+        if (error === undefined) uploaded.get(u.target)!.push(file);
+        else {
+          offsiteErrors.set(u.url, error);
+          runLog.error({ file: result.artifact.file, target: u.url, err: error.message }, 'offsite upload failed: this run is not copied there');
+        }
       }
       runLog.info(
-        { file: result.artifact.file, bytes: result.artifact.size, ms: Date.now() - began, offsite: upload !== undefined && result.offsiteError === undefined },
+        { file: result.artifact.file, bytes: result.artifact.size, ms: Date.now() - began, offsite: uploads.filter((u) => !result.offsiteErrors.has(u.url)).map((u) => u.url) },
         `${source.kind} ${source.name} done`,
       );
     }
@@ -215,11 +221,13 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
             },
       artifacts,
       warnings: artifacts.flatMap((a) => (a.kind === 'media' ? a.warnings : [])),
-      offsite:
-        req.offsite === undefined
-          ? null
-          : { url: req.offsite.url, state: offsiteError === undefined ? 'pending' : 'failed', at: now().toISOString(), error: offsiteError?.message ?? null },
+      offsite: null,
+      targets: [],
     };
+    for (const t of targets) {
+      const error = offsiteErrors.get(t.url);
+      setTargetState(manifest, { url: t.url, state: error === undefined ? 'pending' : 'failed', at: now().toISOString(), error: error?.message ?? null });
+    }
     const runDir = join(tierDir, id);
     try {
       await writeSignedManifest(partialDir, manifestText(manifest), req.signing);
@@ -231,10 +239,14 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
     keep();
     keepUploads();
 
-    if (req.offsite !== undefined && offsiteError === undefined) {
-      offsiteError = await finishOffsite(req.offsite, runDir, manifest, now, req.signing);
-      if (offsiteError !== undefined) runLog.error({ err: offsiteError.message }, 'offsite manifest upload failed: this run stays local');
+    const reached = targets.filter((t) => !offsiteErrors.has(t.url));
+    if (reached.length > 0) {
+      for (const [url, error] of await finishOffsite(reached, runDir, manifest, now, req.signing)) {
+        offsiteErrors.set(url, error);
+        runLog.error({ target: url, err: error.message }, 'offsite manifest upload failed: this run is not complete there');
+      }
     }
+    const offsiteError = offsiteErrors.size === 0 ? undefined : new RunError([...offsiteErrors].map(([url, e]) => (targets.length > 1 ? `${url}: ${e.message}` : e.message)).join('; '));
     const bytes = artifacts.reduce((s, a) => s + a.size, 0);
     runLog.info(
       {
@@ -253,25 +265,34 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
 }
 
 /**
- * Uploads the manifest last (its signature just before it; a run with a manifest in the store is
- * complete), then records the outcome in the local manifest, signed again. Returns the error, if any;
- * the local run is complete either way.
+ * Uploads the manifest last to each target (its signature just before it; a run with a manifest in a
+ * target is complete there), then records every target's outcome in the local manifest, signed again.
+ * Returns the errors by target URL; the local run is complete either way.
  */
-export async function finishOffsite(store: OffsiteStore, runDir: string, manifest: Manifest, now: () => Date, signing: SigningKeys | undefined): Promise<RunError | undefined> {
-  let error: RunError | undefined;
+export async function finishOffsite(
+  targets: OffsiteStore[],
+  runDir: string,
+  manifest: Manifest,
+  now: () => Date,
+  signing: SigningKeys | undefined,
+): Promise<Map<string, RunError>> {
+  const errors = new Map<string, RunError>();
   const previous = await readFile(join(runDir, MANIFEST), 'utf8').catch(() => undefined);
-  manifest.offsite = { url: store.url, state: 'complete', at: now().toISOString(), error: null };
-  try {
-    const text = manifestText(manifest);
-    await store.putManifest(manifest.tier as RunTier, manifest.runId, text, signing === undefined ? undefined : signatureText(signing, text));
-  } catch (e) {
-    error = e instanceof RunError ? e : new RunError(describe(e));
-    manifest.offsite = { url: store.url, state: 'failed', at: now().toISOString(), error: error.message };
+  for (const target of targets) {
+    setTargetState(manifest, { url: target.url, state: 'complete', at: now().toISOString(), error: null });
+    try {
+      const text = manifestText(manifest);
+      await target.putManifest(manifest.tier as RunTier, manifest.runId, text, signing === undefined ? undefined : signatureText(signing, text));
+    } catch (e) {
+      const error = e instanceof RunError ? e : new RunError(describe(e));
+      errors.set(target.url, error);
+      setTargetState(manifest, { url: target.url, state: 'failed', at: now().toISOString(), error: error.message });
+    }
   }
   try {
     await writeSignedManifest(runDir, manifestText(manifest), signing, previous);
   } catch (e) {
-    error ??= new RunError(fsProblem(e, `recording the offsite state in ${runDir}`));
+    errors.set(runDir, new RunError(fsProblem(e, `recording the offsite state in ${runDir}`)));
   }
-  return error;
+  return errors;
 }

@@ -3,7 +3,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { offsiteStore, runTrust } from '../app.ts';
+import { runTrust } from '../app.ts';
 import type { Config } from '../config/config.ts';
 import { RunError, UsageError, describe, firstLine } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -21,6 +21,7 @@ import { checkRunSignature } from '../volume/signature.ts';
 import { withCleanup } from './cleanup.ts';
 import { decryptSelection } from './decrypt.ts';
 import { resolveWithOffsite } from './fetch.ts';
+import { remoteTargets } from '../offsite/targets.ts';
 import { checkChecksums } from './restore.ts';
 
 /** Scratch databases of drills start with this, so they can never be a real database's name. */
@@ -123,7 +124,7 @@ export async function drill(
 ): Promise<{ report: DrillReport; runDir: string }> {
   const { signal, trustUnsigned = false } = options;
   return withVolumeLock(config.backupDir, log, () => withCleanup(log, async (cleanup) => {
-    const stored = await resolveWithOffsite(config.backupDir, await offsiteStore(config, log), config.s3, ref, runTrust(config, trustUnsigned), log);
+    const stored = await resolveWithOffsite(config.backupDir, await remoteTargets(config, log), ref, runTrust(config, trustUnsigned), log);
     // A forged dump is SQL that pg_restore runs on the drill server: nothing unsigned gets that far.
     await checkRunSignature(stored.runDir, `run ${stored.manifest.runId}`, config.signing, trustUnsigned);
     const started = now();

@@ -2,41 +2,17 @@ import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { S3Config } from '../config/config.ts';
 import { RunError, UsageError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { parseManifest } from '../manifest.ts';
 import { signatureState } from '../crypto/signing.ts';
-import { MANIFEST, PARTIAL_DIR, RUN_TIERS, SIGNATURE, parseObjectKey, parseRunId, type RunTier } from '../naming.ts';
+import { MANIFEST, PARTIAL_DIR, SIGNATURE, parseRunId, type RunTier } from '../naming.ts';
 import { signatureProblem } from '../volume/signature.ts';
-import type { OffsiteStore } from '../offsite/store.ts';
+import type { OffsiteStore, RemoteRef } from '../offsite/store.ts';
 import { HashingStream } from '../util/hash.ts';
 import { FILE_MODE, ensureDir, fsProblem, fsyncDir, pathExists, writeFileAtomic } from '../util/fs.ts';
 import { resolveRef, type Selection } from '../volume/resolve.ts';
 import type { RunTrust } from '../volume/runs.ts';
-
-interface RemoteRef {
-  tier: RunTier;
-  id: string;
-  file: string | undefined;
-}
-
-/** Parses s3://bucket/<prefix>/<tier>/<run-id>[/<file>] against the configured bucket and prefix. */
-export function parseS3Url(url: string, s3: Pick<S3Config, 'bucket' | 'prefix'>): RemoteRef {
-  const m = /^s3:\/\/([^/]+)\/(.+?)\/?$/.exec(url);
-  const hint = `expected s3://${s3.bucket}/${s3.prefix === '' ? '' : `${s3.prefix}/`}<tier>/<run-id>[/<file>]`;
-  if (m === null) throw new UsageError(`"${url}" is not an S3 run or file: ${hint}`);
-  if (m[1] !== s3.bucket) throw new UsageError(`"${url}" is in bucket "${m[1]}", but S3_BUCKET is "${s3.bucket}"`);
-  const key = m[2]!;
-  const asFile = parseObjectKey(s3.prefix, key);
-  if (asFile !== undefined) return { tier: asFile.tier, id: asFile.run.id, file: asFile.file === MANIFEST ? undefined : asFile.file };
-  const head = s3.prefix === '' ? '' : `${s3.prefix}/`;
-  const [tier, id, ...rest] = key.startsWith(head) ? key.slice(head.length).split('/') : [];
-  if (rest.length === 0 && tier !== undefined && (RUN_TIERS as readonly string[]).includes(tier) && id !== undefined && parseRunId(id) !== undefined) {
-    return { tier: tier as RunTier, id, file: undefined };
-  }
-  throw new UsageError(`"${url}" is not a run or file of backup-sidecar: ${hint}`);
-}
 
 /**
  * Downloads a run from the offsite store into the volume (BACKUP_DIR/<tier>/<run-id>), streamed, each
@@ -94,31 +70,47 @@ export async function fetchRun(backupDir: string, store: OffsiteStore, tier: Run
 }
 
 /**
- * Resolves a reference like resolveRef, and also s3://... URLs and run ids that exist only in the
- * offsite store: those are downloaded into the volume first (a run already in the volume is used as is).
+ * Resolves a reference like resolveRef, and also remote URLs (s3://..., sftp://...) and run ids that
+ * exist only in a remote target: those are downloaded into the volume first, from the first target
+ * that has the run complete (a run already in the volume is used as is).
  */
-export async function resolveWithOffsite(backupDir: string, store: OffsiteStore | undefined, s3: S3Config | undefined, ref: string, trust: RunTrust, log: Logger): Promise<Selection> {
+export async function resolveWithOffsite(backupDir: string, targets: OffsiteStore[], ref: string, trust: RunTrust, log: Logger): Promise<Selection> {
   let remote: RemoteRef | undefined;
-  if (ref.startsWith('s3://')) {
-    if (store === undefined || s3 === undefined) throw new UsageError(`"${ref}" is in S3, but S3_BUCKET is not set`);
-    remote = parseS3Url(ref, s3);
+  let from: OffsiteStore | undefined;
+  const scheme = /^([a-z0-9]+):\/\//.exec(ref)?.[1];
+  if (scheme !== undefined) {
+    for (const target of targets) {
+      remote = target.parseRef(ref);
+      if (remote !== undefined) {
+        from = target;
+        break;
+      }
+    }
+    if (from === undefined) throw new UsageError(`"${ref}" is a ${scheme}:// URL, but no ${scheme.toUpperCase()} target is configured${targets.length > 0 ? ` (targets: ${targets.map((t) => t.url).join(', ')})` : ''}`);
   } else {
     try {
       return await resolveRef(backupDir, ref, trust);
     } catch (error) {
       const id = parseRunId(ref)?.id;
-      if (!(error instanceof UsageError) || store === undefined || id === undefined) throw error;
-      const found = (await store.listRuns()).find((r) => r.id === id && r.complete);
-      if (found === undefined) throw new UsageError(`no run "${ref}" in ${backupDir} nor in ${store.url}; run \`backup-sidecar list --remote\` to see the runs`);
-      remote = { tier: found.tier, id, file: undefined };
+      if (!(error instanceof UsageError) || targets.length === 0 || id === undefined) throw error;
+      for (const target of targets) {
+        const found = (await target.listRuns()).find((r) => r.id === id && r.complete);
+        if (found !== undefined) {
+          remote = { tier: found.tier, id, file: undefined };
+          from = target;
+          break;
+        }
+      }
+      if (from === undefined) throw new UsageError(`no run "${ref}" in ${backupDir} nor in ${targets.map((t) => t.url).join(', ')}; run \`backup-sidecar list --remote\` to see the runs`);
     }
   }
-  const local = join(backupDir, remote.tier, remote.id);
+  const { tier, id, file } = remote!;
+  const local = join(backupDir, tier, id);
   if (await pathExists(join(local, MANIFEST))) {
-    log.info({ run: remote.id }, 'the run is already in the volume; using that copy');
+    log.info({ run: id }, 'the run is already in the volume; using that copy');
   } else {
-    log.info({ run: remote.id, from: store!.url }, 'downloading the run from the offsite store');
-    await fetchRun(backupDir, store!, remote.tier, remote.id, trust, log);
+    log.info({ run: id, from: from!.url }, 'downloading the run from the offsite store');
+    await fetchRun(backupDir, from!, tier, id, trust, log);
   }
-  return resolveRef(backupDir, remote.file === undefined ? local : join(local, remote.file), trust);
+  return resolveRef(backupDir, file === undefined ? local : join(local, file), trust);
 }

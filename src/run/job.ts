@@ -1,4 +1,6 @@
-import { buildSources, offsiteStore, retentionOptions } from '../app.ts';
+import { buildSources, retentionOptions } from '../app.ts';
+import { remoteTargets } from '../offsite/targets.ts';
+import type { OffsiteStore } from '../offsite/store.ts';
 import { clockOf, notAfterOf } from '../clock.ts';
 import { isFutureDated } from '../retention/policy.ts';
 import type { Config } from '../config/config.ts';
@@ -35,9 +37,10 @@ export async function backupJob(config: Config, log: Logger, options: { tier?: T
   const problems: string[] = [];
   let run: BackupResult | undefined;
   let failure: Error | undefined;
+  let targets: OffsiteStore[] = [];
   try {
     if (config.hooks.preCommand !== undefined) await runHook('BACKUP_PRE_COMMAND', config.hooks.preCommand, config.hooks.env, log, options.signal);
-    const store = await offsiteStore(config, log);
+    targets = await remoteTargets(config, log);
     run = await withVolumeLock(config.backupDir, log, async () => {
       const notAfter = notAfterOf(config);
       const earlier = (await listRuns(config.backupDir)).filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE && !isFutureDated(r.time, notAfter));
@@ -48,18 +51,19 @@ export async function backupJob(config: Config, log: Logger, options: { tier?: T
 
       const { sources, server } = await buildSources(config, log);
       if (server !== undefined) await dropRestoreLeftovers(config.backupDir, server, config.postgres!.maintenanceDb, log);
-      const result = await backupRun({ backupDir: config.backupDir, tier, label: config.label, sources, server, log, now, offsite: store, expectedSizes, signal: options.signal, encryption: config.encryption, signing: config.signing });
+      const result = await backupRun({ backupDir: config.backupDir, tier, label: config.label, sources, server, log, now, offsite: targets, expectedSizes, signal: options.signal, encryption: config.encryption, signing: config.signing });
       if (result.offsiteError !== undefined) problems.push(`not offsite: ${result.offsiteError.message}; the run is kept in the volume and the next run uploads it`);
-      if (store !== undefined && result.offsiteError === undefined) {
+      // Each target catches up and is pruned on its own; one that failed this run waits for the next.
+      for (const target of targets.filter((t) => result.manifest.targets.find((s) => s.url === t.url)?.state === 'complete')) {
         try {
-          const shipped = await shipPending(config.backupDir, store, retentionOptions(config, 'offsite'), log, now, config.signing);
-          if (shipped.error !== undefined) problems.push(`${shipped.waiting.length} earlier run(s) still not offsite: ${shipped.error.message}`);
-          await pruneOffsite(store, retentionOptions(config, 'offsite'), log, false, config.signing);
+          const shipped = await shipPending(config.backupDir, target, retentionOptions(config, target.retention), log, now, config.signing);
+          if (shipped.error !== undefined) problems.push(`${shipped.waiting.length} earlier run(s) still not offsite in ${target.url}: ${shipped.error.message}`);
+          await pruneOffsite(target, retentionOptions(config, target.retention), log, false, config.signing);
         } catch (error) {
           problems.push(describe(error));
         }
       }
-      await pruneVolume(config.backupDir, retentionOptions(config, 'volume'), log, false, store?.url, config.signing);
+      await pruneVolume(config.backupDir, retentionOptions(config), log, false, targets.length > 0, config.signing);
       return result;
     }, { waitMs: config.lockWaitMs, signal: options.signal });
   } catch (error) {
@@ -79,7 +83,7 @@ export async function backupJob(config: Config, log: Logger, options: { tier?: T
     runId: run?.manifest.runId ?? null,
     tier: run?.manifest.tier ?? null,
     bytes: run?.manifest.artifacts.reduce((s, a) => s + a.size, 0) ?? 0,
-    offsite: run?.manifest.offsite?.state ?? (config.s3 === undefined ? 'off' : 'failed'),
+    offsite: run?.manifest.offsite?.state ?? (targets.length === 0 ? 'off' : 'failed'),
     error: error === undefined ? null : error.message,
   };
   await recordOutcome(config.backupDir, outcome).catch((e: unknown) => log.warn({ err: describe(e) }, 'cannot record the outcome in the volume'));

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { RunError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { manifestText, parseManifest, type Manifest } from '../manifest.ts';
+import { manifestText, parseManifest, setTargetState, targetStates, type Manifest } from '../manifest.ts';
 import { MANIFEST, PRE_RESTORE } from '../naming.ts';
 import type { OffsiteStore } from '../offsite/store.ts';
 import { decide, type RetentionOptions } from '../retention/policy.ts';
@@ -66,8 +66,9 @@ async function reconcile(store: OffsiteStore, runs: StoredRun[], log: Logger, si
       continue;
     }
     const previous = await readFile(join(run.dir, MANIFEST), 'utf8');
-    const at = now().toISOString();
-    await writeSignedManifest(run.dir, manifestText({ ...local, offsite: { url: store.url, state: 'complete', at, error: null } }), signing, previous);
+    const updated = structuredClone(local);
+    setTargetState(updated, { url: store.url, state: 'complete', at: now().toISOString(), error: null });
+    await writeSignedManifest(run.dir, manifestText(updated), signing, previous);
     log.info({ run: run.id, tier: run.tier }, 'run found complete offsite after an interruption: marked complete');
   }
 }
@@ -101,7 +102,8 @@ export async function shipPending(
       .map((d) => `${d.tier}/${d.id}`),
   );
   const result: ShipResult = { shipped: [], waiting: [], error: undefined };
-  await reconcile(store, local.filter((r) => remoteComplete.has(`${r.tier}/${r.id}`) && r.manifest!.offsite?.state !== 'complete'), log, signing, now);
+  const stateHere = (r: StoredRun) => targetStates(r.manifest!).find((t) => t.url === store.url)?.state;
+  await reconcile(store, local.filter((r) => remoteComplete.has(`${r.tier}/${r.id}`) && stateHere(r) !== 'complete'), log, signing, now);
   for (const run of missing.filter((r) => keep.has(`${r.tier}/${r.id}`))) {
     if (result.error !== undefined) {
       result.waiting.push(run.id);
@@ -117,7 +119,7 @@ export async function shipPending(
       const problem = run.signature === undefined || signing === undefined ? undefined : signatureProblem(run.signature, `run ${run.tier}/${run.id}`, false, signing);
       if (problem !== undefined) throw new RunError(`not uploaded offsite: ${problem}`);
       for (const a of manifest.artifacts) await shipFile(store, run, manifest, a.file, a.size, a.sha256);
-      const error = await finishOffsite(store, run.dir, manifest, now, signing);
+      const [error] = (await finishOffsite([store], run.dir, manifest, now, signing)).values();
       if (error !== undefined) throw error;
       result.shipped.push(run.id);
       log.info({ run: run.id, tier: run.tier }, 'earlier run uploaded offsite');

@@ -8,26 +8,28 @@ import { signatureDoubt, signatureState, type SigningKeys } from '../crypto/sign
 import { decide, referenceRun, type Decision, type RetentionOptions } from '../retention/policy.ts';
 import { ensureDir, fsProblem } from '../util/fs.ts';
 import { listRuns } from '../volume/runs.ts';
+import { targetStates, type Manifest } from '../manifest.ts';
 
 export interface PruneReport {
-  where: 'volume' | 'offsite';
+  /** 'volume', or the remote target's URL. */
+  where: string;
   decisions: Decision[];
   removed: number;
 }
 
 /**
- * Applies retention to the volume. With an offsite store (offsiteUrl), runs not yet uploaded are kept. A removed run is first moved into .partial/ (one rename, so it never
+ * Applies retention to the volume. With remote targets, runs not yet uploaded to every one are kept. A removed run is first moved into .partial/ (one rename, so it never
  * looks complete while half deleted), then deleted. The caller holds the volume lock.
  */
-export async function pruneVolume(backupDir: string, options: RetentionOptions, log: Logger, dryRun: boolean, offsiteUrl: string | undefined, signing: SigningKeys | undefined): Promise<PruneReport> {
+export async function pruneVolume(backupDir: string, options: RetentionOptions, log: Logger, dryRun: boolean, remotes: boolean, signing: SigningKeys | undefined): Promise<PruneReport> {
   const runs = await listRuns(backupDir, signing);
   const decisions = decide(
     runs.map((r) => ({
       id: r.id,
       tier: r.tier,
       complete: r.manifest !== undefined,
-      // With an offsite store, a run that never got there may be the only copy: it waits for the upload.
-      pinned: offsiteUrl !== undefined && r.manifest !== undefined && r.tier !== PRE_RESTORE && r.manifest.offsite?.state !== 'complete' ? `not yet in ${offsiteUrl}` : undefined,
+      // With remote targets, a run not yet in every one may be the only copy: it waits for the upload.
+      pinned: remotes && r.manifest !== undefined && r.tier !== PRE_RESTORE && r.manifest.offsite?.state !== 'complete' ? `not yet in ${notIn(r.manifest)}` : undefined,
       untrusted: signatureDoubt(r.signature),
     })),
     options,
@@ -50,6 +52,11 @@ export async function pruneVolume(backupDir: string, options: RetentionOptions, 
     }
   }
   return { where: 'volume', decisions, removed };
+}
+
+/** The remote targets a run is not (yet) complete in. */
+function notIn(manifest: Manifest): string {
+  return targetStates(manifest).filter((t) => t.state !== 'complete').map((t) => t.url).join(', ') || 'the remote targets';
 }
 
 /**
@@ -87,5 +94,5 @@ export async function pruneOffsite(store: OffsiteStore, options: RetentionOption
     removed = doomed.length;
     log.info({ runs: doomed.length, keys, store: store.url }, 'pruned offsite');
   }
-  return { where: 'offsite', decisions, removed };
+  return { where: store.url, decisions, removed };
 }

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { offsiteStore, requirePostgres, runTrust, safetySources } from '../app.ts';
+import { requirePostgres, runTrust, safetySources } from '../app.ts';
 import type { Config, MediaFolder, RestoreSafety } from '../config/config.ts';
 import { clockOf } from '../clock.ts';
 import { folderOverlap } from '../util/paths.ts';
@@ -19,6 +19,7 @@ import { dropRestoreLeftovers } from './leftovers.ts';
 import { restoreFolder } from '../sources/media-restore.ts';
 import type { Selection } from '../volume/resolve.ts';
 import { resolveWithOffsite } from './fetch.ts';
+import { remoteTargets } from '../offsite/targets.ts';
 import { withVolumeLock } from '../volume/lock.ts';
 import { checkRunSignature } from '../volume/signature.ts';
 import { confirm } from '../util/confirm.ts';
@@ -113,7 +114,7 @@ async function folderHasContent(path: string): Promise<boolean> {
 export async function restore(config: Config, log: Logger, options: RestoreOptions, signal?: AbortSignal): Promise<RestoreResult> {
   return withVolumeLock(config.backupDir, log, () =>
     withCleanup(log, async (cleanup) => {
-      const stored = await resolveWithOffsite(config.backupDir, await offsiteStore(config, log), config.s3, options.ref, runTrust(config, options.trustUnsigned), log);
+      const stored = await resolveWithOffsite(config.backupDir, await remoteTargets(config, log), options.ref, runTrust(config, options.trustUnsigned), log);
       await checkRunSignature(stored.runDir, `run ${stored.manifest.runId}`, config.signing, options.trustUnsigned);
       plan(config, stored, options); // usage errors before any work
       await checkChecksums(stored);

@@ -11,11 +11,12 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import type { S3Config } from '../config/config.ts';
+import type { RetentionPolicy, S3Config } from '../config/config.ts';
 import { RunError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { MANIFEST, SIGNATURE, objectKey, parseObjectKey, type RunTier } from '../naming.ts';
-import type { OffsiteStore, RemoteRun, UploadSink } from '../offsite/store.ts';
+import type { OffsiteStore, RemoteRef, RemoteRun, UploadSink } from '../offsite/store.ts';
+import { parseS3Url } from './ref.ts';
 import { createS3Client, s3Problem } from './client.ts';
 import { MAX_PART_SIZE, partSizeFor } from './part-size.ts';
 
@@ -40,6 +41,14 @@ export class S3Store implements OffsiteStore {
     this.client = client;
     this.log = log;
     this.url = `s3://${s3.bucket}${s3.prefix === '' ? '' : `/${s3.prefix}`}`;
+  }
+
+  get retention(): RetentionPolicy {
+    return this.s3.retention;
+  }
+
+  parseRef(ref: string): RemoteRef | undefined {
+    return ref.startsWith('s3://') ? parseS3Url(ref, this.s3) : undefined;
   }
 
   keyOf(tier: RunTier, runId: string, file: string): string {
