@@ -47,6 +47,22 @@ export type StorageClass =
   | 'GLACIER_IR'
   | 'DEEP_ARCHIVE';
 
+export interface SftpConfig {
+  host: string;
+  port: number;
+  user: string;
+  password: string | undefined;
+  /** The private key's text (read at the edge), with its passphrase. */
+  privateKey: string | undefined;
+  passphrase: string | undefined;
+  /** Base folder, without a trailing '/'. */
+  path: string;
+  /** The pinned host key (type and base64), or 'any'. */
+  hostKey: { type: string; key: Buffer } | 'any';
+  timeoutMs: number;
+  retention: RetentionPolicy;
+}
+
 export interface S3Config {
   bucket: string;
   /** Without leading or trailing '/'; may be empty. */
@@ -130,6 +146,7 @@ export interface Config {
   /** IANA zone of the tier calendar. */
   timeZone: string;
   s3: S3Config | undefined;
+  sftp: SftpConfig | undefined;
   daemon: DaemonConfig;
   verify: VerifyConfig;
   /** Undefined: artifacts are stored as they are. */

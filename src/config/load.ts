@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { folderOverlap } from '../util/paths.ts';
 import { ENV, type EnvName, type EnvVar } from './schema.ts';
 import { MIN_KEY_LENGTH, keyFromPassphrase, type SigningKeys } from '../crypto/signing.ts';
-import type { Config, RetentionPolicy, S3Config } from './config.ts';
+import type { Config, RetentionPolicy, S3Config, SftpConfig } from './config.ts';
 
 /** How one variable was set, for print-config. */
 export interface Setting {
@@ -129,6 +129,7 @@ export function loadConfig(env: Env = process.env, options: { needSources?: bool
     minutes: v.BACKUP_KEEP_MINS,
   };
   const s3 = v.S3_BUCKET === undefined ? undefined : s3Config(v, retention, env, problems);
+  const sftp = v.SFTP_HOST === undefined ? undefined : sftpConfig(v, retention, problems);
   const { encryption, decryption } = cryptoConfig(v, problems);
   const signing = signingConfig(v, problems);
   if (problems.length > 0) return { config: undefined, problems, settings };
@@ -146,6 +147,7 @@ export function loadConfig(env: Env = process.env, options: { needSources?: bool
       restoreSafety: v.RESTORE_SAFETY,
       timeZone: v.TZ === undefined || v.TZ === '' ? 'UTC' : v.TZ,
       s3,
+      sftp,
       daemon: {
         schedule: v.SCHEDULE,
         onStart: v.BACKUP_ON_START,
@@ -154,7 +156,7 @@ export function loadConfig(env: Env = process.env, options: { needSources?: bool
         healthPort: v.HEALTHCHECK_PORT,
         verifySchedule: v.VERIFY_SCHEDULE,
         requireVerify: v.HEALTHCHECK_REQUIRE_VERIFY,
-        requireOffsite: v.HEALTHCHECK_REQUIRE_OFFSITE ?? v.S3_BUCKET !== undefined,
+        requireOffsite: v.HEALTHCHECK_REQUIRE_OFFSITE ?? (v.S3_BUCKET !== undefined || v.SFTP_HOST !== undefined),
       },
       encryption,
       decryption,
@@ -269,6 +271,53 @@ function s3Config(v: Values, retention: RetentionPolicy, env: Env, problems: str
       transitionTiers: v.S3_TRANSITION_TIERS,
       marginDays: v.S3_LIFECYCLE_MARGIN_DAYS,
       abortIncompleteDays: v.S3_ABORT_INCOMPLETE_DAYS,
+    },
+  };
+}
+
+function sftpConfig(v: Values, retention: RetentionPolicy, problems: string[]): SftpConfig | undefined {
+  if (v.SFTP_USER === undefined) problems.push(`SFTP_USER: needed with SFTP_HOST ${example('SFTP_USER')}`);
+  if (v.SFTP_PASSWORD === undefined && v.SFTP_IDENTITY_FILE === undefined) problems.push('SFTP_PASSWORD, SFTP_IDENTITY_FILE: set one to log in to SFTP_HOST');
+  let privateKey: string | undefined;
+  if (v.SFTP_IDENTITY_FILE !== undefined) {
+    try {
+      privateKey = readFileSync(v.SFTP_IDENTITY_FILE, 'utf8');
+    } catch (error) {
+      problems.push(`SFTP_IDENTITY_FILE="${v.SFTP_IDENTITY_FILE}": cannot read the file (${(error as NodeJS.ErrnoException).code}); mount the key there or fix the path`);
+    }
+  }
+  let hostKey: SftpConfig['hostKey'] | undefined;
+  const line = v.SFTP_HOST_KEY;
+  if (line === undefined) {
+    problems.push(`SFTP_HOST_KEY: needed, so that backups never go to an impostor: the server's key line, from \`ssh-keyscan -t ed25519 ${v.SFTP_HOST}\` or its /etc/ssh/ssh_host_ed25519_key.pub (or "any", not recommended)`);
+  } else if (line === 'any') {
+    hostKey = 'any';
+  } else {
+    // known_hosts lines start with the host names; .pub lines with the type. The key is base64.
+    const fields = line.split(/\s+/);
+    const at = fields.findIndex((f) => /^(ssh-|ecdsa-|sk-)/.test(f));
+    const key = fields[at + 1];
+    if (at < 0 || key === undefined || !/^[A-Za-z0-9+/]+={0,2}$/.test(key)) {
+      problems.push(`SFTP_HOST_KEY: expected a public key line such as "ssh-ed25519 AAAAC3Nz..." ${example('SFTP_HOST_KEY')}`);
+    } else hostKey = { type: fields[at]!, key: Buffer.from(key, 'base64') };
+  }
+  if (v.SFTP_USER === undefined || hostKey === undefined) return undefined;
+  return {
+    host: v.SFTP_HOST!,
+    port: v.SFTP_PORT,
+    user: v.SFTP_USER,
+    password: v.SFTP_PASSWORD,
+    privateKey,
+    passphrase: v.SFTP_IDENTITY_PASSPHRASE,
+    path: v.SFTP_PATH.replace(/\/+$/, '') || '/',
+    hostKey,
+    timeoutMs: v.SFTP_TIMEOUT,
+    retention: {
+      days: v.SFTP_KEEP_DAYS ?? retention.days,
+      weeks: v.SFTP_KEEP_WEEKS ?? retention.weeks,
+      months: v.SFTP_KEEP_MONTHS ?? retention.months,
+      years: v.SFTP_KEEP_YEARS ?? retention.years,
+      minutes: retention.minutes,
     },
   };
 }

@@ -11,10 +11,11 @@ export async function remoteTargets(config: Config, log: Logger): Promise<Offsit
   const targets: OffsiteStore[] = [];
   // One line per target kind; keep hasRemoteTargets below in step.
   if (config.s3 !== undefined) targets.push(new (await import('../s3/store.ts')).S3Store(config.s3, log));
+  if (config.sftp !== undefined) targets.push(new (await import('../sftp/store.ts')).SftpStore(config.sftp, log));
   return targets;
 }
 
 /** Whether any remote target is configured (without loading one). */
 export function hasRemoteTargets(config: Config): boolean {
-  return config.s3 !== undefined;
+  return config.s3 !== undefined || config.sftp !== undefined;
 }
