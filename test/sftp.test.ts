@@ -3,8 +3,9 @@ import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../src/manifest.ts';
-import { filesBelow, readJson, runCli, tempDir } from './support/cli.ts';
-import { startPostgres, type TestServer } from './support/postgres-server.ts';
+import { execa } from 'execa';
+import { CLI, filesBelow, readJson, runCli, tempDir, until } from './support/cli.ts';
+import { freePort, startPostgres, type TestServer } from './support/postgres-server.ts';
 import { startS3, type TestS3 } from './support/s3-server.ts';
 import { startCutProxy, startSftp, type TestSftp } from './support/sftp-server.ts';
 
@@ -102,6 +103,17 @@ describe('SFTP as a remote target', () => {
       expect(r.exitCode).toBe(1);
       expect(r.stderr).toMatch(/cannot reach the server \(ECONNREFUSED\): check SFTP_HOST and SFTP_PORT/);
       expect((await runCli(['healthcheck'], local)).exitCode).toBe(1);
+      expect((await runCli(['status'], local)).stdout).toMatch(new RegExp(`not in sftp://127.0.0.1:${sftp.port}\\S* yet: 1 run\\(s\\)`));
+      // /metrics says which target misses how many runs.
+      const port = await freePort();
+      const daemon = execa(process.execPath, [CLI, 'daemon'], { env: { PATH: process.env.PATH!, ...local, SCHEDULE: '0 0 1 1 *', HEALTHCHECK_PORT: String(port) }, extendEnv: false, reject: false });
+      try {
+        const metrics = await until('/metrics', () => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => undefined));
+        expect(metrics).toContain(`backup_sidecar_target_runs_missing{target="sftp://127.0.0.1:${sftp.port}${join(sftp.dir, 'down')}"} 1`);
+      } finally {
+        daemon.kill('SIGTERM');
+        await daemon;
+      }
     } finally {
       await sftp.up();
     }

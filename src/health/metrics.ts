@@ -1,3 +1,5 @@
+import { targetStates } from '../manifest.ts';
+import { PRE_RESTORE } from '../naming.ts';
 import type { Health } from './health.ts';
 
 /** Counters the daemon keeps since it started. */
@@ -7,6 +9,11 @@ export interface DaemonCounters {
   skipped: number;
   drills: number;
   drillFailures: number;
+}
+
+/** A Prometheus label value: backslash, quote and newline escaped. */
+function labelValue(text: string): string {
+  return text.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', '\\n');
 }
 
 function line(name: string, help: string, type: 'gauge' | 'counter', samples: [string, number][]): string {
@@ -20,6 +27,11 @@ export function metricsText(health: Health, counters: DaemonCounters): string {
   const tiers = new Map<string, number>();
   for (const r of health.runs) if (r.manifest !== undefined) tiers.set(r.tier, (tiers.get(r.tier) ?? 0) + 1);
   const notOffsite = health.runs.filter((r) => r.manifest?.offsite != null && r.manifest.offsite.state !== 'complete').length;
+  const perTarget = new Map<string, number>();
+  for (const r of health.runs) {
+    if (r.manifest === undefined || r.tier === PRE_RESTORE) continue;
+    for (const t of targetStates(r.manifest)) perTarget.set(t.url, (perTarget.get(t.url) ?? 0) + (t.state === 'complete' ? 0 : 1));
+  }
   const seconds = (iso: string | undefined) => (iso === undefined ? 0 : Date.parse(iso) / 1000);
   return `${[
     line('backup_sidecar_healthy', '1 when healthcheck passes.', 'gauge', [['', health.healthy ? 1 : 0]]),
@@ -30,6 +42,7 @@ export function metricsText(health: Health, counters: DaemonCounters): string {
     line('backup_sidecar_runs', 'Complete runs in the volume, per tier.', 'gauge', [...tiers].map(([t, n]) => [`{tier="${t}"}`, n])),
     line('backup_sidecar_volume_bytes', 'Bytes of all complete runs in the volume.', 'gauge', [['', health.runs.reduce((s, r) => s + (r.manifest?.artifacts.reduce((a, x) => a + x.size, 0) ?? 0), 0)]]),
     line('backup_sidecar_runs_not_offsite', 'Runs in the volume not (yet) in the offsite store.', 'gauge', [['', notOffsite]]),
+    line('backup_sidecar_target_runs_missing', 'Runs in the volume not (yet) complete in each remote target.', 'gauge', [...perTarget].map(([url, n]) => [`{target="${labelValue(url)}"}`, n])),
     line('backup_sidecar_jobs_total', 'Backup jobs run by this daemon.', 'counter', [['', counters.runs]]),
     line('backup_sidecar_job_failures_total', 'Backup jobs that failed, in this daemon.', 'counter', [['', counters.failures]]),
     line('backup_sidecar_jobs_skipped_total', 'Scheduled jobs skipped because the previous one was still running.', 'counter', [['', counters.skipped]]),
