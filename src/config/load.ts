@@ -231,6 +231,11 @@ function signingConfig(v: Values, problems: string[]): SigningKeys | undefined {
   return passphrase === undefined || passphrase === '' ? undefined : { keys: [keyFromPassphrase(passphrase)], from: 'ENCRYPTION_PASSPHRASE' };
 }
 
+/** A remote target's retention: BACKUP_KEEP_* with its own <TARGET>_KEEP_DAYS/WEEKS/MONTHS/YEARS overrides. */
+function targetRetention(retention: RetentionPolicy, [days, weeks, months, years]: (number | undefined)[]): RetentionPolicy {
+  return { days: days ?? retention.days, weeks: weeks ?? retention.weeks, months: months ?? retention.months, years: years ?? retention.years, minutes: retention.minutes };
+}
+
 function s3Config(v: Values, retention: RetentionPolicy, env: Env, problems: string[]): S3Config | undefined {
   const keyId = v.AWS_ACCESS_KEY_ID;
   const secret = v.AWS_SECRET_ACCESS_KEY;
@@ -258,13 +263,7 @@ function s3Config(v: Values, retention: RetentionPolicy, env: Env, problems: str
     checksums: v.S3_CHECKSUMS === 'auto' ? (endpoint === undefined ? 'always' : 'when-required') : v.S3_CHECKSUMS,
     maxAttempts: v.S3_MAX_ATTEMPTS,
     timeoutMs: v.S3_TIMEOUT,
-    retention: {
-      days: v.S3_KEEP_DAYS ?? retention.days,
-      weeks: v.S3_KEEP_WEEKS ?? retention.weeks,
-      months: v.S3_KEEP_MONTHS ?? retention.months,
-      years: v.S3_KEEP_YEARS ?? retention.years,
-      minutes: retention.minutes,
-    },
+    retention: targetRetention(retention, [v.S3_KEEP_DAYS, v.S3_KEEP_WEEKS, v.S3_KEEP_MONTHS, v.S3_KEEP_YEARS]),
     lifecycle: {
       transitionDays: v.S3_TRANSITION_DAYS,
       transitionClass: v.S3_TRANSITION_CLASS,
@@ -312,13 +311,7 @@ function sftpConfig(v: Values, retention: RetentionPolicy, problems: string[]): 
     path: v.SFTP_PATH.replace(/\/+$/, '') || '/',
     hostKey,
     timeoutMs: v.SFTP_TIMEOUT,
-    retention: {
-      days: v.SFTP_KEEP_DAYS ?? retention.days,
-      weeks: v.SFTP_KEEP_WEEKS ?? retention.weeks,
-      months: v.SFTP_KEEP_MONTHS ?? retention.months,
-      years: v.SFTP_KEEP_YEARS ?? retention.years,
-      minutes: retention.minutes,
-    },
+    retention: targetRetention(retention, [v.SFTP_KEEP_DAYS, v.SFTP_KEEP_WEEKS, v.SFTP_KEEP_MONTHS, v.SFTP_KEEP_YEARS]),
   };
 }
 

@@ -46,6 +46,12 @@ export function pgError(stderr: string | undefined): string {
   return firstLine(stderr).replace(/^(psql|pg_dump|pg_restore): (error: )?/, '');
 }
 
+/** Why a PostgreSQL tool run with encoding 'buffer' failed: its complaint, or the signal that killed it. */
+export function toolFailure(error: { stderr?: Uint8Array | string; signal?: string }): string {
+  const stderr = typeof error.stderr === 'string' ? error.stderr : new TextDecoder().decode(error.stderr);
+  return pgError(stderr) || (error.signal ? `killed by ${error.signal}` : 'it failed');
+}
+
 function where(conn: Connection, database: string): string {
   return `PostgreSQL at ${conn.host}:${conn.port} (user ${conn.user}, database ${database})`;
 }

@@ -45,7 +45,8 @@ const UNIT: Record<Tier, { field: keyof Periods; noun: string }> = {
   yearly: { field: 'year', noun: 'year' },
 };
 
-function count(tier: Tier, policy: RetentionPolicy): number {
+/** How many periods of its tier a policy keeps (BACKUP_KEEP_DAYS for daily ...); -1: forever. */
+export function tierCount(tier: Tier, policy: RetentionPolicy): number {
   return { daily: policy.days, weekly: policy.weeks, monthly: policy.months, yearly: policy.years }[tier];
 }
 
@@ -55,7 +56,7 @@ function plural(n: number, noun: string): string {
 
 /** Whether the policy keeps anything at all beyond the newest run. */
 export function keepsNothing(policy: RetentionPolicy): boolean {
-  return policy.minutes === undefined && TIERS.every((t) => count(t, policy) === 0);
+  return policy.minutes === undefined && TIERS.every((t) => tierCount(t, policy) === 0);
 }
 
 /** The reason a run of `tier` taken at `time` is inside a window, or undefined when it is outside all. */
@@ -68,7 +69,7 @@ function window(tier: Tier, time: Date, ref: Date, refPeriods: Periods, options:
       if (ref.getTime() - time.getTime() < policy.minutes * 60_000) return `daily: within ${plural(policy.minutes, 'minute')} of the newest run`;
       continue;
     }
-    const n = count(t, policy);
+    const n = tierCount(t, policy);
     if (n === -1) return `${t}: kept forever`;
     const { field, noun } = UNIT[t];
     if (refPeriods[field] - periods[field] < n) return `${t}: within ${plural(n, noun)} of the newest run`;
@@ -79,7 +80,7 @@ function window(tier: Tier, time: Date, ref: Date, refPeriods: Periods, options:
 function expiredReason(tier: Tier, options: RetentionOptions): string {
   const { policy } = options;
   if (tier === 'daily' && policy.minutes !== undefined) return `daily: older than ${plural(policy.minutes, 'minute')} before the newest run`;
-  return `${tier}: older than ${plural(count(tier, policy), UNIT[tier].noun)} before the newest run`;
+  return `${tier}: older than ${plural(tierCount(tier, policy), UNIT[tier].noun)} before the newest run`;
 }
 
 function referenceOf(regular: { run: RetentionRun; time: Date }[], options: RetentionOptions): { run: RetentionRun; time: Date } | undefined {

@@ -11,9 +11,9 @@ import { PARTIAL_DIR } from '../naming.ts';
 import type { GlobalsArtifact, MediaArtifact, PostgresArtifact } from '../manifest.ts';
 import { dbnameArg, libpqEnv, pgError, query } from '../pg/psql.ts';
 import { checkGlobalsFile } from '../sources/globals.ts';
-import { compareCounts } from '../sources/postgres-restore.ts';
+import { compareCounts, createScratch } from '../sources/postgres-restore.ts';
 import { connectServer, type PgServer } from '../sources/postgres-server.ts';
-import { measureTree } from '../sources/media.ts';
+import { COMPRESS_FLAG, measureTree } from '../sources/media.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import { VERIFY_FILE, type DrillCheck, type DrillReport } from '../volume/drill-report.ts';
 import { drillDirPrefix, withVolumeLock } from '../volume/lock.ts';
@@ -52,8 +52,9 @@ async function drillDatabase(
 ): Promise<DrillCheck[]> {
   const scratch = `${DRILL_DB_PREFIX}${randomBytes(6).toString('hex')}`;
   const checks: DrillCheck[] = [];
-  await query(server.client, server.conn, maintenanceDb, `CREATE DATABASE :"scratch" TEMPLATE template0;`, { scratch });
-  try {
+  // Its own cleanup stack: the scratch database is dropped as soon as this dump's checks are done.
+  await withCleanup(log, async (cleanup) => {
+    await createScratch(server, maintenanceDb, scratch, cleanup);
     log.info({ file: artifact.file, scratch }, 'drill: pg_restore into a scratch database');
     const restored = await timed(`restore ${artifact.file}`, async () => {
       if (artifact.tableCount > 0 && Object.keys(artifact.rowCounts).length === 0) {
@@ -79,20 +80,17 @@ async function drillDatabase(
         }),
       );
     }
-  } finally {
-    await query(server.client, server.conn, maintenanceDb, `DROP DATABASE IF EXISTS :"scratch" WITH (FORCE);`, { scratch }).catch((error: unknown) =>
-      log.error({ scratch, err: describe(error) }, 'drill: could not drop the scratch database; drop it by hand'),
-    );
-  }
+  });
   return checks;
 }
 
-/** Unpacks a tarball into a temporary folder and compares entries, files and bytes with the manifest. */
-async function drillFolder(path: string, artifact: MediaArtifact, backupDir: string, signal: AbortSignal | undefined): Promise<DrillCheck> {
-  return timed(`unpack ${artifact.file}`, async () => {
-    const dir = await mkdtemp(join(tmpdir(), drillDirPrefix(backupDir)));
-    try {
-      const args = ['--extract', `--file=${path}`, `--directory=${dir}`, artifact.compression === 'gzip' ? '--gzip' : '--zstd'];
+/** Unpacks a tarball into a temporary folder (removed by its cleanup) and compares entries, files and bytes with the manifest. */
+async function drillFolder(path: string, artifact: MediaArtifact, backupDir: string, log: Logger, signal: AbortSignal | undefined): Promise<DrillCheck> {
+  return timed(`unpack ${artifact.file}`, () =>
+    withCleanup(log, async (cleanup) => {
+      const dir = await mkdtemp(join(tmpdir(), drillDirPrefix(backupDir)));
+      cleanup.add(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }));
+      const args = ['--extract', `--file=${path}`, `--directory=${dir}`, COMPRESS_FLAG[artifact.compression]];
       const result = await execa('tar', args, { reject: false, cancelSignal: signal });
       if (result.isCanceled) throw new RunError(`stopped: ${describe(signal?.reason)}`);
       if (result.exitCode !== 0) throw new RunError(`tar cannot unpack it: ${firstLine(result.stderr).replace(/^tar: /, '')}`);
@@ -103,10 +101,8 @@ async function drillFolder(path: string, artifact: MediaArtifact, backupDir: str
       if (artifact.bytes !== undefined && got.bytes !== artifact.bytes) differences.push(`${got.bytes} bytes of files, the manifest says ${artifact.bytes}`);
       if (differences.length > 0) throw new RunError(`does not match the manifest: ${differences.join('; ')}`);
       return `${got.entries} entries, ${got.files} files, ${got.bytes} bytes, as in the manifest`;
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }),
+  );
 }
 
 /**
@@ -124,7 +120,7 @@ export async function drill(
 ): Promise<{ report: DrillReport; runDir: string }> {
   const { signal, trustUnsigned = false } = options;
   return withVolumeLock(config.backupDir, log, () => withCleanup(log, async (cleanup) => {
-    const stored = await resolveWithOffsite(config.backupDir, await remoteTargets(config, log), ref, runTrust(config, trustUnsigned), log);
+    const stored = await resolveWithOffsite(config.backupDir, await remoteTargets(config, log), ref, runTrust(config, trustUnsigned), log, cleanup);
     // A forged dump is SQL that pg_restore runs on the drill server: nothing unsigned gets that far.
     await checkRunSignature(stored.runDir, `run ${stored.manifest.runId}`, config.signing, trustUnsigned);
     const started = now();
@@ -166,7 +162,7 @@ export async function drill(
         );
       }
       for (const media of selection.artifacts.filter((a): a is MediaArtifact => a.kind === 'media')) {
-        checks.push(await drillFolder(join(selection.runDir, media.file), media, config.backupDir, signal));
+        checks.push(await drillFolder(join(selection.runDir, media.file), media, config.backupDir, log, signal));
       }
     }
     const finished = now();

@@ -13,13 +13,14 @@ import { HashingStream } from '../util/hash.ts';
 import { FILE_MODE, ensureDir, fsProblem, fsyncDir, pathExists, writeFileAtomic } from '../util/fs.ts';
 import { resolveRef, type Selection } from '../volume/resolve.ts';
 import type { RunTrust } from '../volume/runs.ts';
+import type { Cleanup } from './cleanup.ts';
 
 /**
  * Downloads a run from the offsite store into the volume (BACKUP_DIR/<tier>/<run-id>), streamed, each
  * file checked against the run's manifest and the sha256 stored with the object. Lands in .partial/
  * first, so a failed or damaged download leaves nothing behind. The caller holds the volume lock.
  */
-export async function fetchRun(backupDir: string, store: OffsiteStore, tier: RunTier, id: string, trust: RunTrust, log: Logger): Promise<string> {
+export async function fetchRun(backupDir: string, store: OffsiteStore, tier: RunTier, id: string, trust: RunTrust, log: Logger, cleanup: Cleanup): Promise<string> {
   const text = await store.getManifestText(tier, id);
   // Signed runs: the signature is checked before anything else of the run is read.
   const signature = trust.signing === undefined ? undefined : await store.getSignature(tier, id);
@@ -37,35 +38,32 @@ export async function fetchRun(backupDir: string, store: OffsiteStore, tier: Run
   } catch (error) {
     throw new RunError(fsProblem(error, `preparing ${partial}`));
   }
-  try {
-    for (const artifact of manifest.artifacts) {
-      const began = Date.now();
-      const { stream, sha256: stored } = await store.download(tier, id, artifact.file);
-      const hasher = new HashingStream();
-      try {
-        await pipeline(stream, hasher, createWriteStream(join(partial, artifact.file), { flags: 'wx', mode: FILE_MODE, flush: true }));
-      } catch (error) {
-        const e = error as NodeJS.ErrnoException;
-        if (error instanceof RunError) throw error;
-        throw new RunError(e.syscall !== undefined ? fsProblem(e, `writing ${artifact.file}`) : `download of ${artifact.file} failed: ${describe(e)}`);
-      }
-      const sha256 = hasher.digest();
-      if (sha256 !== artifact.sha256 || hasher.bytes !== artifact.size || (stored !== undefined && stored !== sha256)) {
-        throw new RunError(
-          `${store.url}/${tier}/${id}/${artifact.file} is damaged: its sha256 is ${sha256} (${hasher.bytes} bytes), the manifest says ${artifact.sha256} (${artifact.size} bytes); nothing was restored`,
-        );
-      }
-      log.info({ file: artifact.file, bytes: hasher.bytes, ms: Date.now() - began }, 'downloaded, sha256 matches the manifest');
+  const keep = cleanup.add(`remove ${partial}`, () => rm(partial, { recursive: true, force: true }));
+  for (const artifact of manifest.artifacts) {
+    const began = Date.now();
+    const { stream, sha256: stored } = await store.download(tier, id, artifact.file);
+    const hasher = new HashingStream();
+    try {
+      await pipeline(stream, hasher, createWriteStream(join(partial, artifact.file), { flags: 'wx', mode: FILE_MODE, flush: true }));
+    } catch (error) {
+      const e = error as NodeJS.ErrnoException;
+      if (error instanceof RunError) throw error;
+      throw new RunError(e.syscall !== undefined ? fsProblem(e, `writing ${artifact.file}`) : `download of ${artifact.file} failed: ${describe(e)}`);
     }
-    // The manifest's own bytes, as checked (and signed): never a re-serialisation.
-    if (signature !== undefined) await writeFileAtomic(join(partial, SIGNATURE), signature);
-    await writeFileAtomic(join(partial, MANIFEST), text);
-    await rename(partial, runDir);
-    await fsyncDir(join(backupDir, tier));
-  } catch (error) {
-    await rm(partial, { recursive: true, force: true });
-    throw error;
+    const sha256 = hasher.digest();
+    if (sha256 !== artifact.sha256 || hasher.bytes !== artifact.size || (stored !== undefined && stored !== sha256)) {
+      throw new RunError(
+        `${store.url}/${tier}/${id}/${artifact.file} is damaged: its sha256 is ${sha256} (${hasher.bytes} bytes), the manifest says ${artifact.sha256} (${artifact.size} bytes); nothing was restored`,
+      );
+    }
+    log.info({ file: artifact.file, bytes: hasher.bytes, ms: Date.now() - began }, 'downloaded, sha256 matches the manifest');
   }
+  // The manifest's own bytes, as checked (and signed): never a re-serialisation.
+  if (signature !== undefined) await writeFileAtomic(join(partial, SIGNATURE), signature);
+  await writeFileAtomic(join(partial, MANIFEST), text);
+  await rename(partial, runDir);
+  keep();
+  await fsyncDir(join(backupDir, tier));
   return runDir;
 }
 
@@ -74,7 +72,7 @@ export async function fetchRun(backupDir: string, store: OffsiteStore, tier: Run
  * exist only in a remote target: those are downloaded into the volume first, from the first target
  * that has the run complete (a run already in the volume is used as is).
  */
-export async function resolveWithOffsite(backupDir: string, targets: OffsiteStore[], ref: string, trust: RunTrust, log: Logger): Promise<Selection> {
+export async function resolveWithOffsite(backupDir: string, targets: OffsiteStore[], ref: string, trust: RunTrust, log: Logger, cleanup: Cleanup): Promise<Selection> {
   let remote: RemoteRef | undefined;
   let from: OffsiteStore | undefined;
   const scheme = /^([a-z0-9]+):\/\//.exec(ref)?.[1];
@@ -110,7 +108,7 @@ export async function resolveWithOffsite(backupDir: string, targets: OffsiteStor
     log.info({ run: id }, 'the run is already in the volume; using that copy');
   } else {
     log.info({ run: id, from: from!.url }, 'downloading the run from the offsite store');
-    await fetchRun(backupDir, from!, tier, id, trust, log);
+    await fetchRun(backupDir, from!, tier, id, trust, log, cleanup);
   }
   return resolveRef(backupDir, file === undefined ? local : join(local, file), trust);
 }

@@ -114,7 +114,7 @@ async function folderHasContent(path: string): Promise<boolean> {
 export async function restore(config: Config, log: Logger, options: RestoreOptions, signal?: AbortSignal): Promise<RestoreResult> {
   return withVolumeLock(config.backupDir, log, () =>
     withCleanup(log, async (cleanup) => {
-      const stored = await resolveWithOffsite(config.backupDir, await remoteTargets(config, log), options.ref, runTrust(config, options.trustUnsigned), log);
+      const stored = await resolveWithOffsite(config.backupDir, await remoteTargets(config, log), options.ref, runTrust(config, options.trustUnsigned), log, cleanup);
       await checkRunSignature(stored.runDir, `run ${stored.manifest.runId}`, config.signing, options.trustUnsigned);
       plan(config, stored, options); // usage errors before any work
       await checkChecksums(stored);

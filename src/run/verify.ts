@@ -7,6 +7,7 @@ import { describe, firstLine, stopped } from '../errors.ts';
 import type { Artifact } from '../manifest.ts';
 import { discoverClients, newestClient, type PgClient } from '../pg/clients.ts';
 import { checkGlobalsFile } from '../sources/globals.ts';
+import { COMPRESS_FLAG } from '../sources/media.ts';
 import { readToc } from '../sources/postgres.ts';
 import { PARTIAL_DIR } from '../naming.ts';
 import { hashFile } from '../util/hash.ts';
@@ -50,7 +51,7 @@ async function checkOne(path: string, artifact: Artifact, dumpReader: () => Prom
     );
   }
   // A full read of the archive: decompression and every tar header.
-  const listing = await execa('tar', ['--list', `--file=${path}`, artifact.compression === 'gzip' ? '--gzip' : '--zstd'], {
+  const listing = await execa('tar', ['--list', `--file=${path}`, COMPRESS_FLAG[artifact.compression]], {
     reject: false,
     buffer: { stdout: false },
     stdout: 'ignore',

@@ -1,13 +1,14 @@
 import type { LifecycleRule } from '@aws-sdk/client-s3';
 import type { RetentionPolicy, S3Config } from '../config/config.ts';
 import { TIERS, type Tier } from '../naming.ts';
+import { tierCount } from '../retention/policy.ts';
 
 /** Days after upload by which prune has removed a run of each tier's own window; -1: never. */
 const PERIOD_DAYS: Record<Tier, number> = { daily: 1, weekly: 7, monthly: 31, yearly: 366 };
 
 function windowDays(tier: Tier, policy: RetentionPolicy): number {
   if (tier === 'daily' && policy.minutes !== undefined) return Math.ceil(policy.minutes / 1440);
-  const n = { daily: policy.days, weekly: policy.weeks, monthly: policy.months, yearly: policy.years }[tier];
+  const n = tierCount(tier, policy);
   // A window of N calendar periods reaches back at most N + 1 periods' worth of days.
   return n === -1 ? -1 : n === 0 ? 0 : (n + 1) * PERIOD_DAYS[tier];
 }

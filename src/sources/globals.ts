@@ -7,7 +7,7 @@ import { parseGlobals } from './globals-sql.ts';
 import type { Logger } from '../log.ts';
 import type { GlobalsArtifact } from '../manifest.ts';
 import { GLOBALS_FILE } from '../naming.ts';
-import { dbnameArg, libpqEnv, pgError, query } from '../pg/psql.ts';
+import { dbnameArg, libpqEnv, pgError, query, toolFailure } from '../pg/psql.ts';
 import type { PgServer } from './postgres-server.ts';
 import type { BackupSource, Production } from './source.ts';
 
@@ -58,9 +58,7 @@ export class GlobalsSource implements BackupSource {
     });
     const done = (async () => {
       await dump.catch((error: { stderr?: Uint8Array | string; signal?: string }) => {
-        const stderr = typeof error.stderr === 'string' ? error.stderr : new TextDecoder().decode(error.stderr);
-        const why = pgError(stderr) || (error.signal ? `killed by ${error.signal}` : 'it failed');
-        throw new RunError(`pg_dumpall --globals-only failed (POSTGRES_GLOBALS needs a superuser): ${why}`);
+        throw new RunError(`pg_dumpall --globals-only failed (POSTGRES_GLOBALS needs a superuser): ${toolFailure(error)}`);
       });
     })();
     return {

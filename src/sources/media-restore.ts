@@ -9,7 +9,7 @@ import type { Cleanup } from '../run/cleanup.ts';
 import type { FolderSwap, RestoreJournal } from '../volume/restore-journal.ts';
 import { fsProblem } from '../util/fs.ts';
 import { ASIDE_PREFIX, STAGING_PREFIX } from '../naming.ts';
-import { countEntries } from './media.ts';
+import { COMPRESS_FLAG, countEntries } from './media.ts';
 
 
 /** Moves every entry of `from` into `to`, except the names in `skip`. */
@@ -47,7 +47,7 @@ export async function restoreFolder(tarball: string, artifact: MediaArtifact, ta
   log.info({ media: artifact.source, target }, 'extracting into a staging folder');
   const result = await execa(
     'tar',
-    ['--extract', `--file=${tarball}`, `--directory=${staging}`, artifact.compression === 'gzip' ? '--gzip' : '--zstd', '--same-permissions', '--delay-directory-restore'],
+    ['--extract', `--file=${tarball}`, `--directory=${staging}`, COMPRESS_FLAG[artifact.compression], '--same-permissions', '--delay-directory-restore'],
     { reject: false, cancelSignal: signal },
   );
   stopped(signal);

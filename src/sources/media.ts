@@ -8,7 +8,8 @@ import type { Logger } from '../log.ts';
 import { ASIDE_PREFIX, STAGING_PREFIX, tarballFileName } from '../naming.ts';
 import type { BackupSource, Production } from './source.ts';
 
-const COMPRESS_FLAG: Record<MediaCompression, string> = { gzip: '--gzip', zstd: '--zstd' };
+/** GNU tar's switch for a tarball's compression, writing or reading. */
+export const COMPRESS_FLAG: Record<MediaCompression, string> = { gzip: '--gzip', zstd: '--zstd' };
 
 /** GNU tar's words for a file that changed or vanished while it was read: a warning, not a failure. */
 const CHANGED = /file changed as we read it|File removed before we read it|file is unchanged; not dumped|socket ignored/i;

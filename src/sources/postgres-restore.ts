@@ -8,7 +8,7 @@ import { dbnameArg, libpqEnv, pgError, query } from '../pg/psql.ts';
 import type { Cleanup } from '../run/cleanup.ts';
 import { parseRunId } from '../naming.ts';
 import type { RestoreJournal } from '../volume/restore-journal.ts';
-import { applyDatabaseProperties, createLike, readDatabaseProperties } from './database-properties.ts';
+import { applyDatabaseProperties, createLike, readDatabaseProperties, type DatabaseProperties } from './database-properties.ts';
 import { countRows, tableKey } from './postgres.ts';
 import type { PgServer } from './postgres-server.ts';
 
@@ -44,6 +44,24 @@ export function keptName(target: string, restoreId: string): string {
   return `${prefixOf(target, 63 - KEPT_INFIX.length - restoreId.length)}${KEPT_INFIX}${restoreId}`;
 }
 const KEPT_INFIX = '__pre_restore_';
+
+/**
+ * Creates a scratch database (for a restore, with the dump's encoding and locale; for a drill, plain) and
+ * registers its drop on the cleanup stack; `keep` takes that back once the database is swapped in.
+ */
+export async function createScratch(
+  server: PgServer,
+  admin: string,
+  name: string,
+  cleanup: Cleanup,
+  props: DatabaseProperties = { create: [], statements: [] },
+): Promise<{ keep: () => void; locale: string | undefined }> {
+  const locale = await createLike(server, admin, name, props);
+  const keep = cleanup.add(`drop scratch database ${name}`, async () => {
+    await query(server.client, server.conn, admin, `DROP DATABASE IF EXISTS :"name" WITH (FORCE);`, { name });
+  });
+  return { keep, locale };
+}
 
 export async function databaseExists(server: PgServer, maintenanceDb: string, name: string): Promise<boolean> {
   const rows = await query(server.client, server.conn, maintenanceDb, `SELECT 1 FROM pg_database WHERE datname = :'name';`, { name });
@@ -101,11 +119,8 @@ export async function restoreDatabase(
   // The database's own properties (encoding, locale, settings, comment) come from the dump.
   const props = await readDatabaseProperties(server, dumpPath);
   const notCarried: string[] = [];
-  const locale = await createLike(server, admin, scratch, props);
+  const { keep: dropScratch, locale } = await createScratch(server, admin, scratch, cleanup, props);
   if (locale !== undefined) notCarried.push(locale);
-  const dropScratch = cleanup.add(`drop scratch database ${scratch}`, async () => {
-    await query(server.client, server.conn, admin, `DROP DATABASE IF EXISTS :"scratch" WITH (FORCE);`, { scratch });
-  });
 
   log.info({ database: target, scratch, jobs: options.jobs }, 'pg_restore into a scratch database');
   const args = ['--exit-on-error', '--no-password', `--jobs=${options.jobs}`, `--dbname=${dbnameArg(scratch)}`];

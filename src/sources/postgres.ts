@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { RunError, stopped } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { dumpFileName } from '../naming.ts';
-import { PsqlSession, libpqEnv, pgError, query, type Connection } from '../pg/psql.ts';
+import { PsqlSession, libpqEnv, pgError, query, toolFailure, type Connection } from '../pg/psql.ts';
 import type { PgClient } from '../pg/clients.ts';
 import type { PgServer } from './postgres-server.ts';
 import type { BackupSource, Production } from './source.ts';
@@ -164,9 +164,7 @@ export class PostgresSource implements BackupSource {
     const done = (async () => {
       try {
         await dump.catch((error: { stderr?: Uint8Array | string; signal?: string }) => {
-          const stderr = typeof error.stderr === 'string' ? error.stderr : new TextDecoder().decode(error.stderr);
-          const why = pgError(stderr) || (error.signal ? `killed by ${error.signal}` : 'it failed');
-          throw new RunError(`pg_dump of database ${name} failed: ${why}`);
+          throw new RunError(`pg_dump of database ${name} failed: ${toolFailure(error)}`);
         });
         const [rows, lo] = await counting;
         counts = toCounts(rows);
