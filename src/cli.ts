@@ -2,82 +2,56 @@
 // The flag keeps memory flat: streaming gigabytes allocates many short-lived buffers, and V8's default
 // young generation lets their backing stores pile up, so peak RSS grew with the database (169 MiB
 // instead of 101 MiB at 1 GiB, same speed; see `npm run bench`).
-import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
-import { backupCommand } from './commands/backup.ts';
-import { listCommand, listRemoteCommand } from './commands/list.ts';
-import { pruneCommand } from './commands/prune.ts';
-import { printConfigCommand } from './commands/print-config.ts';
-import { restoreCommand, rollbackCommand } from './commands/restore.ts';
-import { verifyCommand } from './commands/verify.ts';
+import { parseArgs } from 'node:util';
+import { COMMANDS, closest, commandHelp, type CommandSpec } from './commands/table.ts';
 import { loadConfig } from './config/load.ts';
 import { removeSecrets } from './config/secrets.ts';
 import { RunError, UsageError } from './errors.ts';
 import { createLogger, type Logger } from './log.ts';
 import { abortOnSignal, installSignalHandlers } from './signals.ts';
-import { TIERS, type Tier } from './naming.ts';
 import { VERSION } from './version.ts';
 
 const HELP = `backup-sidecar ${VERSION}: backs up PostgreSQL and media folders into a volume, and restores them.
 
-Usage: backup-sidecar <command> [options]
+Usage: backup-sidecar <command> [options]        backup-sidecar <command> --help, or help <command>
 
 Commands:
-  backup [--tier T]           one backup run of every configured database and media folder, streamed
-                              to S3 too when S3_BUCKET is set; then earlier runs missing in S3 are
-                              uploaded and both places pruned. --tier daily|weekly|monthly|yearly forces
-                              the tier (default: first of year, month or ISO week, else daily)
-  restore <ref> [options]     restore a run or one file (checksum, safety backup, confirmation, check)
-      --yes                   do not ask (needed without a terminal)
-      --target-db NAME        restore the one dump into NAME instead (created if missing)
-      --target-dir PATH       restore the one tarball into PATH instead
-      --no-safety-backup      keep nothing of what is replaced (RESTORE_SAFETY=none; default dump:
-                              a dump into pre-restore/ first; keep: the database renamed aside)
-      --no-owner              do not restore ownership and privileges (roles missing on this server)
-      --jobs N                pg_restore parallel jobs (default: number of CPUs)
-      --trust-unsigned        use a run without a signature although BACKUP_SIGNING_KEY is set (an
-                              older run); a wrong signature is always refused
-      --rollback DB           (instead of <ref>) swap back the copy of database DB that
-                              RESTORE_SAFETY=keep kept; what it replaces is kept in turn
-      --allow-missing-tables  restore although the database has tables the dump lacks (a dump made
-                              with --schema, --exclude-table...): they are dropped, the safety backup
-                              keeps them
-  list [--remote] [--json]    the runs in the volume (or, with --remote, in S3), newest first
-  daemon                      the long-running process: backups on SCHEDULE, /healthz and /metrics
-  healthcheck                 exit 0 when the newest successful run is recent and the last did not fail
-  status                      health, runs per tier, sizes, free space, offsite state, last error
-  prune [--dry-run]           apply retention to the volume and S3; prints every run with its reason
-  lifecycle [--apply]         print (or put on the bucket) the S3 lifecycle rules matching retention
-  verify [ref]                sha256 of each file against its manifest, then a full read (default: latest);
-                              --trust-unsigned as for restore
-  verify --restore [ref]      a restore drill: each dump restored into a scratch database and its row
-                              counts (and VERIFY_SQL) checked, each tarball unpacked into a temporary
-                              folder and measured; nothing real is touched; the result goes to verify.json
-  print-config                the effective configuration, secrets masked, and what is wrong with it
+${COMMANDS.map((c) => `  ${`${c.name} ${c.args}`.padEnd(30)} ${c.summary}`).join('\n')}
 
 <ref> is an absolute path, a path relative to BACKUP_DIR, a run id, a file name (newest run that has
-it), "latest", or s3://bucket/<prefix>/<tier>/<run-id>[/<file>]. A run only in S3 is downloaded into
-the volume first, each file checked against its manifest. Configuration comes from environment variables: see README.md.
+it), "latest", or a remote target's URL (s3://bucket/<prefix>/<tier>/<run-id>[/<file>],
+sftp://host:port/<path>/<tier>/<run-id>[/<file>]); a run only in a remote target is downloaded into the
+volume first, each file checked against its manifest. Configuration comes from environment variables:
+see README.md.
 
 Exit codes: 0 success, 1 the run failed, 2 usage or configuration error.`;
 
-function parse(args: string[], options: ParseArgsOptionsConfig = {}) {
-  try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true });
-  } catch (error) {
-    throw new UsageError(`${(error as Error).message.split('\n')[0]} (see backup-sidecar --help)`);
-  }
+function commandNamed(name: string): CommandSpec {
+  const spec = COMMANDS.find((c) => c.name === name);
+  if (spec !== undefined) return spec;
+  const guess = closest(name, COMMANDS.map((c) => c.name));
+  throw new UsageError(`unknown command "${name}"${guess === undefined ? '' : `; did you mean "${guess}"?`} (commands: ${COMMANDS.map((c) => c.name).join(', ')}; see --help)`);
 }
 
-function positiveInt(value: string | undefined, flag: string): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} expects a whole number of at least 1, got "${value}"`);
-  return n;
+/** Parses a command's arguments as it declares them; a mistyped flag gets a suggestion. */
+function parse(spec: CommandSpec, args: string[]) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options: spec.options, allowPositionals: true, strict: true });
+  } catch (error) {
+    const message = (error as Error).message.split('\n')[0]!.replace(/\. To specify a positional argument.*$/, '');
+    const flag = /'(--?[^']+)'/.exec(message)?.[1];
+    const guess = flag === undefined ? undefined : closest(flag.replace(/^-+/, ''), Object.keys(spec.options));
+    throw new UsageError(`${message}${guess === undefined ? '' : `; did you mean --${guess}?`} (see backup-sidecar ${spec.name} --help)`);
+  }
+  const { min = 0, max, misuse } = spec.positionals;
+  if (parsed.positionals.length < min || parsed.positionals.length > max) throw new UsageError(`${misuse} (example: ${spec.example})`);
+  return parsed;
 }
 
 async function run(argv: string[], setLogger: (log: Logger) => void): Promise<number> {
   const [command, ...rest] = argv;
-  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+  if (command === undefined || command === '--help' || command === '-h') {
     process.stdout.write(`${HELP}\n`);
     return command === undefined ? 2 : 0;
   }
@@ -85,104 +59,27 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  const known = ['backup', 'restore', 'list', 'verify', 'prune', 'lifecycle', 'daemon', 'healthcheck', 'status', 'print-config'];
-  if (!known.includes(command)) throw new UsageError(`unknown command "${command}"; commands: ${known.join(', ')} (see --help)`);
-
-  const loaded = loadConfig(process.env, { needSources: ['backup', 'daemon', 'print-config'].includes(command) });
-  if (command === 'print-config') {
-    parse(rest);
-    return printConfigCommand(loaded);
+  // Help never needs a configuration.
+  if (command === 'help') {
+    process.stdout.write(`${rest[0] === undefined ? HELP : commandHelp(commandNamed(rest[0]))}\n`);
+    return 0;
   }
+  const spec = commandNamed(command);
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${commandHelp(spec)}\n`);
+    return 0;
+  }
+  const parsed = parse(spec, rest);
+  const loaded = loadConfig(process.env, { needSources: spec.needSources === true });
+  if (spec.raw !== undefined) return spec.raw(loaded);
   if (loaded.config === undefined) throw new UsageError(loaded.problems.join('\n'));
   const config = loaded.config;
   removeSecrets(process.env);
   const log = createLogger(config.logLevel, config.logFormat);
   setLogger(log);
   // The daemon handles signals itself (graceful stop); every other command fails cleanly (exit 1).
-  const signal = command === 'daemon' ? undefined : abortOnSignal((line) => log.warn(line));
-
-  switch (command) {
-    case 'backup': {
-      const { values, positionals } = parse(rest, { tier: { type: 'string' } });
-      if (positionals.length > 0) throw new UsageError('backup takes no arguments (see --help)');
-      const tier = values.tier as string | undefined;
-      if (tier !== undefined && !(TIERS as readonly string[]).includes(tier)) throw new UsageError(`--tier expects one of ${TIERS.join(', ')}, got "${tier}"`);
-      return backupCommand(config, log, { tier: tier as Tier | undefined, signal });
-    }
-    case 'daemon': {
-      const { positionals } = parse(rest);
-      if (positionals.length > 0) throw new UsageError('daemon takes no arguments (see --help)');
-      const { runDaemon } = await import('./daemon/daemon.ts');
-      return runDaemon(config, log);
-    }
-    case 'healthcheck':
-    case 'status': {
-      const { positionals } = parse(rest);
-      if (positionals.length > 0) throw new UsageError(`${command} takes no arguments (see --help)`);
-      const { healthcheckCommand, statusCommand } = await import('./commands/health.ts');
-      return command === 'healthcheck' ? healthcheckCommand(config) : statusCommand(config);
-    }
-    case 'prune': {
-      const { values, positionals } = parse(rest, { 'dry-run': { type: 'boolean', short: 'n' } });
-      if (positionals.length > 0) throw new UsageError('prune takes no arguments (see --help)');
-      return pruneCommand(config, log, values['dry-run'] === true, signal);
-    }
-    case 'lifecycle': {
-      const { values, positionals } = parse(rest, { apply: { type: 'boolean' } });
-      if (positionals.length > 0) throw new UsageError('lifecycle takes no arguments (see --help)');
-      // Loaded on demand: it needs the AWS SDK, which other commands without S3 never load.
-      const { lifecycleCommand } = await import('./commands/lifecycle.ts');
-      return lifecycleCommand(config, values.apply === true);
-    }
-    case 'restore': {
-      const { values, positionals } = parse(rest, {
-        yes: { type: 'boolean', short: 'y' },
-        'target-db': { type: 'string' },
-        'target-dir': { type: 'string' },
-        'no-safety-backup': { type: 'boolean' },
-        'no-owner': { type: 'boolean' },
-        jobs: { type: 'string', short: 'j' },
-        'trust-unsigned': { type: 'boolean' },
-        'allow-missing-tables': { type: 'boolean' },
-        rollback: { type: 'boolean' },
-      });
-      if (values.rollback === true) {
-        if (positionals.length !== 1) throw new UsageError('restore --rollback takes one database name (example: backup-sidecar restore --rollback app)');
-        return rollbackCommand(config, log, positionals[0]!, values.yes === true, signal);
-      }
-      if (positionals.length !== 1) throw new UsageError('restore takes one file, run id or "latest" (example: backup-sidecar restore latest)');
-      const targetDir = values['target-dir'] as string | undefined;
-      if (targetDir !== undefined && !targetDir.startsWith('/')) throw new UsageError(`--target-dir must be an absolute path, got "${targetDir}"`);
-      return restoreCommand(config, log, {
-        ref: positionals[0]!,
-        yes: values.yes === true,
-        targetDb: values['target-db'] as string | undefined,
-        targetDir,
-        safety: values['no-safety-backup'] === true ? 'none' : config.restoreSafety,
-        noOwner: values['no-owner'] === true,
-        jobs: positiveInt(values.jobs as string | undefined, '--jobs'),
-        trustUnsigned: values['trust-unsigned'] === true,
-        allowMissingTables: values['allow-missing-tables'] === true,
-      }, signal);
-    }
-    case 'list': {
-      const { values, positionals } = parse(rest, { json: { type: 'boolean' }, remote: { type: 'boolean' } });
-      if (positionals.length > 0) throw new UsageError('list takes no arguments (see --help)');
-      return values.remote === true ? listRemoteCommand(config, log, values.json === true) : listCommand(config, values.json === true);
-    }
-    case 'verify': {
-      const { values, positionals } = parse(rest, { restore: { type: 'boolean' }, 'trust-unsigned': { type: 'boolean' } });
-      if (positionals.length > 1) throw new UsageError('verify takes at most one file, run id or "latest"');
-      const trustUnsigned = values['trust-unsigned'] === true;
-      if (values.restore === true) {
-        const { drillCommand } = await import('./commands/drill.ts');
-        return drillCommand(config, log, positionals[0] ?? 'latest', trustUnsigned, signal);
-      }
-      return verifyCommand(config, log, positionals[0] ?? 'latest', trustUnsigned, signal);
-    }
-    default:
-      throw new UsageError(`unknown command "${command}"`);
-  }
+  const signal = spec.name === 'daemon' ? undefined : abortOnSignal((line) => log.warn(line));
+  return spec.run!(parsed, { config, log, signal });
 }
 
 /** The only place that turns errors into exit codes: 2 usage or config, 1 a failed run. */

@@ -120,11 +120,32 @@ describe('the CLI on bad configuration', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('exits 2 on an unknown command or flag', async () => {
-    expect((await runCli(['bakup'], {})).exitCode).toBe(2);
+  it('exits 2 on an unknown command or flag, with a suggestion, in one line', async () => {
+    const typo = await runCli(['bakup'], {});
+    expect(typo.exitCode).toBe(2);
+    expect(typo.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^backup-sidecar: unknown command "bakup"; did you mean "backup"\?/)]);
     const r = await runCli(['list', '--jsn'], { MEDIA_PATHS: '/x', BACKUP_DIR: '/tmp' });
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toMatch(/Unknown option '--jsn'/);
+    expect(r.stderr).toMatch(/Unknown option '--jsn'; did you mean --json\? \(see backup-sidecar list --help\)/);
+    const extra = await runCli(['status', 'now'], {});
+    expect(extra.exitCode).toBe(2);
+    expect(extra.stderr).toMatch(/status takes no arguments \(example: backup-sidecar status\)/);
+  });
+
+  it('--help and help <command> work for every command before any configuration is read, with its options and an example', async () => {
+    const { COMMANDS } = await import('../src/commands/table.ts');
+    for (const command of COMMANDS) {
+      for (const args of [[command.name, '--help'], ['help', command.name]]) {
+        const r = await runCli(args, { POSTGRES_PORT: 'not-a-port' });
+        expect(r.exitCode).toBe(0);
+        expect(r.stdout).toContain(`Usage: backup-sidecar ${command.name}`);
+        expect(r.stdout).toMatch(/Example: backup-sidecar /);
+        for (const option of Object.keys(command.options)) expect(r.stdout).toContain(`--${option}`);
+      }
+    }
+    const all = await runCli(['--help'], {});
+    expect(all.exitCode).toBe(0);
+    for (const command of COMMANDS) expect(all.stdout).toContain(`  ${command.name} `);
   });
 
   it('print-config masks secrets and lists problems', async () => {

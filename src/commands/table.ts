@@ -1,0 +1,225 @@
+import type { Config } from '../config/config.ts';
+import type { LoadResult } from '../config/load.ts';
+import { UsageError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { TIERS, type Tier } from '../naming.ts';
+
+/** What a command gets from the CLI: the configuration, parsed once, the log, and the stop signal. */
+export interface CommandContext {
+  config: Config;
+  log: Logger;
+  /** Aborted by SIGTERM/SIGINT (undefined for the daemon, which handles signals itself). */
+  signal: AbortSignal | undefined;
+}
+
+export interface Parsed {
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+}
+
+export interface OptionSpec {
+  type: 'boolean' | 'string';
+  short?: string;
+  /** The value's name in help (string options). */
+  value?: string;
+  help: string;
+}
+
+/** One command, declared once: help, options and handler. */
+export interface CommandSpec {
+  name: string;
+  args: string;
+  summary: string;
+  options: Record<string, OptionSpec>;
+  /** How many positional arguments it takes, and what to say otherwise. */
+  positionals: { max: number; min?: number; misuse: string };
+  example: string;
+  /** backup and daemon need POSTGRES_DB or MEDIA_PATHS. */
+  needSources?: boolean;
+  /** print-config: runs on the loaded configuration even when it has problems. */
+  raw?: (loaded: LoadResult) => Promise<number> | number;
+  run?: (parsed: Parsed, ctx: CommandContext) => Promise<number>;
+}
+
+function positiveInt(value: unknown, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} expects a whole number of at least 1, got "${String(value)}"`);
+  return n;
+}
+
+const trustUnsigned: OptionSpec = { type: 'boolean', help: 'use a run without a signature although BACKUP_SIGNING_KEY is set (an older run); a wrong signature is always refused' };
+
+export const COMMANDS: CommandSpec[] = [
+  {
+    name: 'backup',
+    args: '[--tier T]',
+    summary: 'one backup run of every configured database and media folder, streamed to every remote target too; then earlier runs missing there are uploaded, and every place is pruned',
+    options: { tier: { type: 'string', value: 'T', help: `force the tier: ${TIERS.join(', ')} (default: first of year, month or ISO week, else daily)` } },
+    positionals: { max: 0, misuse: 'backup takes no arguments' },
+    example: 'backup-sidecar backup',
+    needSources: true,
+    run: async ({ values }, { config, log, signal }) => {
+      const tier = values.tier as string | undefined;
+      if (tier !== undefined && !(TIERS as readonly string[]).includes(tier)) throw new UsageError(`--tier expects one of ${TIERS.join(', ')}, got "${tier}"`);
+      const { backupCommand } = await import('./backup.ts');
+      return backupCommand(config, log, { tier: tier as Tier | undefined, signal });
+    },
+  },
+  {
+    name: 'restore',
+    args: '<ref> [options]',
+    summary: 'restore a run or one file: signature and checksums first, a confirmation, a safety net, then a check that it worked',
+    options: {
+      yes: { type: 'boolean', short: 'y', help: 'do not ask (needed without a terminal)' },
+      'target-db': { type: 'string', value: 'NAME', help: 'restore the one dump into NAME instead (created if missing)' },
+      'target-dir': { type: 'string', value: 'PATH', help: 'restore the one tarball into PATH instead' },
+      'no-safety-backup': { type: 'boolean', help: 'keep nothing of what is replaced (RESTORE_SAFETY=none)' },
+      'no-owner': { type: 'boolean', help: 'do not restore ownership and privileges (roles missing on this server)' },
+      jobs: { type: 'string', short: 'j', value: 'N', help: 'pg_restore parallel jobs (default: number of CPUs)' },
+      'trust-unsigned': trustUnsigned,
+      'allow-missing-tables': { type: 'boolean', help: 'restore although the database has tables the dump lacks: they are dropped, the safety backup keeps them' },
+      rollback: { type: 'boolean', help: 'instead of <ref>, a database name: swap back the copy RESTORE_SAFETY=keep kept' },
+    },
+    positionals: { max: 1, min: 1, misuse: 'restore takes one file, run id or "latest" (or, with --rollback, one database name)' },
+    example: 'backup-sidecar restore latest --yes',
+    run: async ({ values, positionals }, { config, log, signal }) => {
+      const { restoreCommand, rollbackCommand } = await import('./restore.ts');
+      if (values.rollback === true) return rollbackCommand(config, log, positionals[0]!, values.yes === true, signal);
+      const targetDir = values['target-dir'] as string | undefined;
+      if (targetDir !== undefined && !targetDir.startsWith('/')) throw new UsageError(`--target-dir must be an absolute path, got "${targetDir}"`);
+      return restoreCommand(
+        config,
+        log,
+        {
+          ref: positionals[0]!,
+          yes: values.yes === true,
+          targetDb: values['target-db'] as string | undefined,
+          targetDir,
+          safety: values['no-safety-backup'] === true ? 'none' : config.restoreSafety,
+          noOwner: values['no-owner'] === true,
+          jobs: positiveInt(values.jobs, '--jobs'),
+          trustUnsigned: values['trust-unsigned'] === true,
+          allowMissingTables: values['allow-missing-tables'] === true,
+        },
+        signal,
+      );
+    },
+  },
+  {
+    name: 'list',
+    args: '[--remote] [--json]',
+    summary: 'the runs in the volume (or, with --remote, in every remote target), newest first',
+    options: { remote: { type: 'boolean', help: 'list the remote targets instead' }, json: { type: 'boolean', help: 'JSON for scripts' } },
+    positionals: { max: 0, misuse: 'list takes no arguments' },
+    example: 'backup-sidecar list --json',
+    run: async ({ values }, { config, log }) => {
+      const { listCommand, listRemoteCommand } = await import('./list.ts');
+      return values.remote === true ? listRemoteCommand(config, log, values.json === true) : listCommand(config, values.json === true);
+    },
+  },
+  {
+    name: 'verify',
+    args: '[ref] [--restore]',
+    summary: 'signature and sha256 of each file against its manifest, then a full read (default: latest); with --restore, a restore drill into a scratch database and a temporary folder, touching nothing real (verify.json)',
+    options: { restore: { type: 'boolean', help: 'a restore drill' }, 'trust-unsigned': trustUnsigned },
+    positionals: { max: 1, misuse: 'verify takes at most one file, run id or "latest"' },
+    example: 'backup-sidecar verify --restore latest',
+    run: async ({ values, positionals }, { config, log, signal }) => {
+      const ref = positionals[0] ?? 'latest';
+      if (values.restore === true) return (await import('./drill.ts')).drillCommand(config, log, ref, values['trust-unsigned'] === true, signal);
+      return (await import('./verify.ts')).verifyCommand(config, log, ref, values['trust-unsigned'] === true, signal);
+    },
+  },
+  {
+    name: 'prune',
+    args: '[--dry-run]',
+    summary: 'apply retention to the volume and every remote target; prints every run with its reason',
+    options: { 'dry-run': { type: 'boolean', short: 'n', help: 'only say what would be removed' } },
+    positionals: { max: 0, misuse: 'prune takes no arguments' },
+    example: 'backup-sidecar prune --dry-run',
+    run: async ({ values }, { config, log, signal }) => (await import('./prune.ts')).pruneCommand(config, log, values['dry-run'] === true, signal),
+  },
+  {
+    name: 'lifecycle',
+    args: '[--apply]',
+    summary: 'print (or put on the bucket) the S3 lifecycle rules matching retention',
+    options: { apply: { type: 'boolean', help: "replace this tool's rules on the bucket, keeping all others" } },
+    positionals: { max: 0, misuse: 'lifecycle takes no arguments' },
+    example: 'backup-sidecar lifecycle --apply',
+    run: async ({ values }, { config }) => (await import('./lifecycle.ts')).lifecycleCommand(config, values.apply === true),
+  },
+  {
+    name: 'daemon',
+    args: '',
+    summary: 'the long-running process: backups on SCHEDULE, drills on VERIFY_SCHEDULE, /healthz and /metrics on HEALTHCHECK_PORT',
+    options: {},
+    positionals: { max: 0, misuse: 'daemon takes no arguments' },
+    example: 'backup-sidecar daemon',
+    needSources: true,
+    run: async (_parsed, { config, log }) => (await import('../daemon/daemon.ts')).runDaemon(config, log),
+  },
+  {
+    name: 'healthcheck',
+    args: '',
+    summary: 'exit 0 when the newest successful run is recent and the last did not fail (and it is offsite), else 1; the reason on one line',
+    options: {},
+    positionals: { max: 0, misuse: 'healthcheck takes no arguments' },
+    example: 'backup-sidecar healthcheck',
+    run: async (_parsed, { config }) => (await import('./health.ts')).healthcheckCommand(config),
+  },
+  {
+    name: 'status',
+    args: '',
+    summary: 'health, runs per tier, sizes, free space, offsite state per target, databases kept by restores, last error',
+    options: {},
+    positionals: { max: 0, misuse: 'status takes no arguments' },
+    example: 'backup-sidecar status',
+    run: async (_parsed, { config }) => (await import('./health.ts')).statusCommand(config),
+  },
+  {
+    name: 'print-config',
+    args: '',
+    summary: 'the effective configuration, secrets masked, and what is wrong with it',
+    options: {},
+    positionals: { max: 0, misuse: 'print-config takes no arguments' },
+    example: 'backup-sidecar print-config',
+    needSources: true,
+    raw: async (loaded) => (await import('./print-config.ts')).printConfigCommand(loaded),
+  },
+];
+
+/** The help of one command: usage, what it does, its options, an example. */
+export function commandHelp(spec: CommandSpec): string {
+  const options = Object.entries(spec.options).map(([name, o]) => {
+    const flag = `${o.short === undefined ? '' : `-${o.short}, `}--${name}${o.value === undefined ? '' : ` ${o.value}`}`;
+    return `  ${flag.padEnd(26)} ${o.help}`;
+  });
+  return [
+    `Usage: backup-sidecar ${spec.name}${spec.args === '' ? '' : ` ${spec.args}`}`,
+    '',
+    spec.summary,
+    ...(options.length > 0 ? ['', 'Options:', ...options] : []),
+    '',
+    `Example: ${spec.example}`,
+  ].join('\n');
+}
+
+/** The closest of `names` to `word` (a typo: at most 2 edits, or a third of its length), if any. */
+export function closest(word: string, names: string[]): string | undefined {
+  const distance = (a: string, b: string) => {
+    const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      let prev = row[0]!;
+      row[0] = i;
+      for (let j = 1; j <= b.length; j++) {
+        const next = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+        prev = row[j]!;
+        row[j] = next;
+      }
+    }
+    return row[b.length]!;
+  };
+  const scored = names.map((n) => ({ n, d: distance(word, n) })).sort((x, y) => x.d - y.d)[0];
+  return scored !== undefined && scored.d <= Math.max(2, Math.floor(word.length / 3)) ? scored.n : undefined;
+}
