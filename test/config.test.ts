@@ -1,8 +1,9 @@
 import { access, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/load.ts';
-import { runCli, tempDir } from './support/cli.ts';
+import { CLI, runCli, tempDir } from './support/cli.ts';
 
 const base = { POSTGRES_HOST: 'db', POSTGRES_USER: 'postgres', POSTGRES_DB: 'app' };
 
@@ -130,6 +131,16 @@ describe('the CLI on bad configuration', () => {
     const extra = await runCli(['status', 'now'], {});
     expect(extra.exitCode).toBe(2);
     expect(extra.stderr).toMatch(/status takes no arguments \(example: backup-sidecar status\)/);
+  });
+
+  it('on a Node.js older than 22.12: one line naming the version, exit 2, never a TypeError', async () => {
+    for (const version of ['20.20.2', '22.11.0']) {
+      // The version as an older Node reports it (process.versions set before the CLI loads).
+      const fake = `data:text/javascript,Object.defineProperty(process,'versions',{value:{...process.versions,node:'${version}'}})`;
+      const r = await execa(process.execPath, ['--import', fake, CLI, 'list'], { reject: false, env: { PATH: process.env.PATH! }, extendEnv: false });
+      expect(r.exitCode).toBe(2);
+      expect(r.stderr.trim()).toBe(`backup-sidecar: Node.js ${version} is too old: it needs 22.12 or newer (24 LTS is what the image ships)`);
+    }
   });
 
   it('--help and help <command> work for every command before any configuration is read, with its options and an example', async () => {
