@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { folderOverlap } from '../util/paths.ts';
 import { ENV, type EnvName, type EnvVar } from './schema.ts';
 import { MIN_KEY_LENGTH, keyFromPassphrase, type SigningKeys } from '../crypto/signing.ts';
+import { resolveAliases } from './aliases.ts';
 import type { Config, RetentionPolicy, S3Config, SftpConfig } from './config.ts';
 
 /** How one variable was set, for print-config. */
@@ -67,10 +68,15 @@ function readRaw(env: Env, name: EnvName, spec: EnvVar, problems: string[]): Omi
  * commands that only read the volume (list, status, verify, ...): they work without POSTGRES_DB or
  * MEDIA_PATHS, so `docker run --rm -v backups:/backups IMAGE list` needs no other setting.
  */
-export function loadConfig(env: Env = process.env, options: { needSources?: boolean } = {}): LoadResult {
+export function loadConfig(given: Env = process.env, options: { needSources?: boolean } = {}): LoadResult {
   const problems: string[] = [];
   const settings: Setting[] = [];
   const values: Record<string, unknown> = {};
+  const env = resolveAliases(given, problems);
+  // docker-postgres-backup-local's "dump every database": not done yet, and ignoring it would back up less than asked.
+  if (/^(true|yes|1)$/i.test(env.POSTGRES_CLUSTER ?? '')) {
+    problems.push('POSTGRES_CLUSTER: dumping every database at once is not supported yet; list them in POSTGRES_DB instead (example: POSTGRES_DB=app,analytics)');
+  }
 
   for (const [key, spec] of Object.entries(ENV) as [EnvName, EnvVar][]) {
     const raw = readRaw(env, key, spec, problems);

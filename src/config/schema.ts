@@ -96,8 +96,11 @@ const port = wholeNumber(1, 65535);
 const keep = (fallback: number) => wholeNumber(-1, 100_000).default(fallback);
 const keepOverride = wholeNumber(-1, 100_000).optional();
 
+/** true/false/yes/no/1/0 in any case (docker-postgres-backup-local's README writes TRUE). */
 const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' })
+  .string()
+  .transform((v) => v.trim().toLowerCase())
+  .pipe(z.enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' }))
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
 const STORAGE_CLASSES = [

@@ -1,0 +1,89 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config/load.ts';
+import { runCli, tempDir } from './support/cli.ts';
+import { startPostgres, type TestServer } from './support/postgres-server.ts';
+import { startS3, type TestS3 } from './support/s3-server.ts';
+
+/** The peers' own README examples (compose `environment:` blocks), as their users have them. */
+const words = (text: string) => Object.fromEntries(text.trim().split(/\s+(?=[A-Z0-9_]+=)/).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]));
+const PBL = words(`POSTGRES_HOST=postgres POSTGRES_DB=database POSTGRES_USER=username POSTGRES_PASSWORD=password
+POSTGRES_EXTRA_OPTS=-Z1 --schema=public --blobs SCHEDULE=@daily BACKUP_ON_START=TRUE
+BACKUP_KEEP_DAYS=7 BACKUP_KEEP_WEEKS=4 BACKUP_KEEP_MONTHS=6 HEALTHCHECK_PORT=8080`);
+const PBS3 = words(`SCHEDULE=@weekly BACKUP_KEEP_DAYS=7 PASSPHRASE=passphrase S3_REGION=region S3_ACCESS_KEY_ID=key
+S3_SECRET_ACCESS_KEY=secret S3_BUCKET=my-bucket S3_PREFIX=backup POSTGRES_HOST=postgres
+POSTGRES_DATABASE=dbname POSTGRES_USER=user POSTGRES_PASSWORD=password`);
+
+describe("the peers' README environments parse with only the image changed", () => {
+  it('docker-postgres-backup-local: BACKUP_ON_START=TRUE and its extra options', () => {
+    const { config, problems } = loadConfig(PBL, { needSources: true });
+    expect(problems).toEqual([]);
+    expect(config?.daemon.onStart).toBe(true);
+    expect(config?.postgres?.databases).toEqual(['database']);
+    expect(config?.postgres?.extraOpts).toEqual(['-Z1', '--schema=public', '--blobs']);
+    expect(config?.daemon.healthPort).toBe(8080);
+  });
+
+  it('booleans take true/false/yes/no/1/0 in any case', () => {
+    for (const [raw, value] of [['TRUE', true], ['Yes', true], ['1', true], ['False', false], ['NO', false], ['0', false]] as const) {
+      expect(loadConfig({ ...PBL, BACKUP_ON_START: raw }, { needSources: true }).config?.daemon.onStart).toBe(value);
+    }
+    expect(loadConfig({ ...PBL, BACKUP_ON_START: 'maybe' }, { needSources: true }).problems[0]).toMatch(/^BACKUP_ON_START="maybe": expected true or false/);
+  });
+
+  it("postgres-backup-s3: POSTGRES_DATABASE, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, PGDUMP_EXTRA_OPTS, and PASSPHRASE encrypts", () => {
+    const { config, problems } = loadConfig({ ...PBS3, PGDUMP_EXTRA_OPTS: '--no-comments', S3_S3V4: 'yes' }, { needSources: true });
+    expect(problems).toEqual([]);
+    expect(config?.postgres?.databases).toEqual(['dbname']);
+    expect(config?.s3?.credentials).toMatchObject({ accessKeyId: 'key', secretAccessKey: 'secret' });
+    expect(config?.postgres?.extraOpts).toEqual(['--no-comments']);
+    expect(config?.encryption).toEqual({ passphrase: 'passphrase' });
+  });
+
+  it('an alias and our name set to different values, or POSTGRES_CLUSTER=TRUE (not yet done here), fail at once in one line', () => {
+    expect(loadConfig({ ...PBS3, POSTGRES_DB: 'other' }, { needSources: true }).problems).toEqual([
+      'POSTGRES_DATABASE, POSTGRES_DB: both set, to different values; keep POSTGRES_DB (POSTGRES_DATABASE is postgres-backup-s3\'s name for it)',
+    ]);
+    expect(loadConfig({ ...PBL, POSTGRES_CLUSTER: 'TRUE' }, { needSources: true }).problems[0]).toMatch(/^POSTGRES_CLUSTER: dumping every database at once is not supported yet; list them in POSTGRES_DB/);
+  });
+});
+
+describe("postgres-backup-s3's environment, for real", () => {
+  let pg: TestServer;
+  let s3: TestS3;
+  let work: string;
+  beforeAll(async () => {
+    [pg, s3] = await Promise.all([startPostgres(), startS3()]);
+    await pg.sql('postgres', 'CREATE DATABASE dbname;');
+    await pg.sql('dbname', "CREATE TABLE t (x text); INSERT INTO t VALUES ('plaintext-marker-7q');");
+    work = await tempDir('compat');
+  });
+  afterAll(async () => {
+    await Promise.all([pg?.stop(), s3?.stop()]);
+    if (work !== undefined) await rm(work, { recursive: true, force: true });
+  });
+
+  it('backs up with its variable names; with PASSPHRASE the objects in S3 are encrypted (.age), never plaintext', async () => {
+    const env = {
+      ...PBS3,
+      POSTGRES_HOST: pg.host,
+      POSTGRES_PORT: String(pg.port),
+      POSTGRES_USER: pg.user,
+      POSTGRES_PASSWORD: pg.password,
+      S3_BUCKET: s3.bucket,
+      S3_ENDPOINT: s3.endpoint,
+      S3_REGION: 'us-east-1',
+      S3_ACCESS_KEY_ID: s3.env.AWS_ACCESS_KEY_ID!,
+      S3_SECRET_ACCESS_KEY: s3.env.AWS_SECRET_ACCESS_KEY!,
+      BACKUP_DIR: join(work, 'backups'),
+    };
+    const r = await runCli(['backup'], env);
+    expect(r.stderr).not.toMatch(/"level":50/);
+    expect(r.exitCode).toBe(0);
+    const keys = (await s3.keys()).filter((k) => k.startsWith('backup/'));
+    expect(keys.filter((k) => k.endsWith('/dbname.dump.age'))).toHaveLength(1);
+    expect(keys.filter((k) => k.endsWith('.dump'))).toEqual([]);
+    expect(r.stderr).not.toContain(env.S3_SECRET_ACCESS_KEY);
+  });
+});
