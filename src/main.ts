@@ -1,6 +1,7 @@
 /** The CLI proper: parses arguments, builds the context and dispatches; the only place that maps errors to exit codes. */
 import { parseArgs } from 'node:util';
-import { COMMANDS, closest, commandHelp, type CommandSpec } from './commands/table.ts';
+import { COMMANDS, commandHelp, type CommandSpec } from './commands/table.ts';
+import { closest } from './util/closest.ts';
 import { loadConfig } from './config/load.ts';
 import { removeSecrets } from './config/secrets.ts';
 import { RunError, UsageError } from './errors.ts';
@@ -74,6 +75,7 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
   removeSecrets(process.env);
   const log = createLogger(config.logLevel, config.logFormat);
   setLogger(log);
+  for (const warning of loaded.warnings) log.warn(warning);
   // The daemon handles signals itself (graceful stop); every other command fails cleanly (exit 1).
   const signal = spec.name === 'daemon' ? undefined : abortOnSignal((line) => log.warn(line));
   return spec.run!(parsed, { config, log, signal });

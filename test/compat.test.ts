@@ -49,6 +49,22 @@ describe("the peers' README environments parse with only the image changed", () 
   });
 });
 
+describe('a mistyped variable', () => {
+  it('with one of our prefixes, close to a known name: a warning naming both, in print-config and at start; nothing else warns', async () => {
+    const env = { ...PBL, POSTGRES_PASWORD: 'x', S3_BUKET: 'b', BACKUP_KEEP_DAY: '3', POSTGRES_SOMETHING_ELSE_ENTIRELY: 'y', HOME: '/root' };
+    const { warnings } = loadConfig(env, { needSources: true });
+    expect(warnings).toEqual([
+      'BACKUP_KEEP_DAY: not a variable of backup-sidecar, ignored; did you mean BACKUP_KEEP_DAYS?',
+      'POSTGRES_PASWORD: not a variable of backup-sidecar, ignored; did you mean POSTGRES_PASSWORD?',
+      'S3_BUKET: not a variable of backup-sidecar, ignored; did you mean S3_BUCKET?',
+    ]);
+    const printed = await runCli(['print-config'], { POSTGRES_PASWORD: 'x', MEDIA_PATHS: '/tmp', BACKUP_DIR: '/tmp/x' });
+    expect(printed.stdout).toContain('warning: POSTGRES_PASWORD: not a variable of backup-sidecar, ignored; did you mean POSTGRES_PASSWORD?');
+    const started = await runCli(['list'], { POSTGRES_PASWORD: 'x', BACKUP_DIR: '/tmp/bsc-none' });
+    expect(started.stderr).toContain('did you mean POSTGRES_PASSWORD?');
+  });
+});
+
 describe("postgres-backup-s3's environment, for real", () => {
   let pg: TestServer;
   let s3: TestS3;

@@ -32,6 +32,7 @@ export function printConfigCommand(result: LoadResult): number {
           : `signing: on, with BACKUP_SIGNING_KEY (${s.keys.length} key${s.keys.length === 1 ? '' : 's'}; the first signs)\n`,
     );
   }
+  if (result.warnings.length > 0) process.stdout.write(`\n${result.warnings.map((w) => `warning: ${w}`).join('\n')}\n`);
   if (result.problems.length === 0) {
     process.stdout.write('\nno problems found\n');
     return 0;

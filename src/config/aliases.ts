@@ -1,3 +1,4 @@
+import { closest } from '../util/closest.ts';
 import type { EnvName } from './schema.ts';
 
 type Env = Record<string, string | undefined>;
@@ -37,4 +38,19 @@ export function resolveAliases(env: Env, problems: string[]): Env {
     }
   }
   return out;
+}
+
+/** Prefixes of our variables: an unknown one that looks like a known one is most likely a typo. */
+const PREFIXES = ['POSTGRES_', 'S3_', 'SFTP_', 'BACKUP_', 'WEBHOOK_', 'ENCRYPTION_', 'HEALTHCHECK_', 'VERIFY_', 'RESTORE_', 'WAL_', 'STATUS_', 'SIZE_', 'LOCK_', 'MEDIA_'];
+
+/** One warning per unknown variable with one of our prefixes that is close to a known name. */
+export function typoWarnings(env: Env, known: readonly string[]): string[] {
+  const names = [...known, ...known.map((n) => `${n}_FILE`), ...Object.keys(ALIASES)];
+  const warnings: string[] = [];
+  for (const key of Object.keys(env).sort()) {
+    if (!PREFIXES.some((p) => key.startsWith(p)) || names.includes(key)) continue;
+    const guess = closest(key, names);
+    if (guess !== undefined) warnings.push(`${key}: not a variable of backup-sidecar, ignored; did you mean ${guess}?`);
+  }
+  return warnings;
 }

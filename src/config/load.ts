@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { folderOverlap } from '../util/paths.ts';
 import { ENV, type EnvName, type EnvVar } from './schema.ts';
 import { MIN_KEY_LENGTH, keyFromPassphrase, type SigningKeys } from '../crypto/signing.ts';
-import { resolveAliases } from './aliases.ts';
+import { resolveAliases, typoWarnings } from './aliases.ts';
 import type { Config, RetentionPolicy, S3Config, SftpConfig } from './config.ts';
 
 /** How one variable was set, for print-config. */
@@ -19,6 +19,8 @@ export interface LoadResult {
   config: Config | undefined;
   /** One line per problem: the variable, what is wrong, an example of a good value. */
   problems: string[];
+  /** Likely typos: unknown variables with our prefixes, close to a known name. */
+  warnings: string[];
   settings: Setting[];
 }
 
@@ -73,6 +75,7 @@ export function loadConfig(given: Env = process.env, options: { needSources?: bo
   const settings: Setting[] = [];
   const values: Record<string, unknown> = {};
   const env = resolveAliases(given, problems);
+  const warnings = typoWarnings(given, Object.keys(ENV));
   // docker-postgres-backup-local's "dump every database": not done yet, and ignoring it would back up less than asked.
   if (/^(true|yes|1)$/i.test(env.POSTGRES_CLUSTER ?? '')) {
     problems.push('POSTGRES_CLUSTER: dumping every database at once is not supported yet; list them in POSTGRES_DB instead (example: POSTGRES_DB=app,analytics)');
@@ -91,7 +94,7 @@ export function loadConfig(given: Env = process.env, options: { needSources?: bo
       }
     }
   }
-  if (problems.length > 0) return { config: undefined, problems, settings };
+  if (problems.length > 0) return { config: undefined, problems, settings, warnings };
 
   const v = values as Values;
   const databases = v.POSTGRES_DB;
@@ -138,7 +141,7 @@ export function loadConfig(given: Env = process.env, options: { needSources?: bo
   const sftp = v.SFTP_HOST === undefined ? undefined : sftpConfig(v, retention, problems);
   const { encryption, decryption } = cryptoConfig(v, problems);
   const signing = signingConfig(v, problems);
-  if (problems.length > 0) return { config: undefined, problems, settings };
+  if (problems.length > 0) return { config: undefined, problems, settings, warnings };
 
   return {
     config: {
@@ -198,6 +201,7 @@ export function loadConfig(given: Env = process.env, options: { needSources?: bo
     },
     problems,
     settings,
+    warnings,
   };
 }
 
