@@ -8,7 +8,7 @@ import { healthOf } from '../health/health.ts';
 import { metricsText, type DaemonCounters } from '../health/metrics.ts';
 import type { Logger } from '../log.ts';
 import { drill } from '../run/drill.ts';
-import { notifyDrill } from '../run/hooks.ts';
+import { notifyDrill } from '../run/webhooks.ts';
 import { backupJob } from '../run/job.ts';
 import { onSignal } from '../signals.ts';
 import { recordDaemonStart } from '../volume/status.ts';

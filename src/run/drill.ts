@@ -20,7 +20,7 @@ import { drillDirPrefix, withVolumeLock } from '../volume/lock.ts';
 import { checkRunSignature } from '../volume/signature.ts';
 import { withCleanup } from './cleanup.ts';
 import { decryptSelection } from './decrypt.ts';
-import { resolveWithOffsite } from './fetch.ts';
+import { resolveWithOffsite } from './download.ts';
 import { remoteTargets } from '../offsite/targets.ts';
 import { checkChecksums } from './restore.ts';
 

@@ -13,8 +13,9 @@ import { listRuns } from '../volume/runs.ts';
 import { recordOutcome, type JobOutcome } from '../volume/status.ts';
 import { backupRun, type BackupResult } from './backup.ts';
 import { dropRestoreLeftovers } from './leftovers.ts';
-import { notify, runHook } from './hooks.ts';
-import { shipPending } from './offsite.ts';
+import { runHook } from './hooks.ts';
+import { notify } from './webhooks.ts';
+import { shipPending } from './catch-up.ts';
 import { pruneOffsite, pruneVolume } from './prune.ts';
 
 export interface JobResult {

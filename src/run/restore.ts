@@ -18,7 +18,7 @@ import { RestoreJournal } from '../volume/restore-journal.ts';
 import { dropRestoreLeftovers } from './leftovers.ts';
 import { restoreFolder } from '../sources/media-restore.ts';
 import type { Selection } from '../volume/resolve.ts';
-import { resolveWithOffsite } from './fetch.ts';
+import { resolveWithOffsite } from './download.ts';
 import { remoteTargets } from '../offsite/targets.ts';
 import { withVolumeLock } from '../volume/lock.ts';
 import { checkRunSignature } from '../volume/signature.ts';
