@@ -118,6 +118,33 @@ describe('retention', () => {
     expect(decide(frequent, opts({ minutes: 30 })).map((d) => d.keep)).toEqual([true, false, false, true, true, true]);
   });
 
+  it('BACKUP_KEEP_LAST: the N newest complete, trusted runs are kept whatever their age or tier; alone it is a policy', () => {
+    const runs = history(everyDay('2026-01-01T00:00:00Z', 60));
+    const plain = kept(runs, opts({ days: 2, weeks: 0, months: 0 })).map((d) => d.id);
+    const withLast = decide(runs, opts({ days: 2, weeks: 0, months: 0, last: 10 }));
+    const newestTen = [...runs].sort((a, b) => b.id.localeCompare(a.id)).slice(0, 10).map((r) => r.id);
+    for (const id of newestTen) expect(withLast.find((d) => d.id === id)?.keep).toBe(true);
+    expect(withLast.filter((d) => d.keep).length).toBe(new Set([...plain, ...newestTen]).size);
+    expect(withLast.find((d) => d.id === newestTen[9])?.reason).toBe('one of the 10 newest complete runs (BACKUP_KEEP_LAST)');
+    // Every window 0 but KEEP_LAST: not a policy that keeps nothing.
+    const onlyLast = decide(runs, opts({ days: 0, weeks: 0, months: 0, years: 0, last: 3 }));
+    expect(onlyLast.filter((d) => d.keep).map((d) => d.id).sort()).toEqual(newestTen.slice(0, 3).sort());
+    // Incomplete and untrusted runs never take a KEEP_LAST place.
+    const doubtful: RetentionRun[] = [{ id: '20260301T000000Z', tier: 'daily', complete: false }, { id: '20260302T000000Z', tier: 'daily', complete: true, untrusted: 'unsigned' }];
+    const mixed = decide([...runs, ...doubtful], opts({ days: 0, weeks: 0, months: 0, years: 0, last: 2 }));
+    expect(mixed.filter((d) => d.keep && d.reason.includes('BACKUP_KEEP_LAST')).map((d) => d.id)).toEqual(newestTen.slice(0, 2).filter((id) => id !== newestTen[0]));
+  });
+
+  it('property: a larger BACKUP_KEEP_LAST never removes a run a smaller one keeps', () => {
+    fc.assert(
+      fc.property(runsArb, policyArb, fc.nat(20), (runs, policy, n) => {
+        const small = new Set(kept(runs, opts({ ...policy, last: n })).map((d) => d.id));
+        const large = new Set(kept(runs, opts({ ...policy, last: n + 1 })).map((d) => d.id));
+        for (const id of small) expect(large.has(id)).toBe(true);
+      }),
+    );
+  });
+
   it('several runs in one minute, incomplete runs, and safety backups', () => {
     const runs: RetentionRun[] = [
       { id: '20260610T020000Z', tier: 'yearly', complete: true },
@@ -191,7 +218,7 @@ describe('retention', () => {
 
   it('property: a longer policy never removes a run a shorter one keeps', () => {
     fc.assert(
-      fc.property(runsArb, policyArb, fc.constantFrom<keyof RetentionPolicy>('days', 'weeks', 'months', 'years'), (runs, policy, field) => {
+      fc.property(runsArb, policyArb, fc.constantFrom<'days' | 'weeks' | 'months' | 'years'>('days', 'weeks', 'months', 'years'), (runs, policy, field) => {
         const longer = { ...policy, [field]: policy[field] === -1 ? -1 : (policy[field] as number) + 1 };
         const shortKeeps = new Set(kept(runs, opts(policy)).map((d) => d.id));
         const longKeeps = new Set(kept(runs, opts(longer)).map((d) => d.id));

@@ -35,6 +35,8 @@ export interface RetentionPolicy {
   years: number;
   /** Replaces `days` for the daily tier when set. */
   minutes: number | undefined;
+  /** BACKUP_KEEP_LAST: the N newest complete runs are kept whatever their age. */
+  last?: number | undefined;
 }
 
 export type StorageClass =

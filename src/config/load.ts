@@ -136,6 +136,7 @@ export function loadConfig(given: Env = process.env, options: { needSources?: bo
     months: v.BACKUP_KEEP_MONTHS,
     years: v.BACKUP_KEEP_YEARS,
     minutes: v.BACKUP_KEEP_MINS,
+    last: v.BACKUP_KEEP_LAST,
   };
   const s3 = v.S3_BUCKET === undefined ? undefined : s3Config(v, retention, env, problems);
   const sftp = v.SFTP_HOST === undefined ? undefined : sftpConfig(v, retention, problems);
@@ -243,7 +244,7 @@ function signingConfig(v: Values, problems: string[]): SigningKeys | undefined {
 
 /** A remote target's retention: BACKUP_KEEP_* with its own <TARGET>_KEEP_DAYS/WEEKS/MONTHS/YEARS overrides. */
 function targetRetention(retention: RetentionPolicy, [days, weeks, months, years]: (number | undefined)[]): RetentionPolicy {
-  return { days: days ?? retention.days, weeks: weeks ?? retention.weeks, months: months ?? retention.months, years: years ?? retention.years, minutes: retention.minutes };
+  return { ...retention, days: days ?? retention.days, weeks: weeks ?? retention.weeks, months: months ?? retention.months, years: years ?? retention.years };
 }
 
 function s3Config(v: Values, retention: RetentionPolicy, env: Env, problems: string[]): S3Config | undefined {

@@ -304,6 +304,11 @@ export const ENV = {
     description: 'For tests and frequent schedules: daily runs are kept this many minutes instead of BACKUP_KEEP_DAYS days.',
     example: '90',
   },
+  BACKUP_KEEP_LAST: {
+    schema: wholeNumber(1, 100_000).optional(),
+    description: 'The N newest complete runs are always kept, whatever their tier or age (beside the tier windows).',
+    example: '10',
+  },
   S3_BUCKET: {
     schema: optionalText.refine((b) => b === undefined || /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(b), {
       message: 'expected a bucket name: 3 to 63 lowercase letters, digits, dots or hyphens',

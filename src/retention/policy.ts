@@ -56,7 +56,7 @@ function plural(n: number, noun: string): string {
 
 /** Whether the policy keeps anything at all beyond the newest run. */
 export function keepsNothing(policy: RetentionPolicy): boolean {
-  return policy.minutes === undefined && TIERS.every((t) => tierCount(t, policy) === 0);
+  return policy.minutes === undefined && (policy.last ?? 0) === 0 && TIERS.every((t) => tierCount(t, policy) === 0);
 }
 
 /** The reason a run of `tier` taken at `time` is inside a window, or undefined when it is outside all. */
@@ -126,6 +126,13 @@ export function decide(runs: readonly RetentionRun[], options: RetentionOptions)
     .sort((a, b) => b.time!.getTime() - a.time!.getTime() || b.run.id.localeCompare(a.run.id))
     .map((p) => p.run.id);
 
+  // BACKUP_KEEP_LAST: the N newest complete runs that count (trusted, not dated in the future).
+  const last = new Set(
+    regular
+      .filter((p) => p.run.complete && p.run.untrusted === undefined && !isFutureDated(p.time, options.notAfter))
+      .slice(0, options.policy.last ?? 0)
+      .map((p) => p.run.id),
+  );
   const refPeriods = newest === undefined ? undefined : periodsOf(newest.time, options.timeZone);
   return runs.map((run): Decision => {
     const keep = (reason: string): Decision => ({ id: run.id, tier: run.tier, keep: true, reason });
@@ -145,6 +152,7 @@ export function decide(runs: readonly RetentionRun[], options: RetentionOptions)
     if (run.pinned !== undefined) return keep(run.pinned);
     if (run.id === newest!.run.id) return keep('the newest complete run');
     if (time.getTime() > newest!.time.getTime()) return keep(`newer than the newest complete run${run.untrusted === undefined ? '' : ` (${run.untrusted})`}`);
+    if (last.has(run.id)) return keep(`one of the ${options.policy.last} newest complete runs (BACKUP_KEEP_LAST)`);
     const inside = window(run.tier, time, newest!.time, refPeriods!, options);
     const prefix = `${run.complete ? '' : 'incomplete; '}${run.untrusted === undefined ? '' : `${run.untrusted}; `}`;
     return inside !== undefined ? keep(`${prefix}${inside}`) : remove(`${prefix}${expiredReason(run.tier, options)}`);
