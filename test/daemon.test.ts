@@ -72,6 +72,8 @@ describe('the daemon', () => {
       const ok = await fetch(`http://127.0.0.1:${port}/healthz`);
       expect(ok.status).toBe(200);
       expect(await ok.text()).toMatch(/^ok: the newest successful backup, \d{8}T\d{6}Z, is .* old\n$/);
+      // docker-postgres-backup-local's probes ask for / and expect the health status code.
+      expect((await fetch(`http://127.0.0.1:${port}/`)).status).toBe(200);
       const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       expect(metrics).toMatch(/^backup_sidecar_healthy 1$/m);
       expect(metrics).toMatch(/^backup_sidecar_last_run_success 1$/m);
@@ -86,6 +88,7 @@ describe('the daemon', () => {
         });
         expect(down.stderr).toMatch(/^unhealthy: the last backup failed at \S+: cannot connect to PostgreSQL at 127\.0\.0\.1/m);
         expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(503);
+        expect((await fetch(`http://127.0.0.1:${port}/`)).status).toBe(503);
         const failed = received.find((r) => r.path === '/errors');
         expect(failed?.body).toMatchObject({ status: 'failed', runId: null, error: expect.stringMatching(/cannot connect to PostgreSQL/) });
         const status = await runCli(['status'], local);

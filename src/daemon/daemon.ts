@@ -13,18 +13,19 @@ import { backupJob } from '../run/job.ts';
 import { onSignal } from '../signals.ts';
 import { recordDaemonStart } from '../volume/status.ts';
 
-/** Serves /healthz (200 or 503, the reason as text) and /metrics (Prometheus). */
+/** Serves / and /healthz (200 or 503, the reason as text) and /metrics (Prometheus). */
 async function healthServer(config: Config, port: number, counters: DaemonCounters, log: Logger): Promise<Server> {
   const now = clockOf(config);
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' || (path !== '/healthz' && path !== '/metrics')) {
+    if (req.method !== 'GET' || (path !== '/' && path !== '/healthz' && path !== '/metrics')) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz or /metrics\n');
       return;
     }
     healthOf(config, now()).then(
       (health) => {
-        if (path === '/healthz') res.writeHead(health.healthy ? 200 : 503, { 'content-type': 'text/plain' }).end(`${health.reason}\n`);
+        // `/` answers like /healthz: docker-postgres-backup-local's probes ask there.
+        if (path !== '/metrics') res.writeHead(health.healthy ? 200 : 503, { 'content-type': 'text/plain' }).end(`${health.reason}\n`);
         else res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metricsText(health, counters));
       },
       (error: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${describe(error)}\n`),
