@@ -1,9 +1,10 @@
+import { createServer } from 'node:http';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/load.ts';
 import { runCli, tempDir } from './support/cli.ts';
-import { startPostgres, type TestServer } from './support/postgres-server.ts';
+import { freePort, startPostgres, type TestServer } from './support/postgres-server.ts';
 import { startS3, type TestS3 } from './support/s3-server.ts';
 
 /** The peers' own README examples (compose `environment:` blocks), as their users have them. */
@@ -46,6 +47,24 @@ describe("the peers' README environments parse with only the image changed", () 
       'POSTGRES_DATABASE, POSTGRES_DB: both set, to different values; keep POSTGRES_DB (POSTGRES_DATABASE is postgres-backup-s3\'s name for it)',
     ]);
     expect(loadConfig({ ...PBL, POSTGRES_CLUSTER: 'TRUE' }, { needSources: true }).problems[0]).toMatch(/^POSTGRES_CLUSTER: dumping every database at once is not supported yet; list them in POSTGRES_DB/);
+  });
+});
+
+describe('peer variables without an equivalent', () => {
+  it('warn once each, saying what happens instead; those unsafe to ignore (a schedule, a retention) exit 2', () => {
+    const { problems, warnings } = loadConfig({ ...PBL, BACKUP_SUFFIX: '.sql.gz', BACKUP_LATEST_TYPE: 'symlink', WEBHOOK_EXTRA_ARGS: '-k', VALIDATE_ON_START: 'TRUE' }, { needSources: true });
+    expect(problems).toEqual([]);
+    expect(warnings).toEqual([
+      'BACKUP_SUFFIX: not used by backup-sidecar, ignored: file names are fixed here (<database>.dump, <name>.tar.gz)',
+      'BACKUP_LATEST_TYPE: not used by backup-sidecar, ignored: no "latest" link is made (the volume holds no links); `restore latest` finds the newest run',
+      'WEBHOOK_EXTRA_ARGS: not used by backup-sidecar, ignored: webhooks are sent without curl, as a JSON POST',
+      'VALIDATE_ON_START: not used by backup-sidecar, ignored: the configuration is always checked at start',
+    ]);
+    const refused = loadConfig({ ...PBL, BACKUP_CRON_EXPRESSION: '0 2 * * *', BACKUP_RETENTION_DAYS: '30' }, { needSources: true }).problems;
+    expect(refused).toEqual([
+      'BACKUP_CRON_EXPRESSION: not a variable of backup-sidecar; use SCHEDULE (a cron expression) instead: ignoring it would back up on another schedule',
+      'BACKUP_RETENTION_DAYS: not a variable of backup-sidecar; use BACKUP_KEEP_DAYS (and BACKUP_KEEP_WEEKS, _MONTHS) instead: ignoring it would keep runs for another time',
+    ]);
   });
 });
 
@@ -101,5 +120,29 @@ describe("postgres-backup-s3's environment, for real", () => {
     expect(keys.filter((k) => k.endsWith('/dbname.dump.age'))).toHaveLength(1);
     expect(keys.filter((k) => k.endsWith('.dump'))).toEqual([]);
     expect(r.stderr).not.toContain(env.S3_SECRET_ACCESS_KEY);
+  });
+
+  it("docker-postgres-backup-local's WEBHOOK_PRE_BACKUP_URL (at the start) and WEBHOOK_POST_BACKUP_URL (after a full success) are called", async () => {
+    const calls: { path: string; status: string }[] = [];
+    const receiver = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        calls.push({ path: req.url ?? '', status: (JSON.parse(body) as { status: string }).status });
+        res.end();
+      });
+    });
+    const port = await freePort();
+    await new Promise<void>((resolve) => receiver.listen(port, '127.0.0.1', resolve));
+    try {
+      const env = { ...pg.env, POSTGRES_DB: 'dbname', BACKUP_DIR: join(work, 'pbl'), WEBHOOK_PRE_BACKUP_URL: `http://127.0.0.1:${port}/pre`, WEBHOOK_POST_BACKUP_URL: `http://127.0.0.1:${port}/post` };
+      expect((await runCli(['backup'], env)).exitCode).toBe(0);
+      expect(calls).toEqual([{ path: '/pre', status: 'start' }, { path: '/post', status: 'ok' }]);
+      calls.length = 0;
+      expect((await runCli(['backup'], { ...env, POSTGRES_PORT: '1' })).exitCode).toBe(1);
+      expect(calls).toEqual([{ path: '/pre', status: 'start' }]);
+    } finally {
+      await new Promise<void>((resolve) => receiver.close(() => resolve()));
+    }
   });
 });

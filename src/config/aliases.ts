@@ -16,6 +16,30 @@ export const ALIASES: Readonly<Record<string, EnvName>> = {
   PASSPHRASE: 'ENCRYPTION_PASSPHRASE',
 };
 
+/** Peer variables with no equivalent here: each is a warning at start saying what happens instead. */
+export const IGNORED: Readonly<Record<string, string>> = {
+  BACKUP_SUFFIX: 'file names are fixed here (<database>.dump, <name>.tar.gz)',
+  BACKUP_LATEST_TYPE: 'no "latest" link is made (the volume holds no links); `restore latest` finds the newest run',
+  WEBHOOK_EXTRA_ARGS: 'webhooks are sent without curl, as a JSON POST',
+  POSTGRES_PASSFILE_STORE: 'use POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE',
+  VALIDATE_ON_START: 'the configuration is always checked at start',
+};
+
+/** Peer variables that would be unsafe to ignore (a schedule, a retention): set, they stop the start. */
+export const REFUSED: Readonly<Record<string, string>> = {
+  BACKUP_CRON_EXPRESSION: 'use SCHEDULE (a cron expression) instead: ignoring it would back up on another schedule',
+  BACKUP_RETENTION_DAYS: 'use BACKUP_KEEP_DAYS (and BACKUP_KEEP_WEEKS, _MONTHS) instead: ignoring it would keep runs for another time',
+};
+
+/** One warning per peer variable that is set but has no equivalent, and one problem per one that must not be ignored. */
+export function peerVariables(env: Env): { warnings: string[]; problems: string[] } {
+  const set = (table: Readonly<Record<string, string>>) => Object.entries(table).filter(([name]) => env[name] !== undefined);
+  return {
+    warnings: set(IGNORED).map(([name, instead]) => `${name}: not used by backup-sidecar, ignored: ${instead}`),
+    problems: set(REFUSED).map(([name, instead]) => `${name}: not a variable of backup-sidecar; ${instead}`),
+  };
+}
+
 /** Aliases that may hold a secret: they leave the environment like ours. */
 export const SECRET_ALIASES: readonly string[] = ['S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'PASSPHRASE'];
 
@@ -48,7 +72,7 @@ export function typoWarnings(env: Env, known: readonly string[]): string[] {
   const names = [...known, ...known.map((n) => `${n}_FILE`), ...Object.keys(ALIASES)];
   const warnings: string[] = [];
   for (const key of Object.keys(env).sort()) {
-    if (!PREFIXES.some((p) => key.startsWith(p)) || names.includes(key)) continue;
+    if (!PREFIXES.some((p) => key.startsWith(p)) || names.includes(key) || key in IGNORED || key in REFUSED) continue;
     const guess = closest(key, names);
     if (guess !== undefined) warnings.push(`${key}: not a variable of backup-sidecar, ignored; did you mean ${guess}?`);
   }

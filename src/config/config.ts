@@ -127,6 +127,9 @@ export interface VerifyConfig {
 export interface HooksConfig {
   webhookUrl: string | undefined;
   webhookErrorUrl: string | undefined;
+  /** Told when a job starts, and after one that fully succeeded (docker-postgres-backup-local's pair). */
+  webhookPreUrl: string | undefined;
+  webhookPostUrl: string | undefined;
   preCommand: string | undefined;
   postCommand: string | undefined;
   /** The secrets HOOK_ENV lets the hooks see, by name. */

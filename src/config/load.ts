@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { folderOverlap } from '../util/paths.ts';
 import { ENV, type EnvName, type EnvVar } from './schema.ts';
 import { MIN_KEY_LENGTH, keyFromPassphrase, type SigningKeys } from '../crypto/signing.ts';
-import { resolveAliases, typoWarnings } from './aliases.ts';
+import { peerVariables, resolveAliases, typoWarnings } from './aliases.ts';
 import type { Config, RetentionPolicy, S3Config, SftpConfig } from './config.ts';
 
 /** How one variable was set, for print-config. */
@@ -75,7 +75,9 @@ export function loadConfig(given: Env = process.env, options: { needSources?: bo
   const settings: Setting[] = [];
   const values: Record<string, unknown> = {};
   const env = resolveAliases(given, problems);
-  const warnings = typoWarnings(given, Object.keys(ENV));
+  const peers = peerVariables(given);
+  problems.push(...peers.problems);
+  const warnings = [...peers.warnings, ...typoWarnings(given, Object.keys(ENV))];
   // docker-postgres-backup-local's "dump every database": not done yet, and ignoring it would back up less than asked.
   if (/^(true|yes|1)$/i.test(env.POSTGRES_CLUSTER ?? '')) {
     problems.push('POSTGRES_CLUSTER: dumping every database at once is not supported yet; list them in POSTGRES_DB instead (example: POSTGRES_DB=app,analytics)');
@@ -186,6 +188,8 @@ export function loadConfig(given: Env = process.env, options: { needSources?: bo
       hooks: {
         webhookUrl: v.WEBHOOK_URL,
         webhookErrorUrl: v.WEBHOOK_ERROR_URL,
+        webhookPreUrl: v.WEBHOOK_PRE_BACKUP_URL,
+        webhookPostUrl: v.WEBHOOK_POST_BACKUP_URL,
         preCommand: v.BACKUP_PRE_COMMAND,
         postCommand: v.BACKUP_POST_COMMAND,
         env: Object.fromEntries(

@@ -558,6 +558,18 @@ export const ENV = {
     example: 'https://hooks.slack.com/services/...',
     secret: true,
   },
+  WEBHOOK_PRE_BACKUP_URL: {
+    schema: httpUrl,
+    description: 'Called (POST, JSON, "status":"start") when a backup job starts (docker-postgres-backup-local\'s name).',
+    example: 'https://hc-ping.com/<uuid>/start',
+    secret: true,
+  },
+  WEBHOOK_POST_BACKUP_URL: {
+    schema: httpUrl,
+    description: 'Called (POST, JSON) after a backup job that fully succeeded (docker-postgres-backup-local\'s name).',
+    example: 'https://hc-ping.com/<uuid>',
+    secret: true,
+  },
   BACKUP_PRE_COMMAND: {
     schema: optionalText,
     description: 'A shell command run before each backup (such as an app data export); its failure fails the run.',

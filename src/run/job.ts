@@ -14,7 +14,7 @@ import { recordOutcome, type JobOutcome } from '../volume/status.ts';
 import { backupRun, type BackupResult } from './backup.ts';
 import { dropRestoreLeftovers } from './leftovers.ts';
 import { runHook } from './hooks.ts';
-import { notify } from './webhooks.ts';
+import { notify, notifyStart } from './webhooks.ts';
 import { shipPending } from './catch-up.ts';
 import { pruneOffsite, pruneVolume } from './prune.ts';
 
@@ -39,6 +39,7 @@ export async function backupJob(config: Config, log: Logger, options: { tier?: T
   let run: BackupResult | undefined;
   let failure: Error | undefined;
   let targets: OffsiteStore[] = [];
+  await notifyStart(config.hooks, started, log);
   try {
     if (config.hooks.preCommand !== undefined) await runHook('BACKUP_PRE_COMMAND', config.hooks.preCommand, config.hooks.env, log, options.signal);
     targets = await remoteTargets(config, log);

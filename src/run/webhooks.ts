@@ -13,11 +13,16 @@ export type JobStatus = 'ok' | 'partial' | 'failed';
  * Tells WEBHOOK_URL (every event) and WEBHOOK_ERROR_URL (anything but ok) what happened, as JSON. A
  * failing webhook is logged and never fails the job; the URLs are never logged (they often carry a token).
  */
-async function post(hooks: HooksConfig, status: JobStatus, payload: Record<string, unknown>, log: Logger): Promise<void> {
-  const targets = [
-    { name: 'WEBHOOK_URL', url: hooks.webhookUrl },
-    { name: 'WEBHOOK_ERROR_URL', url: status === 'ok' ? undefined : hooks.webhookErrorUrl },
-  ].filter((t): t is { name: string; url: string } => t.url !== undefined);
+async function post(hooks: HooksConfig, status: JobStatus | 'start', payload: Record<string, unknown>, log: Logger): Promise<void> {
+  const candidates =
+    status === 'start'
+      ? [{ name: 'WEBHOOK_PRE_BACKUP_URL', url: hooks.webhookPreUrl }]
+      : [
+          { name: 'WEBHOOK_URL', url: hooks.webhookUrl },
+          { name: 'WEBHOOK_ERROR_URL', url: status === 'ok' ? undefined : hooks.webhookErrorUrl },
+          { name: 'WEBHOOK_POST_BACKUP_URL', url: status === 'ok' && payload.event === 'backup' ? hooks.webhookPostUrl : undefined },
+        ];
+  const targets = candidates.filter((t): t is { name: string; url: string } => t.url !== undefined);
   const body = JSON.stringify({ status, ...payload });
   await Promise.all(
     targets.map(async ({ name, url }) => {
@@ -40,4 +45,9 @@ export async function notify(hooks: HooksConfig, outcome: JobOutcome & { duratio
 /** The webhooks after a restore drill: `event: "drill"`, the report (or why there was none). */
 export async function notifyDrill(hooks: HooksConfig, report: DrillReport | { ok: false; error: string }, log: Logger): Promise<void> {
   await post(hooks, report.ok ? 'ok' : 'failed', { event: 'drill', ...report }, log);
+}
+
+/** WEBHOOK_PRE_BACKUP_URL, when a backup job starts: `{"status":"start","event":"backup","startedAt":…}`. */
+export async function notifyStart(hooks: HooksConfig, startedAt: Date, log: Logger): Promise<void> {
+  await post(hooks, 'start', { event: 'backup', startedAt: startedAt.toISOString() }, log);
 }
