@@ -22,7 +22,7 @@ const REDACT = [
 export function createLogger(level: LogLevel, format: 'json' | 'pretty'): Logger {
   const options = { level, base: { app: 'backup-sidecar' }, redact: { paths: REDACT, censor: '[redacted]' } };
   if (format === 'pretty') {
-    return pino(options, pretty({ destination: 2, sync: true, ignore: 'pid,hostname,app' }));
+    return pino(options, pretty({ destination: 2, sync: true, ignore: 'pid,hostname,app', singleLine: true }));
   }
   return pino(options, pino.destination({ dest: 2, sync: true }));
 }

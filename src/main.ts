@@ -68,7 +68,7 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
     return 0;
   }
   const parsed = parse(spec, rest);
-  const loaded = loadConfig(process.env, { needSources: spec.needSources === true });
+  const loaded = loadConfig(process.env, { needSources: spec.needSources === true, tty: process.stderr.isTTY === true });
   if (spec.raw !== undefined) return spec.raw(loaded);
   if (loaded.config === undefined) throw new UsageError(loaded.problems.join('\n'));
   const config = loaded.config;
@@ -91,7 +91,8 @@ async function main(): Promise<void> {
     const usage = error instanceof UsageError;
     const expected = usage || error instanceof RunError;
     const message = error instanceof Error ? error.message : String(error);
-    log?.error({ err: expected ? message : error }, usage ? 'usage error' : 'failed');
+    // One line per error: an expected one is the plain line below; an unexpected one is also logged, with its stack.
+    if (!expected) log?.error({ err: error }, 'failed');
     for (const line of message.split('\n')) process.stderr.write(`backup-sidecar: ${line}\n`);
     if (!expected && error instanceof Error && error.stack !== undefined && log === undefined) process.stderr.write(`${error.stack}\n`);
     process.exitCode = usage ? 2 : 1;

@@ -143,6 +143,18 @@ describe('the CLI on bad configuration', () => {
     }
   });
 
+  it('one line per error on stderr (no JSON twin); LOG_FORMAT=pretty logs one human line per event', async () => {
+    const dir = await tempDir('one-line');
+    const env = { POSTGRES_HOST: '127.0.0.1', POSTGRES_PORT: '1', POSTGRES_USER: 'x', POSTGRES_DB: 'app', BACKUP_DIR: dir };
+    const json = await runCli(['backup'], env);
+    expect(json.exitCode).toBe(1);
+    expect(json.stderr.split('\n').filter((l) => l.includes('Connection refused'))).toEqual([expect.stringMatching(/^backup-sidecar: cannot connect to PostgreSQL at 127\.0\.0\.1:1/)]);
+    const pretty = await runCli(['backup'], { ...env, LOG_FORMAT: 'pretty', BACKUP_PRE_COMMAND: 'echo hello' });
+    expect(pretty.stderr).not.toContain('{"level"');
+    expect(pretty.stderr).toMatch(/^\[[^\]]+\] INFO: hello \{"hook":"BACKUP_PRE_COMMAND"\}$/m);
+    await rm(dir, { recursive: true, force: true });
+  });
+
   it('--help and help <command> work for every command before any configuration is read, with its options and an example', async () => {
     const { COMMANDS } = await import('../src/commands/table.ts');
     for (const command of COMMANDS) {

@@ -70,7 +70,7 @@ function readRaw(env: Env, name: EnvName, spec: EnvVar, problems: string[]): Omi
  * commands that only read the volume (list, status, verify, ...): they work without POSTGRES_DB or
  * MEDIA_PATHS, so `docker run --rm -v backups:/backups IMAGE list` needs no other setting.
  */
-export function loadConfig(given: Env = process.env, options: { needSources?: boolean } = {}): LoadResult {
+export function loadConfig(given: Env = process.env, options: { needSources?: boolean; tty?: boolean } = {}): LoadResult {
   const problems: string[] = [];
   const settings: Setting[] = [];
   const values: Record<string, unknown> = {};
@@ -202,7 +202,7 @@ export function loadConfig(given: Env = process.env, options: { needSources?: bo
       lockWaitMs: v.LOCK_WAIT,
       fakeNow: v.BACKUP_FAKE_NOW === undefined ? undefined : new Date(v.BACKUP_FAKE_NOW),
       logLevel: v.LOG_LEVEL,
-      logFormat: v.LOG_FORMAT,
+      logFormat: v.LOG_FORMAT ?? (options.tty === true ? 'pretty' : 'json'),
     },
     problems,
     settings,

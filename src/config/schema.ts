@@ -607,8 +607,8 @@ export const ENV = {
     example: 'debug',
   },
   LOG_FORMAT: {
-    schema: z.enum(['json', 'pretty'], { message: 'expected json or pretty' }).default('json'),
-    description: 'json: one JSON object per line (for log collectors); pretty: human-readable.',
+    schema: z.enum(['json', 'pretty'], { message: 'expected json or pretty' }).optional(),
+    description: 'json: one JSON object per line (for log collectors); pretty: human-readable, one line per event. Unset: pretty when stderr is a terminal, json otherwise.',
     example: 'pretty',
   },
 } satisfies Record<string, EnvVar>;
