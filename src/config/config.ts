@@ -24,6 +24,9 @@ export interface MediaFolder {
 /** dump: a dump into pre-restore/; keep: the replaced database renamed aside; none: nothing. */
 export type RestoreSafety = 'dump' | 'keep' | 'none';
 
+/** The body of every webhook (WEBHOOK_FORMAT). */
+export type WebhookFormat = 'json' | 'slack' | 'discord' | 'ntfy' | 'text';
+
 export type MediaCompression = 'gzip' | 'zstd';
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 
@@ -129,6 +132,8 @@ export interface HooksConfig {
   webhookErrorUrl: string | undefined;
   /** Told when a job starts, and after one that fully succeeded (docker-postgres-backup-local's pair). */
   webhookPreUrl: string | undefined;
+  webhookFormat: WebhookFormat;
+  healthchecksUrl: string | undefined;
   webhookPostUrl: string | undefined;
   preCommand: string | undefined;
   postCommand: string | undefined;

@@ -189,6 +189,8 @@ export function loadConfig(given: Env = process.env, options: { needSources?: bo
         webhookUrl: v.WEBHOOK_URL,
         webhookErrorUrl: v.WEBHOOK_ERROR_URL,
         webhookPreUrl: v.WEBHOOK_PRE_BACKUP_URL,
+        webhookFormat: v.WEBHOOK_FORMAT,
+        healthchecksUrl: v.HEALTHCHECKS_URL,
         webhookPostUrl: v.WEBHOOK_POST_BACKUP_URL,
         preCommand: v.BACKUP_PRE_COMMAND,
         postCommand: v.BACKUP_POST_COMMAND,

@@ -558,6 +558,17 @@ export const ENV = {
     example: 'https://hooks.slack.com/services/...',
     secret: true,
   },
+  WEBHOOK_FORMAT: {
+    schema: z.enum(['json', 'slack', 'discord', 'ntfy', 'text'], { message: 'expected json, slack, discord, ntfy or text' }).default('json'),
+    description: 'The body of every webhook: json (the full report), slack ({"text"}), discord ({"content"}), ntfy (text with title and priority headers) or text (one line).',
+    example: 'slack',
+  },
+  HEALTHCHECKS_URL: {
+    schema: httpUrl,
+    description: 'A healthchecks.io (or compatible) check: pinged at <url>/start when a backup starts, <url> when it succeeds, <url>/fail with the reason otherwise.',
+    example: 'https://hc-ping.com/<uuid>',
+    secret: true,
+  },
   WEBHOOK_PRE_BACKUP_URL: {
     schema: httpUrl,
     description: 'Called (POST, JSON, "status":"start") when a backup job starts (docker-postgres-backup-local\'s name).',

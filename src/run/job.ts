@@ -89,6 +89,7 @@ export async function backupJob(config: Config, log: Logger, options: { tier?: T
     error: error === undefined ? null : error.message,
   };
   await recordOutcome(config.backupDir, outcome).catch((e: unknown) => log.warn({ err: describe(e) }, 'cannot record the outcome in the volume'));
-  await notify(config.hooks, { ...outcome, durationMs: finished.getTime() - started.getTime(), dir: run?.runDir ?? null }, log);
+  const targetsState = (run?.manifest.targets ?? []).map((t) => ({ url: t.url, state: t.state }));
+  await notify(config.hooks, { ...outcome, durationMs: finished.getTime() - started.getTime(), dir: run?.runDir ?? null, targets: targetsState }, log);
   return { run, outcome, error };
 }
