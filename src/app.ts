@@ -1,6 +1,7 @@
 import { notAfterOf } from './clock.ts';
 import type { Config, MediaFolder, RetentionPolicy } from './config/config.ts';
-import { UsageError } from './errors.ts';
+import { RunError, UsageError } from './errors.ts';
+import { query } from './pg/psql.ts';
 import type { Logger } from './log.ts';
 import type { RetentionOptions } from './retention/policy.ts';
 import type { RunTrust } from './volume/runs.ts';
@@ -10,31 +11,38 @@ import { PostgresSource } from './sources/postgres.ts';
 import { connectServer, type PgServer } from './sources/postgres-server.ts';
 import type { BackupSource } from './sources/source.ts';
 
-/** Which sources to build; undefined means all configured ones. */
-export interface SourceFilter {
-  databases?: string[];
-  media?: string[];
-}
-
-/** The composition root: the one place that turns configuration into concrete sources. */
-export async function buildSources(
-  config: Config,
-  log: Logger,
-  filter: SourceFilter = {},
-): Promise<{ sources: BackupSource[]; server: PgServer | undefined }> {
+/**
+ * The composition root: the one place that turns configuration into concrete sources. With
+ * POSTGRES_DB=*, the databases are asked of the server at each run (templates and POSTGRES_EXCLUDE_DB
+ * aside), and the roles come too.
+ */
+export async function buildSources(config: Config, log: Logger): Promise<{ sources: BackupSource[]; server: PgServer | undefined }> {
   const sources: BackupSource[] = [];
   let server: PgServer | undefined;
-  const databases = filter.databases ?? config.postgres?.databases ?? [];
-  if (databases.length > 0) {
-    const pg = requirePostgres(config);
-    server = await connectServer(pg, filter.databases === undefined ? databases[0]! : pg.maintenanceDb);
+  const pg = config.postgres;
+  if (pg !== undefined) {
+    server = await connectServer(pg, pg.all ? pg.maintenanceDb : pg.databases[0]!);
     log.info({ server: server.serverVersion, client: server.client.binDir, why: server.clientChoice }, 'PostgreSQL client chosen');
-    if (pg.globals && filter.databases === undefined) sources.push(new GlobalsSource(server, pg.maintenanceDb, log));
+    const databases = pg.all ? await connectableDatabases(server, pg.maintenanceDb, pg.exclude) : pg.databases;
+    if (pg.all) log.info({ databases, excluded: pg.exclude }, 'every database (POSTGRES_DB=*)');
+    if (pg.globals || pg.all) sources.push(new GlobalsSource(server, pg.maintenanceDb, log));
     for (const db of databases) sources.push(new PostgresSource(server, db, pg.extraOpts, log));
   }
-  const media = filter.media === undefined ? config.media : config.media.filter((m) => filter.media!.includes(m.name));
-  for (const folder of media) sources.push(new MediaSource(folder, config.mediaExclude, config.mediaCompression, log));
+  for (const folder of config.media) sources.push(new MediaSource(folder, config.mediaExclude, config.mediaCompression, log));
   return { sources, server };
+}
+
+/** Every database the connecting user may connect to, templates and `exclude` aside, by name. */
+async function connectableDatabases(server: PgServer, maintenanceDb: string, exclude: string[]): Promise<string[]> {
+  const rows = await query(
+    server.client,
+    server.conn,
+    maintenanceDb,
+    `SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn AND has_database_privilege(datname, 'CONNECT') ORDER BY datname;`,
+  );
+  const names = rows.map((r) => r[0]!).filter((name) => !exclude.includes(name));
+  if (names.length === 0) throw new RunError(`POSTGRES_DB=*: no database to back up on the server (POSTGRES_EXCLUDE_DB leaves none)`);
+  return names;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { createServer } from 'node:http';
-import { rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/load.ts';
@@ -42,11 +42,14 @@ describe("the peers' README environments parse with only the image changed", () 
     expect(config?.encryption).toEqual({ passphrase: 'passphrase' });
   });
 
-  it('an alias and our name set to different values, or POSTGRES_CLUSTER=TRUE (not yet done here), fail at once in one line', () => {
+  it('an alias and our name set to different values fail at once in one line; POSTGRES_CLUSTER=TRUE means every database', () => {
     expect(loadConfig({ ...PBS3, POSTGRES_DB: 'other' }, { needSources: true }).problems).toEqual([
       'POSTGRES_DATABASE, POSTGRES_DB: both set, to different values; keep POSTGRES_DB (POSTGRES_DATABASE is postgres-backup-s3\'s name for it)',
     ]);
-    expect(loadConfig({ ...PBL, POSTGRES_CLUSTER: 'TRUE' }, { needSources: true }).problems[0]).toMatch(/^POSTGRES_CLUSTER: dumping every database at once is not supported yet; list them in POSTGRES_DB/);
+    expect(loadConfig({ ...PBL, POSTGRES_CLUSTER: 'TRUE' }, { needSources: true }).config?.postgres).toMatchObject({ all: true, databases: [] });
+    expect(loadConfig({ ...PBL, POSTGRES_DB: '*', POSTGRES_EXCLUDE_DB: 'a,b' }, { needSources: true }).config?.postgres).toMatchObject({ all: true, exclude: ['a', 'b'] });
+    expect(loadConfig({ ...PBL, POSTGRES_DB: 'app,*' }, { needSources: true }).problems[0]).toMatch(/^POSTGRES_DB: \* stands alone/);
+    expect(loadConfig({ ...PBL, POSTGRES_EXCLUDE_DB: 'a' }, { needSources: true }).problems[0]).toMatch(/^POSTGRES_EXCLUDE_DB: only used with POSTGRES_DB=\*/);
   });
 });
 
@@ -144,5 +147,44 @@ describe("postgres-backup-s3's environment, for real", () => {
     } finally {
       await new Promise<void>((resolve) => receiver.close(() => resolve()));
     }
+  });
+});
+
+describe('POSTGRES_DB=* (every database), for real', () => {
+  let source: TestServer;
+  let fresh: TestServer;
+  let work: string;
+  beforeAll(async () => {
+    [source, fresh] = await Promise.all([startPostgres(), startPostgres()]);
+    for (const db of ['shop', 'blog', 'scratch']) {
+      await source.sql('postgres', `CREATE DATABASE ${db};`);
+      await source.sql(db, `CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, ${db.length * 10});`);
+    }
+    await source.sql('postgres', "CREATE ROLE shop_owner LOGIN PASSWORD 'Shop-Owner-1'; ALTER DATABASE shop OWNER TO shop_owner;");
+    work = await tempDir('all-dbs');
+  });
+  afterAll(async () => {
+    await Promise.all([source?.stop(), fresh?.stop()]);
+    if (work !== undefined) await rm(work, { recursive: true, force: true });
+  });
+
+  it('dumps every database but the excluded ones, with the roles; the whole run restores onto a new server', async () => {
+    const env = { ...source.env, POSTGRES_DB: '*', POSTGRES_EXCLUDE_DB: 'scratch', BACKUP_DIR: join(work, 'backups') };
+    const r = await runCli(['backup'], env);
+    expect(r.stderr.split('\n').filter((l) => l.startsWith('backup-sidecar:'))).toEqual([]);
+    expect(r.stderr).not.toMatch(/"level":50/);
+    expect(r.exitCode).toBe(0);
+    const dir = r.stdout.trim().split(' ')[0]!;
+    const files = (await readdir(dir)).sort();
+    expect(files).toEqual(['blog.dump', 'globals.sql', 'manifest.json', 'postgres.dump', 'shop.dump']);
+    // A new server, with its own superuser password: everything comes back from the run.
+    const restored = await runCli(['restore', dir, '--yes'], { ...fresh.env, POSTGRES_DB: '*', BACKUP_DIR: join(work, 'backups') });
+    expect(restored.stderr.split('\n').filter((l) => l.startsWith('backup-sidecar:'))).toEqual([]);
+    expect(restored.stderr).not.toMatch(/"level":50/);
+    expect(restored.exitCode).toBe(0);
+    expect(await fresh.sql('shop', 'SELECT count(*) FROM t;')).toBe('40');
+    expect(await fresh.sql('blog', 'SELECT count(*) FROM t;')).toBe('40');
+    expect(await fresh.sql('postgres', "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'shop';")).toBe('shop_owner');
+    expect(await fresh.sql('postgres', "SELECT count(*) FROM pg_database WHERE datname = 'scratch';")).toBe('0');
   });
 });

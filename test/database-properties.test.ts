@@ -24,6 +24,7 @@ CREATE TABLE public.t (x integer);
       ['LOCALE_PROVIDER', 'libc'],
       ['LOCALE', "'C'"],
     ]);
+    expect(props.owner).toBe('ALTER DATABASE %I OWNER TO postgres');
     expect(props.statements).toEqual([
       "COMMENT ON DATABASE %I IS 'the app''s db, 100%% real'",
       "ALTER DATABASE %I SET work_mem TO '7MB'",

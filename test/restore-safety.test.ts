@@ -93,7 +93,7 @@ describe('database-level properties', () => {
     await pg.sql('postgres', 'DROP DATABASE props; DROP ROLE props_gone; CREATE DATABASE props;');
     const r = await runCli(['restore', 'latest', '--yes', '--no-safety-backup'], local);
     expect(r.exitCode).toBe(0);
-    expect(r.stdout).toMatch(/4 database setting\(s\) and comment carried over; NOT carried over: ALTER ROLE props_gone IN DATABASE props SET statement_timeout TO '6s' \(.*props_gone.*does not exist\)/);
+    expect(r.stdout).toMatch(/5 database setting\(s\) and comment carried over; NOT carried over: ALTER ROLE props_gone IN DATABASE props SET statement_timeout TO '6s' \(.*props_gone.*does not exist\)/);
     const get = (sql: string) => pg.sql('postgres', sql);
     expect(await get("SELECT pg_encoding_to_char(encoding) || ' ' || datcollate FROM pg_database WHERE datname = 'props';")).toBe('LATIN1 C');
     expect(await get("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'props';")).toBe('the props db, 100% real');

@@ -19,7 +19,7 @@ export function printConfigCommand(result: LoadResult): number {
   const c = result.config;
   if (c !== undefined) {
     process.stdout.write(
-      `\nbacks up: ${[...(c.postgres?.databases.map((d) => `database ${d}`) ?? []), ...c.media.map((m) => `folder ${m.name} (${m.path})`)].join(', ')}\ninto: ${c.backupDir}\n`,
+      `\nbacks up: ${[...(c.postgres?.all === true ? [`every database${c.postgres.exclude.length > 0 ? ` but ${c.postgres.exclude.join(', ')}` : ''}, with the roles`] : (c.postgres?.databases.map((d) => `database ${d}`) ?? [])), ...c.media.map((m) => `folder ${m.name} (${m.path})`)].join(', ')}\ninto: ${c.backupDir}\n`,
     );
   }
   if (c !== undefined) {

@@ -6,7 +6,12 @@ export interface PostgresConfig {
   port: number;
   user: string;
   password: string | undefined;
+  /** The databases named in POSTGRES_DB (empty with `all`). */
   databases: string[];
+  /** POSTGRES_DB=* (or POSTGRES_CLUSTER): every database the user can connect to, found at each run, with the roles. */
+  all: boolean;
+  /** POSTGRES_EXCLUDE_DB, with `all`. */
+  exclude: string[];
   /** Also back up roles and tablespaces (POSTGRES_GLOBALS). */
   globals: boolean;
   /** Extra pg_dump arguments, already split. */

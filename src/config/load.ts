@@ -78,10 +78,6 @@ export function loadConfig(given: Env = process.env, options: { needSources?: bo
   const peers = peerVariables(given);
   problems.push(...peers.problems);
   const warnings = [...peers.warnings, ...typoWarnings(given, Object.keys(ENV))];
-  // docker-postgres-backup-local's "dump every database": not done yet, and ignoring it would back up less than asked.
-  if (/^(true|yes|1)$/i.test(env.POSTGRES_CLUSTER ?? '')) {
-    problems.push('POSTGRES_CLUSTER: dumping every database at once is not supported yet; list them in POSTGRES_DB instead (example: POSTGRES_DB=app,analytics)');
-  }
 
   for (const [key, spec] of Object.entries(ENV) as [EnvName, EnvVar][]) {
     const raw = readRaw(env, key, spec, problems);
@@ -99,9 +95,12 @@ export function loadConfig(given: Env = process.env, options: { needSources?: bo
   if (problems.length > 0) return { config: undefined, problems, settings, warnings };
 
   const v = values as Values;
-  const databases = v.POSTGRES_DB;
+  const all = v.POSTGRES_CLUSTER || (v.POSTGRES_DB.length === 1 && v.POSTGRES_DB[0] === '*');
+  const databases = all ? [] : v.POSTGRES_DB;
+  if (!all && databases.includes('*')) problems.push('POSTGRES_DB: * stands alone (every database); list names, or use POSTGRES_EXCLUDE_DB with *');
+  if (!all && v.POSTGRES_EXCLUDE_DB.length > 0) problems.push('POSTGRES_EXCLUDE_DB: only used with POSTGRES_DB=*; remove it, or set POSTGRES_DB=*');
   let postgres: Config['postgres'];
-  if (databases.length > 0) {
+  if (databases.length > 0 || all) {
     if (v.POSTGRES_HOST === undefined) problems.push(`POSTGRES_HOST: required when POSTGRES_DB is set ${example('POSTGRES_HOST')}`);
     if (v.POSTGRES_USER === undefined) problems.push(`POSTGRES_USER: required when POSTGRES_DB is set ${example('POSTGRES_USER')}`);
     const extraOpts = checkExtraOpts(v.POSTGRES_EXTRA_OPTS, problems);
@@ -113,6 +112,8 @@ export function loadConfig(given: Env = process.env, options: { needSources?: bo
         // PGPASSWORD, which libpq reads, works too; both leave the environment once read (removeSecrets).
         password: v.POSTGRES_PASSWORD ?? env.PGPASSWORD,
         databases: [...new Set(databases)],
+        all,
+        exclude: v.POSTGRES_EXCLUDE_DB,
         globals: v.POSTGRES_GLOBALS,
         extraOpts,
         maintenanceDb: v.POSTGRES_MAINTENANCE_DB,
@@ -127,7 +128,7 @@ export function loadConfig(given: Env = process.env, options: { needSources?: bo
       problems.push(`MEDIA_PATHS: ${m.name}:${m.path} ${overlap} BACKUP_DIR (${backupDir}): it would archive the backups themselves, and its restore would delete newer runs; keep media folders and the backups volume apart`);
     }
   }
-  if (databases.length === 0 && v.MEDIA_PATHS.length === 0 && options.needSources !== false) {
+  if (databases.length === 0 && !all && v.MEDIA_PATHS.length === 0 && options.needSources !== false) {
     problems.push(
       `POSTGRES_DB, MEDIA_PATHS: nothing to back up; set one or both (example: POSTGRES_DB=app or MEDIA_PATHS=uploads:/data/uploads)`,
     );

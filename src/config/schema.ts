@@ -176,9 +176,19 @@ export const ENV = {
   },
   POSTGRES_DB: {
     schema: list,
-    description: 'Databases to back up, comma-separated: one dump per database. Unset: no database backup.',
+    description: 'Databases to back up, comma-separated: one dump per database. * : every database the user can connect to (templates aside), discovered at each run, with the roles. Unset: no database backup.',
     example: 'app,analytics',
     fileVariant: true,
+  },
+  POSTGRES_CLUSTER: {
+    schema: bool.default(false),
+    description: "The same as POSTGRES_DB=* (docker-postgres-backup-local's name).",
+    example: 'true',
+  },
+  POSTGRES_EXCLUDE_DB: {
+    schema: list,
+    description: 'With POSTGRES_DB=*: databases left out, comma-separated.',
+    example: 'scratch,old_app',
   },
   POSTGRES_GLOBALS: {
     schema: bool.default(false),

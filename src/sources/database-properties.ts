@@ -16,6 +16,8 @@ export interface DatabaseProperties {
   create: [string, string][];
   /** Statements for the restored database, as format() templates whose %I is its name. */
   statements: string[];
+  /** The owner, as an ALTER DATABASE template (skipped with --no-owner; an existing database's owner wins). */
+  owner?: string;
 }
 
 const IDENT = `(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)`;
@@ -27,6 +29,7 @@ const CREATE = new RegExp(`^CREATE DATABASE ${IDENT} WITH (.*);$`);
 const SET_DB = new RegExp(`^ALTER DATABASE ${IDENT} SET (${GUC}) TO (${LITERAL}(?:, ${LITERAL})*);$`);
 const SET_ROLE = new RegExp(`^ALTER ROLE (${IDENT}) IN DATABASE ${IDENT} SET (${GUC}) TO (${LITERAL}(?:, ${LITERAL})*);$`);
 const COMMENT = new RegExp(`^COMMENT ON DATABASE ${IDENT} IS (${LITERAL});$`);
+const OWNER = new RegExp(`^ALTER DATABASE ${IDENT} OWNER TO (${IDENT});$`);
 const PAIR = new RegExp(`([A-Z_]+) = (${LITERAL}|[A-Za-z0-9_]+)`, 'g');
 
 /** Pure: the properties in pg_restore --create --schema-only output. */
@@ -42,6 +45,8 @@ export function parseDatabaseProperties(sql: string): DatabaseProperties {
       props.statements.push(`ALTER DATABASE %I SET ${escape(m[1]!)} TO ${escape(m[2]!)}`);
     } else if ((m = SET_ROLE.exec(line)) !== null) {
       props.statements.push(`ALTER ROLE ${escape(m[1]!)} IN DATABASE %I SET ${escape(m[2]!)} TO ${escape(m[3]!)}`);
+    } else if ((m = OWNER.exec(line)) !== null) {
+      props.owner = `ALTER DATABASE %I OWNER TO ${escape(m[1]!)}`;
     } else if ((m = COMMENT.exec(line)) !== null) {
       props.statements.push(`COMMENT ON DATABASE %I IS ${escape(m[1]!)}`);
     }
@@ -76,9 +81,9 @@ export async function createLike(server: PgServer, admin: string, name: string, 
 }
 
 /** Applies the dump's settings and comment to `database` (to become `shownAs`); returns those this server refused. */
-export async function applyDatabaseProperties(server: PgServer, admin: string, database: string, props: DatabaseProperties, shownAs: string): Promise<string[]> {
+export async function applyDatabaseProperties(server: PgServer, admin: string, database: string, props: DatabaseProperties, shownAs: string, withOwner: boolean): Promise<string[]> {
   const refused: string[] = [];
-  for (const template of props.statements) {
+  for (const template of [...(withOwner && props.owner !== undefined ? [props.owner] : []), ...props.statements]) {
     // The statement is built by the server (format with %I), from a template of checked pieces.
     await query(server.client, server.conn, admin, `SELECT format(:'template', :'database') \\gexec`, { template, database }).catch((error: Error) => {
       const why = error.message.replace(/^.*failed: /, '').replace(/^psql:[^:]*:\d+: (ERROR: +)?/, '');

@@ -136,7 +136,7 @@ export async function restoreDatabase(
     );
   }
   // After pg_restore: a setting such as default_transaction_read_only would have stopped it.
-  notCarried.push(...(await applyDatabaseProperties(server, admin, scratch, props, target)));
+  notCarried.push(...(await applyDatabaseProperties(server, admin, scratch, props, target, !options.noOwner)));
   if (notCarried.length > 0) log.warn({ database: target, notCarried }, 'database properties of the dump not carried over');
 
   stopped(options.signal);
@@ -147,7 +147,7 @@ export async function restoreDatabase(
     await query(server.client, server.conn, admin, `ALTER DATABASE :"scratch" RENAME TO :"target";`, { scratch, target });
   }
   dropScratch();
-  const carried = props.statements.length - (notCarried.length - (locale === undefined ? 0 : 1));
+  const carried = props.statements.length + (props.owner !== undefined && !options.noOwner ? 1 : 0) - (notCarried.length - (locale === undefined ? 0 : 1));
   const properties = `${carried} database setting(s) and comment carried over${notCarried.length > 0 ? `; NOT carried over: ${notCarried.join('; ')}` : ''}`;
   return `${check.tables} tables and ${check.rows} rows match the manifest${artifact.largeObjects > 0 ? `, ${artifact.largeObjects} large objects` : ''}; ${properties}`;
 }
