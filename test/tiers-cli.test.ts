@@ -78,7 +78,8 @@ describe('tiers and retention over simulated weeks (BACKUP_FAKE_NOW)', () => {
       const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/hook?token=s3cr3t-token`;
       const ok = await runCli(['backup'], { ...env, WEBHOOK_URL: url, WEBHOOK_ERROR_URL: 'http://127.0.0.1:1/unreachable' });
       expect(ok.exitCode).toBe(0);
-      expect(ok.stderr).toMatch(/"webhook":"WEBHOOK_URL","status":500,"msg":"webhook answered with an error status"/);
+      // A 5xx is tried again (1 s, 2 s), then logged.
+      expect(ok.stderr).toMatch(/"webhook":"WEBHOOK_URL","err":"HTTP 500","attempts":3,"msg":"webhook failed"/);
       expect(ok.stderr).not.toContain('s3cr3t-token');
       const post = await runCli(['backup'], { ...env, BACKUP_POST_COMMAND: 'echo "status=$BACKUP_STATUS"; exit 1' });
       expect(post.exitCode).toBe(1);
@@ -94,6 +95,19 @@ describe('tiers and retention over simulated weeks (BACKUP_FAKE_NOW)', () => {
     expect(r.stdout).toMatch(/^TIER\s+RUNS\s+NEWEST\s+AGE\s+SIZE$/m);
     expect(r.stdout).toMatch(/^free space: .*WARNING, below DISK_FREE_MIN/m);
     expect(r.stdout).toMatch(/^schedule: @daily \(Europe\/Berlin\), next at /m);
+  });
+});
+
+describe('run ids', () => {
+  it('two runs started in the same second get different ids even in different tiers, so a run id names one run', async () => {
+    const local = { ...env, BACKUP_DIR: join(work, 'same-second'), BACKUP_FAKE_NOW: '2026-06-10T10:00:00Z' };
+    expect((await runCli(['backup', '--tier', 'yearly'], local)).exitCode).toBe(0);
+    expect((await runCli(['backup', '--tier', 'daily'], local)).exitCode).toBe(0);
+    const yearly = await readdir(join(local.BACKUP_DIR, 'yearly'));
+    const daily = await readdir(join(local.BACKUP_DIR, 'daily'));
+    expect(yearly).toEqual(['20260610T100000Z']);
+    expect(daily).toHaveLength(1);
+    expect(daily[0]).not.toBe(yearly[0]);
   });
 });
 

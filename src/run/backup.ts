@@ -9,7 +9,7 @@ import { writeSignedManifest } from '../volume/signature.ts';
 import { RunError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { manifestText, setTargetState, type Artifact, type Manifest } from '../manifest.ts';
-import { AGE_SUFFIX, MANIFEST, PARTIAL_DIR, formatRunId, type RunTier } from '../naming.ts';
+import { AGE_SUFFIX, MANIFEST, PARTIAL_DIR, RUN_TIERS, formatRunId, type RunTier } from '../naming.ts';
 import type { OffsiteStore, UploadSink } from '../offsite/store.ts';
 import type { PgServer } from '../sources/postgres-server.ts';
 import type { BackupSource } from '../sources/source.ts';
@@ -52,7 +52,9 @@ async function allocateRunId(req: BackupRequest, now: () => Date): Promise<{ id:
   for (;;) {
     const start = now();
     const id = formatRunId(start, req.label);
-    const taken = (await pathExists(join(req.backupDir, req.tier, id))) || (await pathExists(join(req.backupDir, PARTIAL_DIR, id)));
+    // Unique across every tier: a run id alone (restore <run-id>) must name one run.
+    const places = [...RUN_TIERS, PARTIAL_DIR].map((dir) => join(req.backupDir, dir, id));
+    const taken = (await Promise.all(places.map(pathExists))).some(Boolean);
     if (!taken) return { id, start };
     await new Promise((r) => setTimeout(r, 1000 - (start.getTime() % 1000) + 5));
   }
