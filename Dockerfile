@@ -66,7 +66,8 @@ SHELL ["/bin/sh", "-eu", "-c"]
 # tini as PID 1 forwards signals to the daemon and reaps pg_dump and tar; zstd for MEDIA_COMPRESSION;
 # the libraries are what pg_dump, pg_restore, psql and libpq link against. npm is not needed at run time.
 # The official node image's user "node" holds uid 1000: the user "sidecar" takes its place (Debian's
-# own "backup" user is uid 34).
+# own "backup" user is uid 34). "postgres" is 999:999 as in the official postgres image, so compose files
+# of docker-postgres-backup-local with `user: postgres:postgres` work.
 RUN export DEBIAN_FRONTEND=noninteractive; \
     apt-get update -qq; \
     apt-get install -y -qq --no-install-recommends tini zstd \
@@ -78,7 +79,9 @@ RUN export DEBIAN_FRONTEND=noninteractive; \
     if id node >/dev/null 2>&1; then userdel node; fi; \
     if getent group node >/dev/null; then groupdel node; fi; \
     groupadd --gid 1000 sidecar; \
-    useradd --uid 1000 --gid 1000 --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin sidecar
+    useradd --uid 1000 --gid 1000 --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin sidecar; \
+    groupadd --gid 999 postgres; \
+    useradd --uid 999 --gid 999 --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin postgres
 COPY --from=pgclients /out/ /
 WORKDIR /app
 COPY --from=build /src/package.json ./

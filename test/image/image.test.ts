@@ -174,6 +174,10 @@ describe('the image', () => {
     const asUser = await podman(['run', '--rm', '--no-healthcheck', '--user', `${UID}:${GID}`, '-v', `${volume}:/backups`, IMAGE, 'list', '--json']);
     expect(asUser.exitCode, asUser.stderr).toBe(0);
     expect((JSON.parse(asUser.stdout) as unknown[]).length).toBeGreaterThanOrEqual(1);
+    // docker-postgres-backup-local's compose files set `user: postgres:postgres`.
+    const asPostgres = await podman(['run', '--rm', '--no-healthcheck', '--user', 'postgres:postgres', '--entrypoint', 'id', IMAGE]);
+    expect(asPostgres.exitCode, asPostgres.stderr).toBe(0);
+    expect(asPostgres.stdout).toMatch(/^uid=999\(postgres\) gid=999\(postgres\)/);
   });
 
   it('encrypts in the image: a one-off backup with ENCRYPTION_RECIPIENTS writes .age files that age -d decrypts on the host', async () => {
