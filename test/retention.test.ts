@@ -109,7 +109,26 @@ describe('retention', () => {
     expect(decide(runs, opts({ days: 2, weeks: 0, months: 0 }))[0]).toMatchObject({ keep: false });
   });
 
-  it('-1 keeps a tier forever; BACKUP_KEEP_MINS replaces days for daily runs', () => {
+  it("BACKUP_KEEP_MINS has docker-postgres-backup-local's meaning: every run that young is kept, older ones one a day for BACKUP_KEEP_DAYS", () => {
+    // Hourly runs for 10 days; the first of each day is daily too (there is no higher tier after the first).
+    const runs: RetentionRun[] = [];
+    for (let h = 0; h < 240; h++) runs.push({ id: formatRunId(new Date(Date.UTC(2026, 5, 1, h))), tier: h === 0 ? 'yearly' : 'daily', complete: true });
+    const d = decide(runs, opts({ minutes: 1440, days: 7, weeks: 0, months: 0, years: -1 }));
+    const kept = d.filter((x) => x.keep).map((x) => x.id);
+    // The last 24 hours: all 24 (and the one exactly 24 h old is outside)...
+    for (let h = 216; h < 240; h++) expect(kept).toContain(formatRunId(new Date(Date.UTC(2026, 5, 1, h))));
+    // ... and before that, within 7 days, only the newest of each day (23:00).
+    expect(kept).toContain('20260609T230000Z');
+    expect(kept).toContain('20260604T230000Z');
+    expect(kept).not.toContain('20260609T220000Z');
+    expect(kept).not.toContain('20260603T230000Z');
+    expect(d.find((x) => x.id === '20260609T220000Z')?.reason).toMatch(/not the newest of its day \(BACKUP_KEEP_MINS keeps one a day\)/);
+    expect(d.find((x) => x.id === '20260610T120000Z')?.reason).toBe('within 1440 minutes of the newest run (BACKUP_KEEP_MINS)');
+    expect(kept).toContain('20260601T000000Z'); // yearly, forever
+    expect(kept.length).toBe(24 + 6 + 1);
+  });
+
+  it('-1 keeps a tier forever; BACKUP_KEEP_MINS keeps young runs beside the daily window', () => {
     const runs = history(everyDay('2023-01-01T00:00:00Z', 1100));
     const forever = decide(runs, opts({ years: -1 })).filter((d) => d.tier === 'yearly');
     expect(forever.every((d) => d.keep && d.reason === 'yearly: kept forever')).toBe(true);

@@ -311,9 +311,11 @@ export const ENV = {
   },
   BACKUP_KEEP_MINS: {
     schema: wholeNumber(1, 10_000_000).optional(),
-    description: 'For tests and frequent schedules: daily runs are kept this many minutes instead of BACKUP_KEEP_DAYS days.',
-    example: '90',
+    description:
+      "docker-postgres-backup-local's meaning: every run younger than this many minutes (before the newest) is kept; older daily runs one a day (the newest of each day) for BACKUP_KEEP_DAYS.",
+    example: '1440',
   },
+
   BACKUP_KEEP_LAST: {
     schema: wholeNumber(1, 100_000).optional(),
     description: 'The N newest complete runs are always kept, whatever their tier or age (beside the tier windows).',

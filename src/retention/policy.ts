@@ -60,15 +60,15 @@ export function keepsNothing(policy: RetentionPolicy): boolean {
 }
 
 /** The reason a run of `tier` taken at `time` is inside a window, or undefined when it is outside all. */
-function window(tier: Tier, time: Date, ref: Date, refPeriods: Periods, options: RetentionOptions): string | undefined {
+function window(tier: Tier, time: Date, ref: Date, refPeriods: Periods, options: RetentionOptions, newestOfItsDay: boolean): string | undefined {
   const { policy, timeZone } = options;
   const periods = periodsOf(time, timeZone);
+  // BACKUP_KEEP_MINS (docker-postgres-backup-local's meaning): every run that young is kept...
+  if (policy.minutes !== undefined && ref.getTime() - time.getTime() < policy.minutes * 60_000) return `within ${plural(policy.minutes, 'minute')} of the newest run (BACKUP_KEEP_MINS)`;
   // A run of a higher tier also counts as one of every lower tier.
   for (const t of TIERS.slice(0, TIERS.indexOf(tier) + 1).reverse()) {
-    if (t === 'daily' && policy.minutes !== undefined) {
-      if (ref.getTime() - time.getTime() < policy.minutes * 60_000) return `daily: within ${plural(policy.minutes, 'minute')} of the newest run`;
-      continue;
-    }
+    // ... and older ones one a day: the newest of each day.
+    if (t === 'daily' && policy.minutes !== undefined && !newestOfItsDay) continue;
     const n = tierCount(t, policy);
     if (n === -1) return `${t}: kept forever`;
     const { field, noun } = UNIT[t];
@@ -77,9 +77,11 @@ function window(tier: Tier, time: Date, ref: Date, refPeriods: Periods, options:
   return undefined;
 }
 
-function expiredReason(tier: Tier, options: RetentionOptions): string {
+function expiredReason(tier: Tier, options: RetentionOptions, newestOfItsDay: boolean): string {
   const { policy } = options;
-  if (tier === 'daily' && policy.minutes !== undefined) return `daily: older than ${plural(policy.minutes, 'minute')} before the newest run`;
+  if (tier === 'daily' && policy.minutes !== undefined && !newestOfItsDay) {
+    return `daily: older than ${plural(policy.minutes, 'minute')} before the newest run, and not the newest of its day (BACKUP_KEEP_MINS keeps one a day)`;
+  }
   return `${tier}: older than ${plural(tierCount(tier, policy), UNIT[tier].noun)} before the newest run`;
 }
 
@@ -134,6 +136,15 @@ export function decide(runs: readonly RetentionRun[], options: RetentionOptions)
       .map((p) => p.run.id),
   );
   const refPeriods = newest === undefined ? undefined : periodsOf(newest.time, options.timeZone);
+  // With BACKUP_KEEP_MINS, the daily tier keeps one run a day: the newest complete, trusted one of each day.
+  const newestOfDay = new Set<string>();
+  const days = new Set<number>();
+  for (const p of regular) {
+    if (p.run.tier !== 'daily' || !p.run.complete || p.run.untrusted !== undefined) continue;
+    const day = periodsOf(p.time, options.timeZone).day;
+    if (!days.has(day)) newestOfDay.add(p.run.id);
+    days.add(day);
+  }
   return runs.map((run): Decision => {
     const keep = (reason: string): Decision => ({ id: run.id, tier: run.tier, keep: true, reason });
     const remove = (reason: string): Decision => ({ id: run.id, tier: run.tier, keep: false, reason });
@@ -153,8 +164,9 @@ export function decide(runs: readonly RetentionRun[], options: RetentionOptions)
     if (run.id === newest!.run.id) return keep('the newest complete run');
     if (time.getTime() > newest!.time.getTime()) return keep(`newer than the newest complete run${run.untrusted === undefined ? '' : ` (${run.untrusted})`}`);
     if (last.has(run.id)) return keep(`one of the ${options.policy.last} newest complete runs (BACKUP_KEEP_LAST)`);
-    const inside = window(run.tier, time, newest!.time, refPeriods!, options);
+    const ofDay = newestOfDay.has(run.id);
+    const inside = window(run.tier, time, newest!.time, refPeriods!, options, ofDay);
     const prefix = `${run.complete ? '' : 'incomplete; '}${run.untrusted === undefined ? '' : `${run.untrusted}; `}`;
-    return inside !== undefined ? keep(`${prefix}${inside}`) : remove(`${prefix}${expiredReason(run.tier, options)}`);
+    return inside !== undefined ? keep(`${prefix}${inside}`) : remove(`${prefix}${expiredReason(run.tier, options, ofDay)}`);
   });
 }

@@ -7,10 +7,11 @@ import { tierCount } from '../retention/policy.ts';
 const PERIOD_DAYS: Record<Tier, number> = { daily: 1, weekly: 7, monthly: 31, yearly: 366 };
 
 function windowDays(tier: Tier, policy: RetentionPolicy): number {
-  if (tier === 'daily' && policy.minutes !== undefined) return Math.ceil(policy.minutes / 1440);
+  // BACKUP_KEEP_MINS keeps every run that young on top of the tier windows.
+  const minutesDays = policy.minutes === undefined ? 0 : Math.ceil(policy.minutes / 1440);
   const n = tierCount(tier, policy);
   // A window of N calendar periods reaches back at most N + 1 periods' worth of days.
-  return n === -1 ? -1 : n === 0 ? 0 : (n + 1) * PERIOD_DAYS[tier];
+  return n === -1 ? -1 : Math.max(minutesDays, n === 0 ? 0 : (n + 1) * PERIOD_DAYS[tier]);
 }
 
 /** The ID prefix of the rules this tool owns on a bucket, per S3_PREFIX: --apply replaces only those. */
