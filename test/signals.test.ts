@@ -249,3 +249,15 @@ describe('a stalled S3 connection ends after S3_TIMEOUT of silence', () => {
     expect(await partial(dir)).toEqual([]);
   });
 });
+
+describe('progress', () => {
+  it('a long dump logs bytes, rate and time elapsed every LOG_PROGRESS_EVERY; the final line has size, time and rate', async () => {
+    const bin = await wrapperBin(join(work, 'slow-progress'), { slowSeconds: 3 });
+    const r = await runCli(['backup'], { ...env, BACKUP_DIR: join(work, 'progress'), PG_BIN_DIR: bin, LOG_PROGRESS_EVERY: '500ms' });
+    expect(r.exitCode).toBe(0);
+    const lines = r.stderr.split('\n').filter((l) => l.includes('"what":"postgres app"'));
+    expect(lines.length).toBeGreaterThanOrEqual(3);
+    expect(lines.at(-1)).toMatch(/"msg":"postgres app: [\d.]+ (B|KiB|MiB) in \d+ s \([\d.]+ (B|KiB|MiB)\/s\)"/);
+    expect(r.stderr).toMatch(/"file":"app.dump","bytes":\d+,"ms":\d+,"rate":"[\d.]+ (B|KiB|MiB)\/s"/);
+  });
+});

@@ -179,6 +179,8 @@ export interface Config {
   clockSkewMs: number;
   /** Test-only clock start (BACKUP_FAKE_NOW). */
   fakeNow: Date | undefined;
+  /** How often long transfers log their progress (LOG_PROGRESS_EVERY). */
+  progressEveryMs: number;
   logLevel: LogLevel;
   logFormat: 'json' | 'pretty';
 }

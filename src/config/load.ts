@@ -204,6 +204,7 @@ export function loadConfig(given: Env = process.env, options: { needSources?: bo
       clockSkewMs: v.CLOCK_SKEW_MAX,
       lockWaitMs: v.LOCK_WAIT,
       fakeNow: v.BACKUP_FAKE_NOW === undefined ? undefined : new Date(v.BACKUP_FAKE_NOW),
+      progressEveryMs: v.LOG_PROGRESS_EVERY,
       logLevel: v.LOG_LEVEL,
       logFormat: v.LOG_FORMAT ?? (options.tty === true ? 'pretty' : 'json'),
     },

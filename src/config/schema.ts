@@ -620,6 +620,11 @@ export const ENV = {
     description: 'For tests only: the clock starts at this time (and runs on), to simulate months of runs.',
     example: '2026-01-31T02:00:00Z',
   },
+  LOG_PROGRESS_EVERY: {
+    schema: duration(100).default(10_000),
+    description: 'How often a long dump or upload logs its progress (bytes, rate, time elapsed).',
+    example: '30s',
+  },
   LOG_LEVEL: {
     schema: z
       .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], {

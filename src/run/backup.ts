@@ -15,6 +15,7 @@ import type { PgServer } from '../sources/postgres-server.ts';
 import type { BackupSource } from '../sources/source.ts';
 import { FanOut } from '../util/fan-out.ts';
 import { HashingStream } from '../util/hash.ts';
+import { progress, rate } from '../util/progress.ts';
 import { FILE_MODE, ensureDir, fsProblem, fsyncDir, pathExists } from '../util/fs.ts';
 import { VERSION } from '../version.ts';
 import { withCleanup, type Cleanup } from './cleanup.ts';
@@ -38,6 +39,8 @@ export interface BackupRequest {
   encryption?: EncryptionConfig;
   /** Signs the manifest (manifest.json.sig); undefined: unsigned. */
   signing?: SigningKeys;
+  /** How often a long artifact logs its progress (LOG_PROGRESS_EVERY). */
+  progressEveryMs?: number;
 }
 
 export interface BackupResult {
@@ -73,6 +76,7 @@ async function writeArtifact(
   cleanup: Cleanup,
   log: Logger,
   signal: AbortSignal | undefined,
+  progressEveryMs: number,
 ): Promise<{ artifact: Artifact; offsiteErrors: Map<string, RunError> }> {
   signal?.throwIfAborted();
   const production = await source.open();
@@ -90,7 +94,9 @@ async function writeArtifact(
   const settle = uploads.map((u) => cleanup.add(`abort the upload of ${source.fileName} to ${u.url}`, () => u.sink.abort(new Error('the run failed'))));
   for (const u of uploads) u.sink.failed.catch((error: Error) => tee.drop(u.sink.stream, error));
   const writing = cipher === undefined ? pipeline(production.stream, hasher, tee) : pipeline(production.stream, plain, cipher.encryptor(), hasher, tee);
+  const stopProgress = progress(log, `${source.kind} ${source.name}`, () => hasher.bytes, progressEveryMs);
   const [written, produced] = await Promise.allSettled([writing, production.done]);
+  stopProgress();
   if (written.status === 'rejected') {
     production.abort();
     await production.done.catch(() => undefined);
@@ -188,7 +194,7 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
       const file = cipher === undefined ? source.fileName : `${source.fileName}${AGE_SUFFIX}`;
       const live = targets.filter((t) => !offsiteErrors.has(t.url));
       const uploads = live.map((t) => ({ url: t.url, target: t, sink: t.upload(req.tier, id, file, { expectedSize: req.expectedSizes?.get(file) ?? 0 }) }));
-      const result = await writeArtifact(source, join(partialDir, file), uploads, cipher, cleanup, runLog, req.signal);
+      const result = await writeArtifact(source, join(partialDir, file), uploads, cipher, cleanup, runLog, req.signal, req.progressEveryMs ?? 10_000);
       artifacts.push(result.artifact);
       for (const u of uploads) {
         const error = result.offsiteErrors.get(u.url);
@@ -198,8 +204,9 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
           runLog.error({ file: result.artifact.file, target: u.url, err: error.message }, 'offsite upload failed: this run is not copied there');
         }
       }
+      const ms = Date.now() - began;
       runLog.info(
-        { file: result.artifact.file, bytes: result.artifact.size, ms: Date.now() - began, offsite: uploads.filter((u) => !result.offsiteErrors.has(u.url)).map((u) => u.url) },
+        { file: result.artifact.file, bytes: result.artifact.size, ms, rate: rate(result.artifact.size, ms), offsite: uploads.filter((u) => !result.offsiteErrors.has(u.url)).map((u) => u.url) },
         `${source.kind} ${source.name} done`,
       );
     }

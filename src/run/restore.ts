@@ -162,7 +162,7 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
         const globals = plans.some((p) => p.artifact.kind === 'globals');
         if (globals || databases.length + folders.length > 0) {
           const sources = safetySources(config, server, { globals, databases, folders }, log);
-          const result = await backupRun({ backupDir: config.backupDir, tier: PRE_RESTORE, label: undefined, sources, server, log, encryption: config.encryption, signing: config.signing, signal });
+          const result = await backupRun({ backupDir: config.backupDir, tier: PRE_RESTORE, label: undefined, sources, server, log, encryption: config.encryption, signing: config.signing, signal, progressEveryMs: config.progressEveryMs });
           safetyBackup = result.runDir;
           log.info({ dir: safetyBackup }, 'safety backup taken');
         }
