@@ -177,6 +177,10 @@ describe('the CLI on bad configuration', () => {
     expect(r.stdout).not.toContain('hunter2-very-secret');
     expect(r.stdout).toMatch(/POSTGRES_PASSWORD\s+\*{8} \(set\)\s+env/);
     expect(r.stdout).toMatch(/POSTGRES_PORT\s+5432\s+default/);
+    // Durations and sizes the way a person writes them.
+    expect(r.stdout).toMatch(/LOCK_WAIT\s+10m\s+default/);
+    expect(r.stdout).toMatch(/DISK_FREE_MIN\s+1GiB\s+default/);
+    expect(r.stdout).toMatch(/S3_PART_SIZE\s+5MiB\s+default/);
     expect(r.stdout).toMatch(/1 problem\(s\):\n {2}POSTGRES_USER: required/);
     const ok = await runCli(['print-config'], { POSTGRES_DB: 'app', POSTGRES_HOST: 'db', POSTGRES_USER: 'u' });
     expect(ok.exitCode).toBe(0);

@@ -1,7 +1,17 @@
+import ms from 'ms';
+import prettyBytes from 'pretty-bytes';
 import type { LoadResult } from '../config/load.ts';
 import { ENV } from '../config/schema.ts';
 import { maskUrlCredentials } from '../util/redact.ts';
 import { table } from './list.ts';
+
+/** A default the way a person writes it: durations as 60s or 10m, sizes in binary units (as the example of the variable is written). */
+function asWritten(value: unknown, example: string): string {
+  if (typeof value !== 'number') return String(value);
+  if (/^\d+(ms|s|m|h|d)$/.test(example)) return ms(value);
+  if (/^\d+(\.\d+)?\s*[KMGT]iB$/.test(example)) return prettyBytes(value, { binary: true }).replace(' ', '');
+  return String(value);
+}
 
 /** `print-config`: the effective settings, secrets masked, then what is wrong; exit 2 if anything is. */
 export function printConfigCommand(result: LoadResult): number {
@@ -13,7 +23,7 @@ export function printConfigCommand(result: LoadResult): number {
     }
     const fallback = ENV[s.name].schema.safeParse(undefined);
     const shown = fallback.success && fallback.data !== undefined && !(Array.isArray(fallback.data) && fallback.data.length === 0);
-    rows.push([s.name, shown ? String(fallback.data) : '', shown ? 'default' : 'unset']);
+    rows.push([s.name, shown ? asWritten(fallback.data, ENV[s.name].example) : '', shown ? 'default' : 'unset']);
   }
   process.stdout.write(`${table(rows)}\n`);
   const c = result.config;
