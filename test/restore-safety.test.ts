@@ -185,6 +185,16 @@ describe('a restore killed at any point leaves something usable, and the next co
     expect(await databases(name)).toBe('');
   });
 
+  it('a scratch database this user may not drop (another owner) is reported, and the backup still succeeds', async () => {
+    const name = `app__restore_${Math.floor(Date.now() / 1000 - 3600).toString(36)}_0badf00d`;
+    await pg.sql('postgres', `CREATE ROLE lowly LOGIN PASSWORD 'Lowly-Pass-1'; CREATE DATABASE lowlydb OWNER lowly; CREATE DATABASE "${name}";`);
+    const r = await runCli(['backup'], { ...env, POSTGRES_USER: 'lowly', POSTGRES_PASSWORD: 'Lowly-Pass-1', POSTGRES_DB: 'lowlydb', BACKUP_DIR: join(work, 'lowly') });
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toMatch(/cannot drop the scratch database of an interrupted restore; drop it by hand/);
+    expect(await databases(name)).toBe(name);
+    await pg.sql('postgres', `DROP DATABASE "${name}"; DROP DATABASE lowlydb; DROP ROLE lowly;`);
+  });
+
   describe('the media swap', () => {
     let media: string;
     let dir: string;

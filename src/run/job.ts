@@ -28,9 +28,9 @@ export interface JobResult {
 
 /**
  * One backup job, as `backup` and the daemon run it: BACKUP_PRE_COMMAND, then under the volume lock a run
- * into its tier (streamed offsite when S3 is set), the upload of earlier runs missing offsite, and pruning
- * of both places (only after a successful run); then BACKUP_POST_COMMAND, the outcome recorded for
- * healthcheck and status, and the webhooks. Never throws: the outcome says what happened.
+ * into its tier (streamed to every remote target at once), the upload of earlier runs each target misses,
+ * and pruning of every place (only after a successful run); then BACKUP_POST_COMMAND, the outcome recorded
+ * for healthcheck and status, and the webhooks. Never throws: the outcome says what happened.
  */
 export async function backupJob(config: Config, log: Logger, options: { tier?: Tier; signal?: AbortSignal } = {}): Promise<JobResult> {
   const now = clockOf(config);

@@ -11,7 +11,14 @@ import { readJournal, writeJournal } from '../volume/restore-journal.ts';
  */
 export async function dropRestoreLeftovers(backupDir: string, server: PgServer, admin: string, log: Logger): Promise<void> {
   const journal = await readJournal(backupDir);
-  const left = await dropAbandoned(server, admin, journal?.databases ?? [], STALE_MS, log);
+  let left;
+  try {
+    left = await dropAbandoned(server, admin, journal?.databases ?? [], STALE_MS, log);
+  } catch (error) {
+    // Cleaning up after others is no reason to fail this command: the next one tries again.
+    log.warn({ err: (error as Error).message }, 'cannot look for the leftovers of interrupted restores');
+    return;
+  }
   if (journal !== undefined) await writeJournal(backupDir, { databases: journal.databases.filter((d) => left.some((l) => l.name === d)), folders: journal.folders });
   if (left.length > 0) log.warn({ databases: left.map((l) => l.name) }, 'scratch databases of restores still in use or too young to judge: left alone (status lists them)');
 }

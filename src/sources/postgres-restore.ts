@@ -229,8 +229,14 @@ export async function dropAbandoned(server: PgServer, admin: string, journaled: 
       left.push(db);
       continue;
     }
-    await query(server.client, server.conn, admin, `DROP DATABASE IF EXISTS :"name";`, { name: db.name });
-    log.warn({ database: db.name }, 'dropped the scratch database of an interrupted restore');
+    // A leftover this user may not drop (another owner) must not fail the backup or restore that found it.
+    try {
+      await query(server.client, server.conn, admin, `DROP DATABASE IF EXISTS :"name";`, { name: db.name });
+      log.warn({ database: db.name }, 'dropped the scratch database of an interrupted restore');
+    } catch (error) {
+      log.warn({ database: db.name, err: (error as Error).message }, 'cannot drop the scratch database of an interrupted restore; drop it by hand');
+      left.push(db);
+    }
   }
   return left;
 }
