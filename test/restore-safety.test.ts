@@ -158,11 +158,27 @@ describe('a restore killed at any point leaves something usable, and the next co
     expect(await count('notes')).toBe('100');
     const scratch = await databases('app\\_\\_restore\\_%');
     expect(scratch).toMatch(/^app__restore_[0-9a-z]+_[0-9a-f]{8}$/);
-    expect((await runCli(['status'], local)).stdout).toMatch(new RegExp(`scratch databases of interrupted or running restores: ${scratch} \\(`));
+    expect((await runCli(['status'], local)).stdout).toMatch(new RegExp(`scratch databases of interrupted or running restores and drills: ${scratch} \\(`));
     const next = await runCli(['backup'], local);
     expect(next.exitCode).toBe(0);
     expect(next.stderr).toMatch(/dropped the scratch database of an interrupted restore/);
     expect(await databases('app\\_\\_restore\\_%')).toBe('');
+  });
+
+  it('a drill killed (-9) during its pg_restore: its scratch database is dropped by the next backup', async () => {
+    const dir = join(work, 'killed'); // has a run
+    const local = { ...env, BACKUP_DIR: dir };
+    const bin = await wrapperBin(join(work, 'hold-drill'), { hold: { tool: 'pg_restore', when: '--no-acl' } });
+    const child = execa(process.execPath, [CLI, 'verify', '--restore'], { env: { PATH: process.env.PATH!, ...local, PG_BIN_DIR: bin }, extendEnv: false, reject: false, detached: true });
+    await until('the drill\'s pg_restore to be held', async () => ((await readdir(bin)).includes('pg_restore.held') ? true : undefined));
+    process.kill(-child.pid!, 'SIGKILL');
+    await child;
+    await rm(join(dir, '.lock'), { recursive: true, force: true });
+    expect(await databases('backup\\_sidecar\\_drill\\_%')).toMatch(/^backup_sidecar_drill_[0-9a-z]+_[0-9a-f]{8}$/);
+    const next = await runCli(['backup'], local);
+    expect(next.exitCode).toBe(0);
+    expect(next.stderr).toMatch(/dropped the scratch database of an interrupted restore or drill/);
+    expect(await databases('backup\\_sidecar\\_drill\\_%')).toBe('');
   });
 
   it('a scratch database someone is connected to is left alone', async () => {

@@ -80,7 +80,7 @@ async function restoreLeftoverLines(pg: NonNullable<Config['postgres']>): Promis
     const lines: string[] = [];
     if (left.kept.length > 0) lines.push(`kept by RESTORE_SAFETY=keep (restore --rollback <db> swaps one back): ${left.kept.map((k) => `${k.name} (of ${k.of})`).join(', ')}`);
     if (left.scratch.length > 0) {
-      lines.push(`scratch databases of interrupted or running restores: ${left.scratch.map((d) => `${d.name} (${ms(Math.max(0, d.ageMs))} old, ${d.sessions} session(s))`).join(', ')}; the next restore or backup drops those no one uses`);
+      lines.push(`scratch databases of interrupted or running restores and drills: ${left.scratch.map((d) => `${d.name} (${ms(Math.max(0, d.ageMs))} old, ${d.sessions} session(s))`).join(', ')}; the next restore or backup drops those no one uses`);
     }
     return lines;
   } catch (error) {

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { availableParallelism, tmpdir } from 'node:os';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -11,7 +10,7 @@ import { PARTIAL_DIR } from '../naming.ts';
 import type { GlobalsArtifact, MediaArtifact, PostgresArtifact } from '../manifest.ts';
 import { dbnameArg, libpqEnv, pgError, query } from '../pg/psql.ts';
 import { checkGlobalsFile } from '../sources/globals.ts';
-import { compareCounts, createScratch } from '../sources/postgres-restore.ts';
+import { compareCounts, createScratch, drillScratchName } from '../sources/postgres-restore.ts';
 import { connectServer, type PgServer } from '../sources/postgres-server.ts';
 import { COMPRESS_FLAG, measureTree } from '../sources/media.ts';
 import { writeFileAtomic } from '../util/fs.ts';
@@ -19,13 +18,12 @@ import { VERIFY_FILE, type DrillCheck, type DrillReport } from '../volume/drill-
 import { drillDirPrefix, withVolumeLock } from '../volume/lock.ts';
 import { checkRunSignature } from '../volume/signature.ts';
 import { withCleanup } from './cleanup.ts';
+import { RestoreJournal } from '../volume/restore-journal.ts';
 import { decryptSelection } from './decrypt.ts';
 import { resolveWithOffsite } from './download.ts';
 import { remoteTargets } from '../offsite/targets.ts';
 import { checkChecksums } from './restore.ts';
 
-/** Scratch databases of drills start with this, so they can never be a real database's name. */
-export const DRILL_DB_PREFIX = 'backup_sidecar_drill_';
 
 async function timed(check: string, work: () => Promise<string>): Promise<DrillCheck> {
   const started = Date.now();
@@ -49,11 +47,14 @@ async function drillDatabase(
   sql: string | undefined,
   log: Logger,
   signal: AbortSignal | undefined,
+  journal: RestoreJournal,
 ): Promise<DrillCheck[]> {
-  const scratch = `${DRILL_DB_PREFIX}${randomBytes(6).toString('hex')}`;
+  const scratch = drillScratchName();
   const checks: DrillCheck[] = [];
-  // Its own cleanup stack: the scratch database is dropped as soon as this dump's checks are done.
+  // Its own cleanup stack: the scratch database is dropped as soon as this dump's checks are done. The
+  // journal names it first, so a drill killed with -9 leaves nothing the next command will not drop.
   await withCleanup(log, async (cleanup) => {
+    await journal.addDatabase(scratch);
     await createScratch(server, maintenanceDb, scratch, cleanup);
     log.info({ file: artifact.file, scratch }, 'drill: pg_restore into a scratch database');
     const restored = await timed(`restore ${artifact.file}`, async () => {
@@ -120,6 +121,8 @@ export async function drill(
 ): Promise<{ report: DrillReport; runDir: string }> {
   const { signal, trustUnsigned = false } = options;
   return withVolumeLock(config.backupDir, log, () => withCleanup(log, async (cleanup) => {
+    const journal = new RestoreJournal(config.backupDir);
+    cleanup.add('close the journal', () => journal.close());
     const stored = await resolveWithOffsite(config.backupDir, await remoteTargets(config, log), ref, runTrust(config, trustUnsigned), log, cleanup);
     // A forged dump is SQL that pg_restore runs on the drill server: nothing unsigned gets that far.
     await checkRunSignature(stored.runDir, `run ${stored.manifest.runId}`, config.signing, trustUnsigned);
@@ -151,7 +154,7 @@ export async function drill(
           checks.push({ check: connect, ok: true, detail, durationMs: Date.now() - connecting });
           for (const dump of dumps) {
             const path = join(selection.runDir, dump.file);
-            checks.push(...(await drillDatabase(server, pg.maintenanceDb, path, dump, config.verify.sql, log, signal).catch((error: unknown) => [failed(`restore ${dump.file}`, error)])));
+            checks.push(...(await drillDatabase(server, pg.maintenanceDb, path, dump, config.verify.sql, log, signal, journal).catch((error: unknown) => [failed(`restore ${dump.file}`, error)])));
           }
         }
       }

@@ -33,11 +33,23 @@ function prefixOf(name: string, bytes: number): string {
  * creation time (seconds, base 36), so that a leftover's age is known without asking the server.
  */
 function scratchName(target: string, purpose: 'restore' | 'old'): string {
-  const seconds = Math.floor(Date.now() / 1000).toString(36);
-  return `${prefixOf(target, 30)}__${purpose}_${seconds}_${randomBytes(4).toString('hex')}`;
+  return `${prefixOf(target, 30)}__${purpose}_${stamp()}`;
 }
 
-const SCRATCH = /__(?:restore|old)_([0-9a-z]{1,8})_[0-9a-f]{8}$/;
+/** Creation time (seconds, base 36) and a random tag: the tail of every scratch database's name. */
+function stamp(): string {
+  return `${Math.floor(Date.now() / 1000).toString(36)}_${randomBytes(4).toString('hex')}`;
+}
+
+/** Scratch databases of drills start with this, so they can never be a real database's name. */
+const DRILL_DB_PREFIX = 'backup_sidecar_drill_';
+
+/** A drill's scratch database: the prefix no real database has, and its creation time. */
+export function drillScratchName(): string {
+  return `${DRILL_DB_PREFIX}${stamp()}`;
+}
+
+const SCRATCH = /(?:__(?:restore|old)_|^backup_sidecar_drill_)([0-9a-z]{1,8})_[0-9a-f]{8}$/;
 
 /** The name a replaced database is kept under with RESTORE_SAFETY=keep. */
 export function keptName(target: string, restoreId: string): string {
@@ -203,7 +215,7 @@ export async function leftDatabases(server: PgServer, admin: string, now = Date.
     server.client,
     server.conn,
     admin,
-    `SELECT d.datname, (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname) FROM pg_database d WHERE d.datname LIKE '%\\_\\_%' ORDER BY 1;`,
+    `SELECT d.datname, (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname) FROM pg_database d WHERE d.datname LIKE '%\\_\\_%' OR d.datname LIKE 'backup\\_sidecar\\_drill\\_%' ORDER BY 1;`,
   );
   const left: LeftDatabases = { scratch: [], kept: [] };
   for (const [name = '', sessions = '0'] of rows) {
@@ -232,7 +244,7 @@ export async function dropAbandoned(server: PgServer, admin: string, journaled: 
     // A leftover this user may not drop (another owner) must not fail the backup or restore that found it.
     try {
       await query(server.client, server.conn, admin, `DROP DATABASE IF EXISTS :"name";`, { name: db.name });
-      log.warn({ database: db.name }, 'dropped the scratch database of an interrupted restore');
+      log.warn({ database: db.name }, 'dropped the scratch database of an interrupted restore or drill');
     } catch (error) {
       log.warn({ database: db.name, err: (error as Error).message }, 'cannot drop the scratch database of an interrupted restore; drop it by hand');
       left.push(db);
