@@ -123,14 +123,17 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
       const plans = plan(config, selection, options);
 
       let server: PgServer | undefined;
+      // The databases that exist now, asked once: what the tables check, the safety net and keep act on.
+      const existing = new Set<string>();
       const pg = plans.some((p) => p.artifact.kind !== 'media') ? requirePostgres(config) : undefined;
       if (pg !== undefined) {
         server = await connectServer(pg, pg.maintenanceDb);
         await dropRestoreLeftovers(config.backupDir, server, pg.maintenanceDb, log);
         for (const p of plans.filter((x) => x.artifact.kind === 'postgres')) {
+          if (await databaseExists(server, pg.maintenanceDb, p.target)) existing.add(p.target);
           const contents = await readToc(server.client, p.path, undefined, signal);
           // A dump made with POSTGRES_EXTRA_OPTS that leave things out would silently drop them.
-          if (options.allowMissingTables || !(await databaseExists(server, pg.maintenanceDb, p.target))) continue;
+          if (options.allowMissingTables || !existing.has(p.target)) continue;
           const lacking = await tablesTheDumpLacks(server.client, server.conn, p.target, contents);
           if (lacking.length > 0) {
             throw new RunError(
@@ -156,7 +159,7 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
         const folders: MediaFolder[] = [];
         for (const p of plans) {
           // keep: the database itself stays, renamed; no dump of it is needed.
-          if (options.safety === 'dump' && p.artifact.kind === 'postgres' && (await databaseExists(server!, pg!.maintenanceDb, p.target))) databases.push(p.target);
+          if (options.safety === 'dump' && p.artifact.kind === 'postgres' && existing.has(p.target)) databases.push(p.target);
           if (p.artifact.kind === 'media' && (await folderHasContent(p.target))) folders.push({ name: p.artifact.source, path: p.target });
         }
         const globals = plans.some((p) => p.artifact.kind === 'globals');
@@ -173,7 +176,7 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
       const restoreId = formatRunId(clockOf(config)());
       const jobs = options.jobs ?? availableParallelism();
       const restoreOneDatabase = async (p: Plan, a: PostgresArtifact) => {
-        const keepAs = options.safety === 'keep' && (await databaseExists(server!, pg!.maintenanceDb, p.target)) ? keptName(p.target, restoreId) : undefined;
+        const keepAs = options.safety === 'keep' && existing.has(p.target) ? keptName(p.target, restoreId) : undefined;
         const check = await restoreDatabase(server!, p.path, a, p.target, { jobs, noOwner: options.noOwner, maintenanceDb: pg!.maintenanceDb, signal, keepAs, journal }, log, cleanup);
         if (keepAs !== undefined) {
           kept.push(keepAs);

@@ -80,15 +80,23 @@ export async function createLike(server: PgServer, admin: string, name: string, 
   }
 }
 
-/** Applies the dump's settings and comment to `database` (to become `shownAs`); returns those this server refused. */
-export async function applyDatabaseProperties(server: PgServer, admin: string, database: string, props: DatabaseProperties, shownAs: string, withOwner: boolean): Promise<string[]> {
+/** Applies the dump's owner, settings and comment to `database` (to become `shownAs`): how many it tried, and those this server refused. */
+export async function applyDatabaseProperties(
+  server: PgServer,
+  admin: string,
+  database: string,
+  props: DatabaseProperties,
+  shownAs: string,
+  withOwner: boolean,
+): Promise<{ tried: number; refused: string[] }> {
   const refused: string[] = [];
-  for (const template of [...(withOwner && props.owner !== undefined ? [props.owner] : []), ...props.statements]) {
+  const templates = [...(withOwner && props.owner !== undefined ? [props.owner] : []), ...props.statements];
+  for (const template of templates) {
     // The statement is built by the server (format with %I), from a template of checked pieces.
     await query(server.client, server.conn, admin, `SELECT format(:'template', :'database') \\gexec`, { template, database }).catch((error: Error) => {
       const why = error.message.replace(/^.*failed: /, '').replace(/^psql:[^:]*:\d+: (ERROR: +)?/, '');
       refused.push(`${template.replace('%I', shownAs).replaceAll('%%', '%')} (${why})`);
     });
   }
-  return refused;
+  return { tried: templates.length, refused };
 }

@@ -148,7 +148,8 @@ export async function restoreDatabase(
     );
   }
   // After pg_restore: a setting such as default_transaction_read_only would have stopped it.
-  notCarried.push(...(await applyDatabaseProperties(server, admin, scratch, props, target, !options.noOwner)));
+  const applied = await applyDatabaseProperties(server, admin, scratch, props, target, !options.noOwner);
+  notCarried.push(...applied.refused);
   if (notCarried.length > 0) log.warn({ database: target, notCarried }, 'database properties of the dump not carried over');
 
   stopped(options.signal);
@@ -159,7 +160,7 @@ export async function restoreDatabase(
     await query(server.client, server.conn, admin, `ALTER DATABASE :"scratch" RENAME TO :"target";`, { scratch, target });
   }
   dropScratch();
-  const carried = props.statements.length + (props.owner !== undefined && !options.noOwner ? 1 : 0) - (notCarried.length - (locale === undefined ? 0 : 1));
+  const carried = applied.tried - applied.refused.length;
   const properties = `${carried} database setting(s) and comment carried over${notCarried.length > 0 ? `; NOT carried over: ${notCarried.join('; ')}` : ''}`;
   return `${check.tables} tables and ${check.rows} rows match the manifest${artifact.largeObjects > 0 ? `, ${artifact.largeObjects} large objects` : ''}; ${properties}`;
 }
