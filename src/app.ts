@@ -5,11 +5,11 @@ import { query } from './pg/psql.ts';
 import type { Logger } from './log.ts';
 import type { RetentionOptions } from './retention/policy.ts';
 import type { RunTrust } from './volume/runs.ts';
-import { GlobalsSource } from './sources/globals.ts';
-import { MediaSource } from './sources/media.ts';
-import { PostgresSource } from './sources/postgres.ts';
-import { connectServer, type PgServer } from './sources/postgres-server.ts';
-import type { BackupSource } from './sources/source.ts';
+import { GlobalsSource } from './kinds/globals/dumpall.ts';
+import { MediaSource } from './kinds/media/tarball.ts';
+import { PostgresSource } from './kinds/postgres/dump.ts';
+import { connectServer, type PgServer } from './pg/server.ts';
+import type { BackupSource } from './kinds/source.ts';
 
 /**
  * The composition root: the one place that turns configuration into concrete sources. With

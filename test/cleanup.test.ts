@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { Cleanup, withCleanup } from '../src/run/cleanup.ts';
+import { Cleanup, withCleanup } from '../src/util/cleanup.ts';
 
 const log = pino({ level: 'silent' });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseDatabaseProperties } from '../src/sources/database-properties.ts';
+import { parseDatabaseProperties } from '../src/kinds/postgres/database-properties.ts';
 
 /** The database's own properties are read from pg_restore output as data: only exact shapes are taken. */
 describe('parseDatabaseProperties', () => {

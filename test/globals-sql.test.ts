@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseGlobals } from '../src/sources/globals-sql.ts';
+import { parseGlobals } from '../src/kinds/globals/sql.ts';
 
 /** What pg_dumpall 15.18 --globals-only wrote for roles with odd names, comments, settings and grants. */
 const REAL = readFileSync(join(import.meta.dirname, 'fixtures/globals-pg15.sql'), 'utf8');

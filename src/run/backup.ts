@@ -11,14 +11,14 @@ import type { Logger } from '../log.ts';
 import { manifestText, setTargetState, type Artifact, type Manifest } from '../manifest.ts';
 import { AGE_SUFFIX, MANIFEST, PARTIAL_DIR, RUN_TIERS, formatRunId, type RunTier } from '../naming.ts';
 import type { OffsiteStore, UploadSink } from '../offsite/store.ts';
-import type { PgServer } from '../sources/postgres-server.ts';
-import type { BackupSource } from '../sources/source.ts';
+import type { PgServer } from '../pg/server.ts';
+import type { BackupSource } from '../kinds/source.ts';
 import { FanOut } from '../util/fan-out.ts';
 import { HashingStream } from '../util/hash.ts';
 import { progress, rate } from '../util/progress.ts';
 import { FILE_MODE, ensureDir, fsProblem, fsyncDir, pathExists } from '../util/fs.ts';
 import { VERSION } from '../version.ts';
-import { withCleanup, type Cleanup } from './cleanup.ts';
+import { withCleanup, type Cleanup } from '../util/cleanup.ts';
 
 export interface BackupRequest {
   backupDir: string;

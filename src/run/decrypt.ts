@@ -10,7 +10,7 @@ import { AGE_SUFFIX } from '../naming.ts';
 import { FILE_MODE } from '../util/fs.ts';
 import { HashingStream } from '../util/hash.ts';
 import type { Selection } from '../volume/resolve.ts';
-import type { Cleanup } from './cleanup.ts';
+import type { Cleanup } from '../util/cleanup.ts';
 
 /**
  * The plaintext of a selection's encrypted files, decrypted into a folder below `workDir` and checked

@@ -13,7 +13,7 @@ import { HashingStream } from '../util/hash.ts';
 import { FILE_MODE, ensureDir, fsProblem, fsyncDir, pathExists, writeFileAtomic } from '../util/fs.ts';
 import { resolveRef, type Selection } from '../volume/resolve.ts';
 import type { RunTrust } from '../volume/runs.ts';
-import type { Cleanup } from './cleanup.ts';
+import type { Cleanup } from '../util/cleanup.ts';
 
 /**
  * Downloads a run from the offsite store into the volume (BACKUP_DIR/<tier>/<run-id>), streamed, each

@@ -1,6 +1,6 @@
 import type { Logger } from '../log.ts';
-import { dropAbandoned } from '../sources/postgres-restore.ts';
-import type { PgServer } from '../sources/postgres-server.ts';
+import { dropAbandoned } from '../kinds/postgres/restore.ts';
+import type { PgServer } from '../pg/server.ts';
 import { STALE_MS } from '../volume/lock.ts';
 import { readJournal, writeJournal } from '../volume/restore-journal.ts';
 

@@ -9,14 +9,14 @@ import { RunError, UsageError, describe, stopped } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Artifact, PostgresArtifact } from '../manifest.ts';
 import { PARTIAL_DIR, PRE_RESTORE, formatRunId } from '../naming.ts';
-import { checkGlobalsFile, restoreGlobals } from '../sources/globals.ts';
-import { readToc, tablesTheDumpLacks } from '../sources/postgres.ts';
-import { connectServer, type PgServer } from '../sources/postgres-server.ts';
-import { databaseExists, keptName, leftDatabases, pruneKept, restoreDatabase, swapDatabase } from '../sources/postgres-restore.ts';
+import { checkGlobalsFile, restoreGlobals } from '../kinds/globals/dumpall.ts';
+import { readToc, tablesTheDumpLacks } from '../kinds/postgres/dump.ts';
+import { connectServer, type PgServer } from '../pg/server.ts';
+import { databaseExists, keptName, leftDatabases, pruneKept, restoreDatabase, swapDatabase } from '../kinds/postgres/restore.ts';
 import { query } from '../pg/psql.ts';
 import { RestoreJournal } from '../volume/restore-journal.ts';
 import { dropRestoreLeftovers } from './leftovers.ts';
-import { restoreFolder } from '../sources/media-restore.ts';
+import { restoreFolder } from '../kinds/media/restore.ts';
 import type { Selection } from '../volume/resolve.ts';
 import { resolveWithOffsite } from './download.ts';
 import { remoteTargets } from '../offsite/targets.ts';
@@ -25,7 +25,7 @@ import { checkRunSignature } from '../volume/signature.ts';
 import { confirm } from '../util/confirm.ts';
 import { hashFile } from '../util/hash.ts';
 import { backupRun } from './backup.ts';
-import { withCleanup } from './cleanup.ts';
+import { withCleanup } from '../util/cleanup.ts';
 import { decryptSelection } from './decrypt.ts';
 
 export interface RestoreOptions {

@@ -6,15 +6,15 @@ import type { Logger } from '../log.ts';
 import { describe, firstLine, stopped } from '../errors.ts';
 import type { Artifact } from '../manifest.ts';
 import { discoverClients, newestClient, type PgClient } from '../pg/clients.ts';
-import { checkGlobalsFile } from '../sources/globals.ts';
-import { COMPRESS_FLAG } from '../sources/media.ts';
-import { readToc } from '../sources/postgres.ts';
+import { checkGlobalsFile } from '../kinds/globals/dumpall.ts';
+import { COMPRESS_FLAG } from '../kinds/media/tarball.ts';
+import { readToc } from '../kinds/postgres/dump.ts';
 import { PARTIAL_DIR } from '../naming.ts';
 import { hashFile } from '../util/hash.ts';
 import { withVolumeLock } from '../volume/lock.ts';
 import { checkRunSignature } from '../volume/signature.ts';
 import { resolveRef, type Selection } from '../volume/resolve.ts';
-import { withCleanup } from './cleanup.ts';
+import { withCleanup } from '../util/cleanup.ts';
 import { decryptSelection } from './decrypt.ts';
 
 export interface ArtifactCheck {

@@ -11,7 +11,7 @@ import { LOCK_FILE as LOCK, PARTIAL_DIR } from '../naming.ts';
 import { ensureDir, fsProblem } from '../util/fs.ts';
 import { assertNoLinks } from './links.ts';
 import { JOURNAL_FILE, readJournal, writeJournal } from './restore-journal.ts';
-import { recoverFolderSwap } from '../sources/media-restore.ts';
+import { recoverFolderSwap } from '../kinds/media/restore.ts';
 
 /**
  * The lock is shared by every container that mounts the volume, so a process id proves nothing: the live

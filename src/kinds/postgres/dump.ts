@@ -1,13 +1,13 @@
 import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { RunError, stopped } from '../errors.ts';
-import type { Logger } from '../log.ts';
-import { dumpFileName } from '../naming.ts';
-import { PsqlSession, libpqEnv, pgError, query, toolFailure, type Connection } from '../pg/psql.ts';
-import type { PgClient } from '../pg/clients.ts';
-import type { PgServer } from './postgres-server.ts';
-import type { BackupSource, Production } from './source.ts';
+import { RunError, stopped } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import { dumpFileName } from '../../naming.ts';
+import { PsqlSession, libpqEnv, pgError, query, toolFailure, type Connection } from '../../pg/psql.ts';
+import type { PgClient } from '../../pg/clients.ts';
+import type { PgServer } from '../../pg/server.ts';
+import type { BackupSource, Production } from '../source.ts';
 
 /** Every user table (plain and partitioned). */
 const USER_TABLES = `

@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { RunError } from '../errors.ts';
-import { pgError, query } from '../pg/psql.ts';
-import type { PgServer } from './postgres-server.ts';
+import { RunError } from '../../errors.ts';
+import { pgError, query } from '../../pg/psql.ts';
+import type { PgServer } from '../../pg/server.ts';
 
 /**
  * What a custom-format dump says about the database itself (pg_dump keeps it even without --create):

@@ -2,14 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { RunError, firstLine, stopped } from '../errors.ts';
-import type { Logger } from '../log.ts';
-import type { MediaArtifact } from '../manifest.ts';
-import type { Cleanup } from '../run/cleanup.ts';
-import type { FolderSwap, RestoreJournal } from '../volume/restore-journal.ts';
-import { fsProblem } from '../util/fs.ts';
-import { ASIDE_PREFIX, STAGING_PREFIX } from '../naming.ts';
-import { COMPRESS_FLAG, countEntries } from './media.ts';
+import { RunError, firstLine, stopped } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import type { MediaArtifact } from '../../manifest.ts';
+import type { Cleanup } from '../../util/cleanup.ts';
+import type { FolderSwap, RestoreJournal } from '../../volume/restore-journal.ts';
+import { fsProblem } from '../../util/fs.ts';
+import { ASIDE_PREFIX, STAGING_PREFIX } from '../../naming.ts';
+import { COMPRESS_FLAG, countEntries } from './tarball.ts';
 
 
 /** Moves every entry of `from` into `to`, except the names in `skip`. */

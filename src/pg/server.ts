@@ -1,6 +1,6 @@
 import type { PostgresConfig } from '../config/config.ts';
-import { chooseClient, discoverClients, newestClient, toolVersion, type PgClient } from '../pg/clients.ts';
-import { serverVersion, type Connection } from '../pg/psql.ts';
+import { chooseClient, discoverClients, newestClient, toolVersion, type PgClient } from './clients.ts';
+import { serverVersion, type Connection } from './psql.ts';
 
 /** A reachable server and the client tools chosen for it. */
 export interface PgServer {

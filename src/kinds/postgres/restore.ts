@@ -1,16 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { RunError, stopped } from '../errors.ts';
-import type { Logger } from '../log.ts';
-import type { PostgresArtifact } from '../manifest.ts';
-import { dbnameArg, libpqEnv, pgError, query } from '../pg/psql.ts';
-import type { Cleanup } from '../run/cleanup.ts';
-import { parseRunId } from '../naming.ts';
-import type { RestoreJournal } from '../volume/restore-journal.ts';
+import { RunError, stopped } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import type { PostgresArtifact } from '../../manifest.ts';
+import { dbnameArg, libpqEnv, pgError, query } from '../../pg/psql.ts';
+import type { Cleanup } from '../../util/cleanup.ts';
+import { parseRunId } from '../../naming.ts';
+import type { RestoreJournal } from '../../volume/restore-journal.ts';
 import { applyDatabaseProperties, createLike, readDatabaseProperties, type DatabaseProperties } from './database-properties.ts';
-import { countRows, tableKey } from './postgres.ts';
-import type { PgServer } from './postgres-server.ts';
+import { countRows, tableKey } from './dump.ts';
+import type { PgServer } from '../../pg/server.ts';
 
 export interface DbRestoreOptions {
   jobs: number;

@@ -2,11 +2,11 @@ import { createInterface } from 'node:readline';
 import { lstat, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import type { MediaCompression, MediaFolder } from '../config/config.ts';
-import { RunError } from '../errors.ts';
-import type { Logger } from '../log.ts';
-import { ASIDE_PREFIX, STAGING_PREFIX, tarballFileName } from '../naming.ts';
-import type { BackupSource, Production } from './source.ts';
+import type { MediaCompression, MediaFolder } from '../../config/config.ts';
+import { RunError } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import { ASIDE_PREFIX, STAGING_PREFIX, tarballFileName } from '../../naming.ts';
+import type { BackupSource, Production } from '../source.ts';
 
 /** GNU tar's switch for a tarball's compression, writing or reading. */
 export const COMPRESS_FLAG: Record<MediaCompression, string> = { gzip: '--gzip', zstd: '--zstd' };

@@ -1,4 +1,4 @@
-import { RunError } from '../errors.ts';
+import { RunError } from '../../errors.ts';
 
 /**
  * A globals file (pg_dumpall --globals-only) read as data, never as a psql script: split into SQL

@@ -2,14 +2,14 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { text } from 'node:stream/consumers';
 import { execa } from 'execa';
-import { RunError, describe } from '../errors.ts';
-import { parseGlobals } from './globals-sql.ts';
-import type { Logger } from '../log.ts';
-import type { GlobalsArtifact } from '../manifest.ts';
-import { GLOBALS_FILE } from '../naming.ts';
-import { dbnameArg, libpqEnv, pgError, query, toolFailure } from '../pg/psql.ts';
-import type { PgServer } from './postgres-server.ts';
-import type { BackupSource, Production } from './source.ts';
+import { RunError, describe } from '../../errors.ts';
+import { parseGlobals } from './sql.ts';
+import type { Logger } from '../../log.ts';
+import type { GlobalsArtifact } from '../../manifest.ts';
+import { GLOBALS_FILE } from '../../naming.ts';
+import { dbnameArg, libpqEnv, pgError, query, toolFailure } from '../../pg/psql.ts';
+import type { PgServer } from '../../pg/server.ts';
+import type { BackupSource, Production } from '../source.ts';
 
 /** The roles and tablespaces a globals file creates; refuses a file that holds anything else (see globals-sql.ts). */
 function globalsContents(sql: string, where: string): { roles: string[]; tablespaces: string[] } {
