@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { COMMANDS, commandHelp, type CommandSpec } from './commands/table.ts';
 import { closest } from './util/closest.ts';
+import { createContext } from './context.ts';
 import { loadConfig } from './config/load.ts';
 import { removeSecrets } from './config/secrets.ts';
 import { RunError, UsageError } from './errors.ts';
@@ -78,7 +79,7 @@ async function run(argv: string[], setLogger: (log: Logger) => void): Promise<nu
   for (const warning of loaded.warnings) log.warn(warning);
   // The daemon handles signals itself (graceful stop); every other command fails cleanly (exit 1).
   const signal = spec.name === 'daemon' ? undefined : abortOnSignal((line) => log.warn(line));
-  return spec.run!(parsed, { config, log, signal });
+  return spec.run!(parsed, createContext(config, log, signal));
 }
 
 /** The only place that turns errors into exit codes: 2 usage or config, 1 a failed run. */

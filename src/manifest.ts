@@ -2,62 +2,21 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { RunError } from './errors.ts';
-import { MANIFEST, RUN_TIERS, artifactFileName, parseRunId } from './naming.ts';
+import { AGE_SUFFIX, MANIFEST, RUN_TIERS, parseRunId } from './naming.ts';
+import type { ArtifactPart } from './kinds/artifact.ts';
+import { globalsPart, type GlobalsArtifact } from './kinds/globals/artifact.ts';
+import { mediaPart, type MediaArtifact } from './kinds/media/artifact.ts';
+import { postgresPart, type PostgresArtifact } from './kinds/postgres/artifact.ts';
 
-const common = {
-  file: z.string(),
-  /** Database or media folder name. */
-  source: z.string(),
-  size: z.number().int().nonnegative(),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/),
-  /** Encrypted (age): size and sha256 above are of the stored file; these of the plaintext. */
-  encryption: z
-    .object({ format: z.literal('age'), plainSha256: z.string().regex(/^[0-9a-f]{64}$/), plainSize: z.number().int().nonnegative() })
-    .nullable()
-    .default(null),
-};
+export type { GlobalsArtifact, MediaArtifact, PostgresArtifact };
 
-export const postgresArtifact = z.object({
-  ...common,
-  kind: z.literal('postgres'),
-  format: z.literal('custom'),
-  /** pg_dump's -Z setting, or "default" (gzip for the custom format). */
-  compression: z.string(),
-  tableCount: z.number().int().nonnegative(),
-  /** Exact row count of every dumped table, `schema.table` → rows, from the dump's own snapshot. */
-  rowCounts: z.record(z.string(), z.number().int().nonnegative()),
-  largeObjects: z.number().int().nonnegative(),
-});
+/** Each kind's part of the manifest (a new kind adds its own here, and its behaviour in kinds/registry.ts). */
+const PARTS = [globalsPart, postgresPart, mediaPart] as const;
 
-export const mediaArtifact = z.object({
-  ...common,
-  kind: z.literal('media'),
-  format: z.literal('tar'),
-  compression: z.enum(['gzip', 'zstd']),
-  /** The folder it was taken from. */
-  path: z.string(),
-  /** Archive members below the folder root (files, folders, links). */
-  entries: z.number().int().nonnegative(),
-  /** Regular files among them and the bytes they hold (a hard-linked file counted once); absent before 0.2. */
-  files: z.number().int().nonnegative().optional(),
-  bytes: z.number().int().nonnegative().optional(),
-  /** Files that changed or vanished while being read. */
-  warnings: z.array(z.string()),
-});
-
-/** Roles and tablespaces (pg_dumpall --globals-only, plain SQL), with POSTGRES_GLOBALS. */
-export const globalsArtifact = z.object({
-  ...common,
-  kind: z.literal('globals'),
-  format: z.literal('sql'),
-  roles: z.array(z.string()),
-  tablespaces: z.array(z.string()),
-});
-
-/** Every file name is checked against the naming rules before any file is opened: see artifactFileName. */
-export const artifact = z.discriminatedUnion('kind', [postgresArtifact, mediaArtifact, globalsArtifact]).superRefine((a, ctx) => {
-  const compression = a.kind === 'media' ? a.compression : '';
-  const expected = artifactFileName({ kind: a.kind, source: a.source, compression, encrypted: a.encryption !== null });
+/** Every file name is checked against the naming rules before any file is opened: see ArtifactPart.fileName. */
+export const artifact = z.discriminatedUnion('kind', [globalsPart.schema, postgresPart.schema, mediaPart.schema]).superRefine((a, ctx) => {
+  const name = (PARTS as readonly ArtifactPart[]).find((p) => p.kind === a.kind)?.fileName(a);
+  const expected = name === undefined ? undefined : `${name}${a.encryption === null ? '' : AGE_SUFFIX}`;
   if (a.file !== expected) {
     ctx.addIssue({ code: 'custom', path: ['file'], message: `${JSON.stringify(a.file.slice(0, 100))} is not the file backup-sidecar writes for ${a.kind} ${JSON.stringify(a.source.slice(0, 100))}` });
   }
@@ -96,9 +55,6 @@ export const manifestSchema = z.object({
   targets: z.array(offsiteState).default([]),
 });
 
-export type PostgresArtifact = z.infer<typeof postgresArtifact>;
-export type MediaArtifact = z.infer<typeof mediaArtifact>;
-export type GlobalsArtifact = z.infer<typeof globalsArtifact>;
 export type Artifact = z.infer<typeof artifact>;
 export type Manifest = z.infer<typeof manifestSchema>;
 export type OffsiteState = z.infer<typeof offsiteState>;

@@ -95,24 +95,6 @@ export function isRunFile(file: string): boolean {
   return file === MANIFEST || file === SIGNATURE || ARTIFACT_FILE.test(file);
 }
 
-/**
- * The one file name this tool writes for an artifact of `kind` from `source`, or undefined when no
- * artifact of ours can have that source (a path, a name PostgreSQL cannot have). A manifest naming any
- * other file is not ours: nothing in it is opened.
- */
-export function artifactFileName(a: { kind: string; source: string; compression: string; encrypted: boolean }): string | undefined {
-  const suffix = a.encrypted ? AGE_SUFFIX : '';
-  if (a.kind === 'postgres') {
-    const bytes = Buffer.byteLength(a.source);
-    return bytes > 0 && bytes <= 63 && !a.source.includes('\0') ? `${dumpFileName(a.source)}${suffix}` : undefined;
-  }
-  if (a.kind === 'media') {
-    return MEDIA_NAME.test(a.source) && (a.compression === 'gzip' || a.compression === 'zstd') ? `${tarballFileName(a.source, a.compression)}${suffix}` : undefined;
-  }
-  if (a.kind === 'globals') return a.source === 'globals' ? `${GLOBALS_FILE}${suffix}` : undefined;
-  return undefined;
-}
-
 /** `<prefix>/<tier>/<run-id>/<file>`: the volume's layout, mirrored in the bucket. */
 export function objectKey(prefix: string, tier: RunTier, runId: string, file: string): string {
   return `${prefix === '' ? '' : `${prefix}/`}${tier}/${runId}/${file}`;

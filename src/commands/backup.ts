@@ -1,6 +1,5 @@
 import prettyBytes from 'pretty-bytes';
-import type { Config } from '../config/config.ts';
-import type { Logger } from '../log.ts';
+import type { Context } from '../context.ts';
 import type { Tier } from '../naming.ts';
 import { backupJob } from '../run/job.ts';
 
@@ -8,8 +7,8 @@ import { backupJob } from '../run/job.ts';
  * `backup [--tier T]`: one backup job (see backupJob). Exit 1 when the run failed, or when it succeeded
  * but its offsite copy or a hook did not: the local run is kept either way.
  */
-export async function backupCommand(config: Config, log: Logger, options: { tier: Tier | undefined; signal: AbortSignal | undefined }): Promise<number> {
-  const { run, error } = await backupJob(config, log, options);
+export async function backupCommand(ctx: Context, tier: Tier | undefined): Promise<number> {
+  const { run, error } = await backupJob(ctx, tier);
   if (run !== undefined) {
     const m = run.manifest;
     const bytes = m.artifacts.reduce((s, a) => s + a.size, 0);

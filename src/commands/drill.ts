@@ -1,11 +1,9 @@
-import { clockOf } from '../clock.ts';
-import type { Config } from '../config/config.ts';
-import type { Logger } from '../log.ts';
+import type { Context } from '../context.ts';
 import { drill } from '../run/drill.ts';
 
 /** `verify --restore [ref]`: the drill's checks, one line each; exit 1 when any failed. */
-export async function drillCommand(config: Config, log: Logger, ref: string, trustUnsigned: boolean, signal: AbortSignal | undefined): Promise<number> {
-  const { report } = await drill(config, log, ref, clockOf(config), { trustUnsigned, signal });
+export async function drillCommand(ctx: Context, ref: string, trustUnsigned: boolean): Promise<number> {
+  const { report } = await drill(ctx, ref, trustUnsigned);
   for (const c of report.checks) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.check}: ${c.detail}\n`);
   const failed = report.checks.filter((c) => !c.ok).length;
   const seconds = (report.durationMs / 1000).toFixed(1);

@@ -2,13 +2,12 @@ import { statfs } from 'node:fs/promises';
 import { Cron } from 'croner';
 import ms from 'ms';
 import prettyBytes from 'pretty-bytes';
-import { clockOf } from '../clock.ts';
 import type { Config } from '../config/config.ts';
+import type { Context } from '../context.ts';
 import { describe } from '../errors.ts';
 import { healthOf, suspiciousLine } from '../health/health.ts';
 import { leftDatabases } from '../kinds/postgres/restore.ts';
 import { targetStates } from '../manifest.ts';
-import { hasRemoteTargets } from '../offsite/targets.ts';
 import { connectServer } from '../pg/server.ts';
 import { RUN_TIERS } from '../naming.ts';
 import { drillSummary } from '../volume/drill-report.ts';
@@ -16,16 +15,17 @@ import { runSize } from '../volume/runs.ts';
 import { table } from './list.ts';
 
 /** `healthcheck`: exit 0 when healthy, 1 otherwise; the reason on one line either way. */
-export async function healthcheckCommand(config: Config): Promise<number> {
-  const health = await healthOf(config, clockOf(config)());
+export async function healthcheckCommand(ctx: Context): Promise<number> {
+  const health = await healthOf(ctx);
   (health.healthy ? process.stdout : process.stderr).write(`${health.healthy ? '' : 'unhealthy: '}${health.reason}\n`);
   return health.healthy ? 0 : 1;
 }
 
 /** `status`: a report for people: health, runs per tier, sizes, free space, offsite state, last error. */
-export async function statusCommand(config: Config): Promise<number> {
-  const now = clockOf(config)();
-  const health = await healthOf(config, now);
+export async function statusCommand(ctx: Context): Promise<number> {
+  const { config } = ctx;
+  const now = ctx.now();
+  const health = await healthOf(ctx);
   const out: string[] = [`health: ${health.healthy ? health.reason : `FAILING: ${health.reason}`} (max age ${ms(health.maxAgeMs, { long: true })})`];
   const rows = [['TIER', 'RUNS', 'NEWEST', 'AGE', 'SIZE']];
   for (const tier of RUN_TIERS) {
@@ -46,7 +46,7 @@ export async function statusCommand(config: Config): Promise<number> {
     const low = free < config.diskFreeMin;
     out.push(`free space: ${prettyBytes(free)}${low ? `: WARNING, below DISK_FREE_MIN (${prettyBytes(config.diskFreeMin)})` : ''}`);
   }
-  if (hasRemoteTargets(config)) {
+  if (ctx.hasRemoteTargets) {
     const missing = new Map<string, string[]>();
     for (const r of health.runs.filter((x) => x.manifest !== undefined && x.tier !== 'pre-restore')) {
       for (const t of targetStates(r.manifest!).filter((x) => x.state !== 'complete')) missing.set(t.url, [...(missing.get(t.url) ?? []), r.id]);

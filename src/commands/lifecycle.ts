@@ -1,5 +1,5 @@
 import { GetBucketLifecycleConfigurationCommand, PutBucketLifecycleConfigurationCommand, type LifecycleRule } from '@aws-sdk/client-s3';
-import type { Config } from '../config/config.ts';
+import type { Context } from '../context.ts';
 import { UsageError } from '../errors.ts';
 import { createS3Client, s3Problem } from '../s3/client.ts';
 import { lifecyclePlan, ruleIdPrefix } from '../s3/lifecycle.ts';
@@ -9,7 +9,7 @@ import { lifecyclePlan, ruleIdPrefix } from '../s3/lifecycle.ts';
  * JSON `aws s3api put-bucket-lifecycle-configuration` takes); --apply puts it on the bucket, replacing
  * only this tool's rules for this S3_PREFIX and keeping every other rule.
  */
-export async function lifecycleCommand(config: Config, apply: boolean): Promise<number> {
+export async function lifecycleCommand({ config }: Context, apply: boolean): Promise<number> {
   const s3 = config.s3;
   if (s3 === undefined) throw new UsageError('S3_BUCKET: needed for lifecycle rules (example: S3_BUCKET=my-backups)');
   const plan = lifecyclePlan(s3);

@@ -1,12 +1,9 @@
 import ms from 'ms';
 import prettyBytes from 'pretty-bytes';
-import { remoteTargets } from '../offsite/targets.ts';
-import { clockOf, notAfterOf } from '../clock.ts';
 import { suspiciousLine } from '../health/health.ts';
 import { isFutureDated } from '../retention/policy.ts';
-import type { Config } from '../config/config.ts';
+import type { Context } from '../context.ts';
 import { UsageError } from '../errors.ts';
-import type { Logger } from '../log.ts';
 import { MANIFEST, SIGNATURE } from '../naming.ts';
 import type { RemoteRun } from '../offsite/store.ts';
 import { listRuns, runSize } from '../volume/runs.ts';
@@ -18,8 +15,9 @@ export function table(rows: string[][]): string {
 }
 
 /** `list --remote [--json]`: the runs in each remote target, newest first. */
-export async function listRemoteCommand(config: Config, log: Logger, json: boolean, now = new Date()): Promise<number> {
-  const targets = await remoteTargets(config, log);
+export async function listRemoteCommand(ctx: Context, json: boolean): Promise<number> {
+  const now = ctx.now();
+  const targets = await ctx.targets();
   if (targets.length === 0) throw new UsageError('list --remote needs a remote target: S3_BUCKET (example: S3_BUCKET=my-backups) or SFTP_HOST');
   const size = (r: RemoteRun) => r.files.reduce((s, f) => s + f.size, 0);
   const all: { target: string; runs: RemoteRun[] }[] = [];
@@ -52,10 +50,11 @@ export async function listRemoteCommand(config: Config, log: Logger, json: boole
 }
 
 /** `list [--json]`: every run in the volume, newest first. */
-export async function listCommand(config: Config, json: boolean): Promise<number> {
-  const now = clockOf(config)();
+export async function listCommand(ctx: Context, json: boolean): Promise<number> {
+  const { config } = ctx;
+  const now = ctx.now();
   const runs = await listRuns(config.backupDir);
-  const notAfter = notAfterOf(config);
+  const notAfter = ctx.notAfter();
   const suspicious = runs.filter((r) => isFutureDated(r.time, notAfter));
   if (json) {
     const out = runs.map((r) => ({

@@ -1,17 +1,15 @@
-import { retentionOptions } from '../app.ts';
-import { remoteTargets } from '../offsite/targets.ts';
-import type { Config } from '../config/config.ts';
-import type { Logger } from '../log.ts';
+import type { Context } from '../context.ts';
 import { pruneOffsite, pruneVolume, type PruneReport } from '../run/prune.ts';
 import { withVolumeLock } from '../volume/lock.ts';
 import { table } from './list.ts';
 
 /** `prune [--dry-run]`: retention applied to the volume and the offsite store, every run with its reason. */
-export async function pruneCommand(config: Config, log: Logger, dryRun: boolean, signal: AbortSignal | undefined): Promise<number> {
-  const targets = await remoteTargets(config, log);
+export async function pruneCommand(ctx: Context, dryRun: boolean): Promise<number> {
+  const { config, log, signal } = ctx;
+  const targets = await ctx.targets();
   const reports: PruneReport[] = await withVolumeLock(config.backupDir, log, async () => {
-    const all = [await pruneVolume(config.backupDir, retentionOptions(config), log, dryRun, targets.length > 0, config.signing)];
-    for (const target of targets) all.push(await pruneOffsite(target, retentionOptions(config, target.retention), log, dryRun, config.signing));
+    const all = [await pruneVolume(config.backupDir, ctx.retention(), log, dryRun, targets.length > 0, config.signing)];
+    for (const target of targets) all.push(await pruneOffsite(target, ctx.retention(target.retention), log, dryRun, config.signing));
     return all;
   }, { waitMs: config.lockWaitMs, signal });
   const rows = [['WHERE', 'TIER', 'RUN', 'ACTION', 'REASON']];

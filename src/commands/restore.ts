@@ -1,10 +1,9 @@
-import type { Config } from '../config/config.ts';
-import type { Logger } from '../log.ts';
+import type { Context } from '../context.ts';
 import { restore, rollback, type RestoreOptions } from '../run/restore.ts';
 
 /** `restore <file|run|latest>`: prints one line per restored target and the safety backup. */
-export async function restoreCommand(config: Config, log: Logger, options: RestoreOptions, signal: AbortSignal | undefined): Promise<number> {
-  const result = await restore(config, log, options, signal);
+export async function restoreCommand(ctx: Context, options: RestoreOptions): Promise<number> {
+  const result = await restore(ctx, options);
   for (const o of result.outcomes) process.stdout.write(`restored ${o.source} into ${o.target}: ${o.check}\n`);
   for (const k of result.kept) process.stdout.write(`replaced database kept as ${k} (undo with: backup-sidecar restore --rollback <database>)\n`);
   if (result.safetyBackup !== undefined) process.stdout.write(`safety backup: ${result.safetyBackup}\n`);
@@ -13,8 +12,8 @@ export async function restoreCommand(config: Config, log: Logger, options: Resto
 }
 
 /** `restore --rollback <db>`: the copy RESTORE_SAFETY=keep kept goes back in. */
-export async function rollbackCommand(config: Config, log: Logger, database: string, yes: boolean, signal: AbortSignal | undefined): Promise<number> {
-  const result = await rollback(config, log, database, yes, signal);
+export async function rollbackCommand(ctx: Context, database: string, yes: boolean): Promise<number> {
+  const result = await rollback(ctx, database, yes);
   process.stdout.write(`rolled back ${database} to ${result.from}${result.keptAs === undefined ? '' : `; what it replaced is kept as ${result.keptAs}`}\n`);
   return 0;
 }

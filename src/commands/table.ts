@@ -1,16 +1,7 @@
-import type { Config } from '../config/config.ts';
 import type { LoadResult } from '../config/load.ts';
+import type { Context } from '../context.ts';
 import { UsageError } from '../errors.ts';
-import type { Logger } from '../log.ts';
 import { TIERS, type Tier } from '../naming.ts';
-
-/** What a command gets from the CLI: the configuration, parsed once, the log, and the stop signal. */
-export interface CommandContext {
-  config: Config;
-  log: Logger;
-  /** Aborted by SIGTERM/SIGINT (undefined for the daemon, which handles signals itself). */
-  signal: AbortSignal | undefined;
-}
 
 export interface Parsed {
   values: Record<string, string | boolean | undefined>;
@@ -38,7 +29,7 @@ export interface CommandSpec {
   needSources?: boolean;
   /** print-config: runs on the loaded configuration even when it has problems. */
   raw?: (loaded: LoadResult) => Promise<number> | number;
-  run?: (parsed: Parsed, ctx: CommandContext) => Promise<number>;
+  run?: (parsed: Parsed, ctx: Context) => Promise<number>;
 }
 
 function positiveInt(value: unknown, flag: string): number | undefined {
@@ -59,11 +50,11 @@ export const COMMANDS: CommandSpec[] = [
     positionals: { max: 0, misuse: 'backup takes no arguments' },
     example: 'backup-sidecar backup',
     needSources: true,
-    run: async ({ values }, { config, log, signal }) => {
+    run: async ({ values }, ctx) => {
       const tier = values.tier as string | undefined;
       if (tier !== undefined && !(TIERS as readonly string[]).includes(tier)) throw new UsageError(`--tier expects one of ${TIERS.join(', ')}, got "${tier}"`);
       const { backupCommand } = await import('./backup.ts');
-      return backupCommand(config, log, { tier: tier as Tier | undefined, signal });
+      return backupCommand(ctx, tier as Tier | undefined);
     },
   },
   {
@@ -83,27 +74,22 @@ export const COMMANDS: CommandSpec[] = [
     },
     positionals: { max: 1, min: 1, misuse: 'restore takes one file, run id or "latest" (or, with --rollback, one database name)' },
     example: 'backup-sidecar restore latest --yes',
-    run: async ({ values, positionals }, { config, log, signal }) => {
+    run: async ({ values, positionals }, ctx) => {
       const { restoreCommand, rollbackCommand } = await import('./restore.ts');
-      if (values.rollback === true) return rollbackCommand(config, log, positionals[0]!, values.yes === true, signal);
+      if (values.rollback === true) return rollbackCommand(ctx, positionals[0]!, values.yes === true);
       const targetDir = values['target-dir'] as string | undefined;
       if (targetDir !== undefined && !targetDir.startsWith('/')) throw new UsageError(`--target-dir must be an absolute path, got "${targetDir}"`);
-      return restoreCommand(
-        config,
-        log,
-        {
+      return restoreCommand(ctx, {
           ref: positionals[0]!,
           yes: values.yes === true,
           targetDb: values['target-db'] as string | undefined,
           targetDir,
-          safety: values['no-safety-backup'] === true ? 'none' : config.restoreSafety,
+          safety: values['no-safety-backup'] === true ? 'none' : ctx.config.restoreSafety,
           noOwner: values['no-owner'] === true,
           jobs: positiveInt(values.jobs, '--jobs'),
           trustUnsigned: values['trust-unsigned'] === true,
           allowMissingTables: values['allow-missing-tables'] === true,
-        },
-        signal,
-      );
+      });
     },
   },
   {
@@ -113,9 +99,9 @@ export const COMMANDS: CommandSpec[] = [
     options: { remote: { type: 'boolean', help: 'list the remote targets instead' }, json: { type: 'boolean', help: 'JSON for scripts' } },
     positionals: { max: 0, misuse: 'list takes no arguments' },
     example: 'backup-sidecar list --json',
-    run: async ({ values }, { config, log }) => {
+    run: async ({ values }, ctx) => {
       const { listCommand, listRemoteCommand } = await import('./list.ts');
-      return values.remote === true ? listRemoteCommand(config, log, values.json === true) : listCommand(config, values.json === true);
+      return values.remote === true ? listRemoteCommand(ctx, values.json === true) : listCommand(ctx, values.json === true);
     },
   },
   {
@@ -125,10 +111,10 @@ export const COMMANDS: CommandSpec[] = [
     options: { restore: { type: 'boolean', help: 'a restore drill' }, 'trust-unsigned': trustUnsigned },
     positionals: { max: 1, misuse: 'verify takes at most one file, run id or "latest"' },
     example: 'backup-sidecar verify --restore latest',
-    run: async ({ values, positionals }, { config, log, signal }) => {
+    run: async ({ values, positionals }, ctx) => {
       const ref = positionals[0] ?? 'latest';
-      if (values.restore === true) return (await import('./drill.ts')).drillCommand(config, log, ref, values['trust-unsigned'] === true, signal);
-      return (await import('./verify.ts')).verifyCommand(config, log, ref, values['trust-unsigned'] === true, signal);
+      if (values.restore === true) return (await import('./drill.ts')).drillCommand(ctx, ref, values['trust-unsigned'] === true);
+      return (await import('./verify.ts')).verifyCommand(ctx, ref, values['trust-unsigned'] === true);
     },
   },
   {
@@ -138,7 +124,7 @@ export const COMMANDS: CommandSpec[] = [
     options: { 'dry-run': { type: 'boolean', short: 'n', help: 'only say what would be removed' } },
     positionals: { max: 0, misuse: 'prune takes no arguments' },
     example: 'backup-sidecar prune --dry-run',
-    run: async ({ values }, { config, log, signal }) => (await import('./prune.ts')).pruneCommand(config, log, values['dry-run'] === true, signal),
+    run: async ({ values }, ctx) => (await import('./prune.ts')).pruneCommand(ctx, values['dry-run'] === true),
   },
   {
     name: 'lifecycle',
@@ -147,7 +133,7 @@ export const COMMANDS: CommandSpec[] = [
     options: { apply: { type: 'boolean', help: "replace this tool's rules on the bucket, keeping all others" } },
     positionals: { max: 0, misuse: 'lifecycle takes no arguments' },
     example: 'backup-sidecar lifecycle --apply',
-    run: async ({ values }, { config }) => (await import('./lifecycle.ts')).lifecycleCommand(config, values.apply === true),
+    run: async ({ values }, ctx) => (await import('./lifecycle.ts')).lifecycleCommand(ctx, values.apply === true),
   },
   {
     name: 'daemon',
@@ -157,7 +143,7 @@ export const COMMANDS: CommandSpec[] = [
     positionals: { max: 0, misuse: 'daemon takes no arguments' },
     example: 'backup-sidecar daemon',
     needSources: true,
-    run: async (_parsed, { config, log }) => (await import('../daemon/daemon.ts')).runDaemon(config, log),
+    run: async (_parsed, ctx) => (await import('../daemon/daemon.ts')).runDaemon(ctx),
   },
   {
     name: 'healthcheck',
@@ -166,7 +152,7 @@ export const COMMANDS: CommandSpec[] = [
     options: {},
     positionals: { max: 0, misuse: 'healthcheck takes no arguments' },
     example: 'backup-sidecar healthcheck',
-    run: async (_parsed, { config }) => (await import('./health.ts')).healthcheckCommand(config),
+    run: async (_parsed, ctx) => (await import('./health.ts')).healthcheckCommand(ctx),
   },
   {
     name: 'status',
@@ -175,7 +161,7 @@ export const COMMANDS: CommandSpec[] = [
     options: {},
     positionals: { max: 0, misuse: 'status takes no arguments' },
     example: 'backup-sidecar status',
-    run: async (_parsed, { config }) => (await import('./health.ts')).statusCommand(config),
+    run: async (_parsed, ctx) => (await import('./health.ts')).statusCommand(ctx),
   },
   {
     name: 'print-config',

@@ -1,12 +1,10 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { Cron } from 'croner';
-import { clockOf } from '../clock.ts';
-import type { Config } from '../config/config.ts';
+import type { Context } from '../context.ts';
 import { describe } from '../errors.ts';
 import { healthOf } from '../health/health.ts';
 import { metricsText, type DaemonCounters } from '../health/metrics.ts';
-import type { Logger } from '../log.ts';
 import { drill } from '../run/drill.ts';
 import { notifyDrill } from '../run/webhooks.ts';
 import { backupJob } from '../run/job.ts';
@@ -14,15 +12,14 @@ import { onSignal } from '../signals.ts';
 import { recordDaemonStart } from '../volume/status.ts';
 
 /** Serves / and /healthz (200 or 503, the reason as text) and /metrics (Prometheus). */
-async function healthServer(config: Config, port: number, counters: DaemonCounters, log: Logger): Promise<Server> {
-  const now = clockOf(config);
+async function healthServer(ctx: Context, port: number, counters: DaemonCounters): Promise<Server> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' || (path !== '/' && path !== '/healthz' && path !== '/metrics')) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz or /metrics\n');
       return;
     }
-    healthOf(config, now()).then(
+    healthOf(ctx).then(
       (health) => {
         // `/` answers like /healthz: docker-postgres-backup-local's probes ask there.
         if (path !== '/metrics') res.writeHead(health.healthy ? 200 : 503, { 'content-type': 'text/plain' }).end(`${health.reason}\n`);
@@ -33,7 +30,7 @@ async function healthServer(config: Config, port: number, counters: DaemonCounte
   });
   server.listen(port);
   await once(server, 'listening');
-  log.info({ port }, 'serving /healthz and /metrics');
+  ctx.log.info({ port }, 'serving /healthz and /metrics');
   return server;
 }
 
@@ -43,16 +40,19 @@ async function healthServer(config: Config, port: number, counters: DaemonCounte
  * HEALTHCHECK_PORT. On SIGTERM or SIGINT it stops scheduling, lets a running backup finish within
  * SHUTDOWN_TIMEOUT or aborts it cleanly, and exits 0.
  */
-export async function runDaemon(config: Config, log: Logger): Promise<number> {
+export async function runDaemon(daemon: Context): Promise<number> {
   const counters: DaemonCounters = { runs: 0, failures: 0, skipped: 0, drills: 0, drillFailures: 0 };
   const abort = new AbortController();
+  // Backups and drills stop on this signal: the daemon aborts them only at its shutdown timeout.
+  const ctx: Context = { ...daemon, signal: abort.signal };
+  const { config, log } = ctx;
   let running: Promise<void> | undefined;
   // A drill holds the volume lock: a backup due during one waits for it; a drill due during a backup is skipped.
   let drilling: Promise<void> | undefined;
 
   const work = async () => {
     counters.runs += 1;
-    const { outcome, error } = await backupJob(config, log, { signal: abort.signal });
+    const { outcome, error } = await backupJob(ctx);
     if (!outcome.ok) counters.failures += 1;
     if (error !== undefined) log.error({ err: error.message }, outcome.ok ? 'backup done, with problems' : 'backup failed');
   };
@@ -76,7 +76,7 @@ export async function runDaemon(config: Config, log: Logger): Promise<number> {
   const drillWork = async () => {
     counters.drills += 1;
     try {
-      const { report } = await drill(config, log, 'latest', clockOf(config), { signal: abort.signal });
+      const { report } = await drill(ctx, 'latest');
       if (!report.ok) counters.drillFailures += 1;
       await notifyDrill(config.hooks, report, log);
     } catch (error) {
@@ -98,8 +98,8 @@ export async function runDaemon(config: Config, log: Logger): Promise<number> {
           });
           return drilling;
         });
-  const server = config.daemon.healthPort === undefined ? undefined : await healthServer(config, config.daemon.healthPort, counters, log);
-  await recordDaemonStart(config.backupDir, clockOf(config)()).catch((error: unknown) =>
+  const server = config.daemon.healthPort === undefined ? undefined : await healthServer(ctx, config.daemon.healthPort, counters);
+  await recordDaemonStart(config.backupDir, ctx.now()).catch((error: unknown) =>
     log.warn({ err: describe(error) }, 'could not record the daemon start in the volume; the health check reports unhealthy until the first backup'),
   );
   log.info(

@@ -1,6 +1,6 @@
 import { Cron } from 'croner';
 import ms from 'ms';
-import type { Config } from '../config/config.ts';
+import type { Context } from '../context.ts';
 import { PRE_RESTORE } from '../naming.ts';
 import { isFutureDated } from '../retention/policy.ts';
 import { drillSummary, type DrillReport } from '../volume/drill-report.ts';
@@ -42,11 +42,13 @@ export function defaultMaxAge(schedule: string, timeZone: string, from = new Dat
  * HEALTHCHECK_REQUIRE_OFFSITE (default with S3), also only while that run is offsite; with
  * HEALTHCHECK_REQUIRE_VERIFY, also only while the last restore drill passed. Reads the volume only: it works beside the daemon, from `docker exec` or a HEALTHCHECK.
  */
-export async function healthOf(config: Config, now: Date): Promise<Health> {
+export async function healthOf(ctx: Context): Promise<Health> {
+  const { config } = ctx;
+  const now = ctx.now();
   const runs = await listRuns(config.backupDir, config.signing);
   const status = await readStatus(config.backupDir);
   const maxAgeMs = config.daemon.healthMaxAgeMs ?? defaultMaxAge(config.daemon.schedule, config.timeZone, now);
-  const notAfter = new Date(now.getTime() + config.clockSkewMs);
+  const notAfter = ctx.notAfter();
   // A run dated in the future is never fresh: it is listed as suspicious instead.
   const suspicious = runs.filter((r) => isFutureDated(r.time, notAfter));
   // Nor is a run whose signature is wrong (runs made before a key was set are unsigned, and still count).

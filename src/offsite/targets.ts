@@ -2,20 +2,28 @@ import type { Config } from '../config/config.ts';
 import type { Logger } from '../log.ts';
 import type { OffsiteStore } from './store.ts';
 
+interface TargetEntry {
+  /** Whether the configuration names this target. */
+  configured(config: Config): boolean;
+  /** Loads its code only when configured (the AWS SDK alone costs about 15 MiB). */
+  open(config: Config, log: Logger): Promise<OffsiteStore>;
+}
+
 /**
- * Every remote target the configuration names, in a fixed order. A new target is a file implementing
- * OffsiteStore, its configuration entries, and one line here. Each is loaded only when configured (the
- * AWS SDK alone costs about 15 MiB).
+ * Every kind of remote target, in a fixed order. A new target is a file implementing OffsiteStore, its
+ * configuration entries, and one line here.
  */
+const TARGETS: TargetEntry[] = [
+  { configured: (c) => c.s3 !== undefined, open: async (c, log) => new (await import('../s3/store.ts')).S3Store(c.s3!, log) },
+  { configured: (c) => c.sftp !== undefined, open: async (c, log) => new (await import('../sftp/store.ts')).SftpStore(c.sftp!, log) },
+];
+
+/** Every remote target the configuration names. */
 export async function remoteTargets(config: Config, log: Logger): Promise<OffsiteStore[]> {
-  const targets: OffsiteStore[] = [];
-  // One line per target kind; keep hasRemoteTargets below in step.
-  if (config.s3 !== undefined) targets.push(new (await import('../s3/store.ts')).S3Store(config.s3, log));
-  if (config.sftp !== undefined) targets.push(new (await import('../sftp/store.ts')).SftpStore(config.sftp, log));
-  return targets;
+  return Promise.all(TARGETS.filter((t) => t.configured(config)).map((t) => t.open(config, log)));
 }
 
 /** Whether any remote target is configured (without loading one). */
 export function hasRemoteTargets(config: Config): boolean {
-  return config.s3 !== undefined || config.sftp !== undefined;
+  return TARGETS.some((t) => t.configured(config));
 }

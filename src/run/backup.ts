@@ -229,7 +229,7 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
               clientChoice: req.server.clientChoice,
             },
       artifacts,
-      warnings: artifacts.flatMap((a) => (a.kind === 'media' ? a.warnings : [])),
+      warnings: artifacts.flatMap((a) => ('warnings' in a ? a.warnings : [])),
       offsite: null,
       targets: [],
     };

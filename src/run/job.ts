@@ -1,11 +1,7 @@
-import { buildSources, retentionOptions } from '../app.ts';
-import { remoteTargets } from '../offsite/targets.ts';
+import type { Context } from '../context.ts';
 import type { OffsiteStore } from '../offsite/store.ts';
-import { clockOf, notAfterOf } from '../clock.ts';
 import { isFutureDated } from '../retention/policy.ts';
-import type { Config } from '../config/config.ts';
 import { RunError, describe } from '../errors.ts';
-import type { Logger } from '../log.ts';
 import { PRE_RESTORE, type Tier } from '../naming.ts';
 import { tierFor } from '../retention/tiers.ts';
 import { withVolumeLock } from '../volume/lock.ts';
@@ -17,6 +13,7 @@ import { runHook } from './hooks.ts';
 import { notify, notifyStart } from './webhooks.ts';
 import { shipPending } from './catch-up.ts';
 import { pruneOffsite, pruneVolume } from './prune.ts';
+import { backupSources } from './sources.ts';
 
 export interface JobResult {
   /** Undefined when the run itself failed. */
@@ -32,8 +29,8 @@ export interface JobResult {
  * and pruning of every place (only after a successful run); then BACKUP_POST_COMMAND, the outcome recorded
  * for healthcheck and status, and the webhooks. Never throws: the outcome says what happened.
  */
-export async function backupJob(config: Config, log: Logger, options: { tier?: Tier; signal?: AbortSignal } = {}): Promise<JobResult> {
-  const now = clockOf(config);
+export async function backupJob(ctx: Context, forcedTier?: Tier): Promise<JobResult> {
+  const { config, log, now, signal } = ctx;
   const started = now();
   const problems: string[] = [];
   let run: BackupResult | undefined;
@@ -41,33 +38,33 @@ export async function backupJob(config: Config, log: Logger, options: { tier?: T
   let targets: OffsiteStore[] = [];
   await notifyStart(config.hooks, started, log);
   try {
-    if (config.hooks.preCommand !== undefined) await runHook('BACKUP_PRE_COMMAND', config.hooks.preCommand, config.hooks.env, log, options.signal);
-    targets = await remoteTargets(config, log);
+    if (config.hooks.preCommand !== undefined) await runHook('BACKUP_PRE_COMMAND', config.hooks.preCommand, config.hooks.env, log, signal);
+    targets = await ctx.targets();
     run = await withVolumeLock(config.backupDir, log, async () => {
-      const notAfter = notAfterOf(config);
+      const notAfter = ctx.notAfter();
       const earlier = (await listRuns(config.backupDir)).filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE && !isFutureDated(r.time, notAfter));
-      const tier = options.tier ?? tierFor(now(), earlier.map((r) => r.time), config.timeZone);
+      const tier = forcedTier ?? tierFor(now(), earlier.map((r) => r.time), config.timeZone);
       // Part sizes grow with the artifact: the newest earlier run says how big each file has become.
       const expectedSizes = new Map<string, number>();
       for (const r of earlier) for (const a of r.manifest!.artifacts) if (!expectedSizes.has(a.file)) expectedSizes.set(a.file, a.size);
 
-      const { sources, server } = await buildSources(config, log);
+      const { sources, server } = await backupSources(ctx);
       if (server !== undefined) await dropRestoreLeftovers(config.backupDir, server, config.postgres!.maintenanceDb, log);
-      const result = await backupRun({ backupDir: config.backupDir, tier, label: config.label, sources, server, log, now, offsite: targets, expectedSizes, signal: options.signal, encryption: config.encryption, signing: config.signing, progressEveryMs: config.progressEveryMs });
+      const result = await backupRun({ backupDir: config.backupDir, tier, label: config.label, sources, server, log, now, offsite: targets, expectedSizes, signal, encryption: config.encryption, signing: config.signing, progressEveryMs: config.progressEveryMs });
       if (result.offsiteError !== undefined) problems.push(`not offsite: ${result.offsiteError.message}; the run is kept in the volume and the next run uploads it`);
       // Each target catches up and is pruned on its own; one that failed this run waits for the next.
       for (const target of targets.filter((t) => result.manifest.targets.find((s) => s.url === t.url)?.state === 'complete')) {
         try {
-          const shipped = await shipPending(config.backupDir, target, retentionOptions(config, target.retention), log, now, config.signing);
+          const shipped = await shipPending(config.backupDir, target, ctx.retention(target.retention), log, now, config.signing);
           if (shipped.error !== undefined) problems.push(`${shipped.waiting.length} earlier run(s) still not offsite in ${target.url}: ${shipped.error.message}`);
-          await pruneOffsite(target, retentionOptions(config, target.retention), log, false, config.signing);
+          await pruneOffsite(target, ctx.retention(target.retention), log, false, config.signing);
         } catch (error) {
           problems.push(describe(error));
         }
       }
-      await pruneVolume(config.backupDir, retentionOptions(config), log, false, targets.length > 0, config.signing);
+      await pruneVolume(config.backupDir, ctx.retention(), log, false, targets.length > 0, config.signing);
       return result;
-    }, { waitMs: config.lockWaitMs, signal: options.signal });
+    }, { waitMs: config.lockWaitMs, signal });
   } catch (error) {
     failure = error instanceof Error ? error : new RunError(String(error));
   }

@@ -1,47 +1,28 @@
-import { availableParallelism } from 'node:os';
-import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { requirePostgres, runTrust, safetySources } from '../app.ts';
-import type { Config, MediaFolder, RestoreSafety } from '../config/config.ts';
-import { clockOf } from '../clock.ts';
-import { folderOverlap } from '../util/paths.ts';
+import type { Context } from '../context.ts';
 import { RunError, UsageError, describe, stopped } from '../errors.ts';
-import type { Logger } from '../log.ts';
-import type { Artifact, PostgresArtifact } from '../manifest.ts';
+import type { RestoreOptions, RestorePlan, RestoreSession } from '../kinds/kind.ts';
+import { databaseExists, keptName, leftDatabases, pruneKept, swapDatabase } from '../kinds/postgres/restore.ts';
+import { kindOf } from '../kinds/registry.ts';
+import type { BackupSource } from '../kinds/source.ts';
+import type { Artifact } from '../manifest.ts';
 import { PARTIAL_DIR, PRE_RESTORE, formatRunId } from '../naming.ts';
-import { checkGlobalsFile, restoreGlobals } from '../kinds/globals/dumpall.ts';
-import { readToc, tablesTheDumpLacks } from '../kinds/postgres/dump.ts';
-import { connectServer, type PgServer } from '../pg/server.ts';
-import { databaseExists, keptName, leftDatabases, pruneKept, restoreDatabase, swapDatabase } from '../kinds/postgres/restore.ts';
 import { query } from '../pg/psql.ts';
-import { RestoreJournal } from '../volume/restore-journal.ts';
-import { dropRestoreLeftovers } from './leftovers.ts';
-import { restoreFolder } from '../kinds/media/restore.ts';
-import type { Selection } from '../volume/resolve.ts';
-import { resolveWithOffsite } from './download.ts';
-import { remoteTargets } from '../offsite/targets.ts';
-import { withVolumeLock } from '../volume/lock.ts';
-import { checkRunSignature } from '../volume/signature.ts';
+import { connectServer } from '../pg/server.ts';
+import { withCleanup } from '../util/cleanup.ts';
 import { confirm } from '../util/confirm.ts';
 import { hashFile } from '../util/hash.ts';
+import { folderOverlap } from '../util/paths.ts';
+import { withVolumeLock } from '../volume/lock.ts';
+import type { Selection } from '../volume/resolve.ts';
+import { RestoreJournal } from '../volume/restore-journal.ts';
+import { checkRunSignature } from '../volume/signature.ts';
 import { backupRun } from './backup.ts';
-import { withCleanup } from '../util/cleanup.ts';
 import { decryptSelection } from './decrypt.ts';
+import { resolveWithOffsite } from './download.ts';
+import { dropRestoreLeftovers } from './leftovers.ts';
 
-export interface RestoreOptions {
-  ref: string;
-  targetDb: string | undefined;
-  targetDir: string | undefined;
-  yes: boolean;
-  /** RESTORE_SAFETY, or none with --no-safety-backup. */
-  safety: RestoreSafety;
-  jobs: number | undefined;
-  noOwner: boolean;
-  /** Use a run without a signature although BACKUP_SIGNING_KEY is set (an older run). */
-  trustUnsigned: boolean;
-  /** Restore although the database has tables the dump lacks (they are dropped; the safety backup keeps them). */
-  allowMissingTables: boolean;
-}
+export type { RestoreOptions };
 
 export interface RestoreOutcome {
   source: string;
@@ -55,13 +36,6 @@ export interface RestoreResult {
   /** RESTORE_SAFETY=keep: the replaced databases, as they are now named. */
   kept: string[];
   outcomes: RestoreOutcome[];
-}
-
-interface Plan {
-  artifact: Artifact;
-  path: string;
-  /** Database name or folder path. */
-  target: string;
 }
 
 /** Checks every selected artifact against the manifest's sha256; a mismatch refuses the whole restore. */
@@ -79,31 +53,21 @@ export async function checkChecksums(selection: Selection): Promise<void> {
   }
 }
 
-function plan(config: Config, selection: Selection, options: RestoreOptions): Plan[] {
-  const dumps = selection.artifacts.filter((a) => a.kind === 'postgres');
-  const tarballs = selection.artifacts.filter((a) => a.kind === 'media');
-  if (options.targetDb !== undefined && dumps.length !== 1) throw new UsageError(`--target-db needs exactly one database dump; "${options.ref}" selects ${dumps.length}`);
-  if (options.targetDir !== undefined && tarballs.length !== 1) throw new UsageError(`--target-dir needs exactly one media tarball; "${options.ref}" selects ${tarballs.length}`);
-  const overlap = options.targetDir === undefined ? undefined : folderOverlap(options.targetDir, config.backupDir);
-  if (overlap !== undefined) {
-    throw new UsageError(`--target-dir ${options.targetDir} ${overlap} BACKUP_DIR (${config.backupDir}): a restore empties its target folder first; choose a folder outside the backups volume`);
+/** Where each artifact goes, in the registry's order (roles first); usage errors before any work. */
+function plan(ctx: Context, selection: Selection, options: RestoreOptions): RestorePlan[] {
+  for (const kind of ctx.kinds) {
+    if (kind.retarget === undefined || kind.retarget.value(options) === undefined) continue;
+    const count = selection.artifacts.filter((a) => kindOf(a) === kind).length;
+    if (count !== 1) throw new UsageError(`${kind.retarget.flag} needs exactly one ${kind.noun}; "${options.ref}" selects ${count}`);
   }
-  // Roles first: the databases' owners and grants refer to them.
-  const ordered = [...selection.artifacts].sort((a, b) => Number(b.kind === 'globals') - Number(a.kind === 'globals'));
-  return ordered.map((artifact) => {
-    const path = join(selection.runDir, artifact.file);
-    if (artifact.kind === 'globals') return { artifact, path, target: 'roles and tablespaces' };
-    if (artifact.kind === 'postgres') return { artifact, path, target: options.targetDb ?? artifact.source };
-    const folder = options.targetDir ?? config.media.find((m) => m.name === artifact.source)?.path;
-    if (folder === undefined) {
-      throw new UsageError(`media "${artifact.source}" is not in MEDIA_PATHS: add ${artifact.source}:/its/path there or pass --target-dir`);
-    }
-    return { artifact, path, target: folder };
-  });
-}
-
-async function folderHasContent(path: string): Promise<boolean> {
-  return (await readdir(path).catch(() => [])).length > 0;
+  const overlap = options.targetDir === undefined ? undefined : folderOverlap(options.targetDir, ctx.config.backupDir);
+  if (overlap !== undefined) {
+    throw new UsageError(`--target-dir ${options.targetDir} ${overlap} BACKUP_DIR (${ctx.config.backupDir}): a restore empties its target folder first; choose a folder outside the backups volume`);
+  }
+  const order = (a: Artifact) => ctx.kinds.indexOf(kindOf(a));
+  return [...selection.artifacts]
+    .sort((a, b) => order(a) - order(b))
+    .map((artifact) => ({ artifact, path: join(selection.runDir, artifact.file), target: kindOf(artifact).restoreTarget(artifact, ctx, options) }));
 }
 
 /**
@@ -111,98 +75,63 @@ async function folderHasContent(path: string): Promise<boolean> {
  * the server's client, a confirmation, a safety backup of what will be replaced into pre-restore/, the
  * restore itself (each target untouched until its copy is complete and checked), and a report.
  */
-export async function restore(config: Config, log: Logger, options: RestoreOptions, signal?: AbortSignal): Promise<RestoreResult> {
+export async function restore(ctx: Context, options: RestoreOptions): Promise<RestoreResult> {
+  const { config, log, signal } = ctx;
   return withVolumeLock(config.backupDir, log, () =>
     withCleanup(log, async (cleanup) => {
-      const stored = await resolveWithOffsite(config.backupDir, await remoteTargets(config, log), options.ref, runTrust(config, options.trustUnsigned), log, cleanup);
+      const stored = await resolveWithOffsite(config.backupDir, await ctx.targets(), options.ref, ctx.trust(options.trustUnsigned), log, cleanup);
       await checkRunSignature(stored.runDir, `run ${stored.manifest.runId}`, config.signing, options.trustUnsigned);
-      plan(config, stored, options); // usage errors before any work
+      plan(ctx, stored, options); // usage errors before any work
       await checkChecksums(stored);
       log.info({ run: stored.manifest.runId, files: stored.artifacts.map((a) => a.file) }, 'checksums match the manifest');
       const selection = await decryptSelection(stored, config.decryption, join(config.backupDir, PARTIAL_DIR), cleanup);
-      const plans = plan(config, selection, options);
-
-      let server: PgServer | undefined;
-      // The databases that exist now, asked once: what the tables check, the safety net and keep act on.
-      const existing = new Set<string>();
-      const pg = plans.some((p) => p.artifact.kind !== 'media') ? requirePostgres(config) : undefined;
-      if (pg !== undefined) {
-        server = await connectServer(pg, pg.maintenanceDb);
-        await dropRestoreLeftovers(config.backupDir, server, pg.maintenanceDb, log);
-        for (const p of plans.filter((x) => x.artifact.kind === 'postgres')) {
-          if (await databaseExists(server, pg.maintenanceDb, p.target)) existing.add(p.target);
-          const contents = await readToc(server.client, p.path, undefined, signal);
-          // A dump made with POSTGRES_EXTRA_OPTS that leave things out would silently drop them.
-          if (options.allowMissingTables || !existing.has(p.target)) continue;
-          const lacking = await tablesTheDumpLacks(server.client, server.conn, p.target, contents);
-          if (lacking.length > 0) {
-            throw new RunError(
-              `database ${p.target} has ${lacking.length} table(s) that ${p.artifact.file} lacks, which the restore would drop: ${lacking.slice(0, 10).join(', ')}${lacking.length > 10 ? ', …' : ''}; nothing was touched. Pass --allow-missing-tables to restore anyway (the safety backup keeps them), or --target-db to restore beside it`,
-            );
-          }
-        }
-        // A globals file is read and checked statement by statement before anything is touched.
-        for (const p of plans) if (p.artifact.kind === 'globals') await checkGlobalsFile(p.path, p.artifact);
-      }
-
-      const targets = plans.map((p) => (p.artifact.kind === 'postgres' ? `database ${p.target}` : p.artifact.kind === 'media' ? `folder ${p.target}` : `the server's roles and tablespaces`));
-      const expected = plans.length === 1 ? (plans[0]!.artifact.kind === 'postgres' ? plans[0]!.target : plans[0]!.artifact.source) : selection.manifest.runId;
-      await confirm(`${targets.join(', ')} with the contents of run ${selection.manifest.runId}`, expected, options.yes);
-      stopped(signal);
+      const plans = plan(ctx, selection, options);
 
       const journal = new RestoreJournal(config.backupDir);
       // Registered first, so it runs last: after the scratch databases are dropped.
       cleanup.add('close the restore journal', () => journal.close());
+      const session: RestoreSession = { ctx, options, cleanup, server: undefined, existing: new Set(), journal, restoreId: formatRunId(ctx.now()), kept: [] };
+      if (plans.some((p) => kindOf(p.artifact).needsServer)) {
+        const pg = ctx.postgres();
+        session.server = await connectServer(pg, pg.maintenanceDb);
+        await dropRestoreLeftovers(config.backupDir, session.server, pg.maintenanceDb, log);
+      }
+      for (const p of plans) await kindOf(p.artifact).prepare(p, session);
+
+      const targets = plans.map((p) => kindOf(p.artifact).describeTarget(p));
+      const expected = plans.length === 1 ? kindOf(plans[0]!.artifact).confirmWord(plans[0]!) : selection.manifest.runId;
+      await confirm(`${targets.join(', ')} with the contents of run ${selection.manifest.runId}`, expected, options.yes);
+      stopped(signal);
+
       let safetyBackup: string | undefined;
       if (options.safety !== 'none') {
-        const databases: string[] = [];
-        const folders: MediaFolder[] = [];
+        const sources: BackupSource[] = [];
         for (const p of plans) {
-          // keep: the database itself stays, renamed; no dump of it is needed.
-          if (options.safety === 'dump' && p.artifact.kind === 'postgres' && existing.has(p.target)) databases.push(p.target);
-          if (p.artifact.kind === 'media' && (await folderHasContent(p.target))) folders.push({ name: p.artifact.source, path: p.target });
+          const source = await kindOf(p.artifact).safetySource(p, session);
+          if (source !== undefined) sources.push(source);
         }
-        const globals = plans.some((p) => p.artifact.kind === 'globals');
-        if (globals || databases.length + folders.length > 0) {
-          const sources = safetySources(config, server, { globals, databases, folders }, log);
-          const result = await backupRun({ backupDir: config.backupDir, tier: PRE_RESTORE, label: undefined, sources, server, log, encryption: config.encryption, signing: config.signing, signal, progressEveryMs: config.progressEveryMs });
+        if (sources.length > 0) {
+          const result = await backupRun({ backupDir: config.backupDir, tier: PRE_RESTORE, label: undefined, sources, server: session.server, log, encryption: config.encryption, signing: config.signing, signal, progressEveryMs: config.progressEveryMs });
           safetyBackup = result.runDir;
           log.info({ dir: safetyBackup }, 'safety backup taken');
         }
       }
 
       const outcomes: RestoreOutcome[] = [];
-      const kept: string[] = [];
-      const restoreId = formatRunId(clockOf(config)());
-      const jobs = options.jobs ?? availableParallelism();
-      const restoreOneDatabase = async (p: Plan, a: PostgresArtifact) => {
-        const keepAs = options.safety === 'keep' && existing.has(p.target) ? keptName(p.target, restoreId) : undefined;
-        const check = await restoreDatabase(server!, p.path, a, p.target, { jobs, noOwner: options.noOwner, maintenanceDb: pg!.maintenanceDb, signal, keepAs, journal }, log, cleanup);
-        if (keepAs !== undefined) {
-          kept.push(keepAs);
-          await pruneKept(server!, pg!.maintenanceDb, p.target, config.keepPreRestore, log);
-        }
-        return check;
-      };
       for (const p of plans) {
         try {
           stopped(signal);
-          const a = p.artifact;
-          const check =
-            a.kind === 'globals'
-              ? await restoreGlobals(server!, pg!.maintenanceDb, p.path, a)
-              : a.kind === 'postgres'
-                ? await restoreOneDatabase(p, a)
-                : await restoreFolder(p.path, a, p.target, log, cleanup, journal, signal);
+          const check = await kindOf(p.artifact).restore(p, session);
           outcomes.push({ source: p.artifact.file, target: p.target, check });
           log.info({ file: p.artifact.file, target: p.target, check }, 'restored');
         } catch (error) {
           const done = outcomes.length > 0 ? ` (already restored: ${outcomes.map((o) => o.target).join(', ')})` : '';
+          const kept = session.kept;
           const safety = `${safetyBackup === undefined ? '' : `; the safety backup is ${safetyBackup}`}${kept.length === 0 ? '' : `; kept: ${kept.join(', ')}`}`;
           throw new RunError(`${describe(error)}${done}${safety}`);
         }
       }
-      return { runId: selection.manifest.runId, safetyBackup, kept, outcomes };
+      return { runId: selection.manifest.runId, safetyBackup, kept: session.kept, outcomes };
     }),
     { waitMs: config.lockWaitMs, signal },
   );
@@ -212,8 +141,9 @@ export async function restore(config: Config, log: Logger, options: RestoreOptio
  * `restore --rollback <db>`: swaps the newest copy that RESTORE_SAFETY=keep kept of `database` back in,
  * in one transaction like a restore; what it replaces is kept in turn, so a rollback can be undone too.
  */
-export async function rollback(config: Config, log: Logger, database: string, yes: boolean, signal?: AbortSignal): Promise<{ from: string; keptAs: string | undefined }> {
-  const pg = requirePostgres(config);
+export async function rollback(ctx: Context, database: string, yes: boolean): Promise<{ from: string; keptAs: string | undefined }> {
+  const { config, log, signal } = ctx;
+  const pg = ctx.postgres();
   return withVolumeLock(config.backupDir, log, () =>
     withCleanup(log, async (cleanup) => {
       const server = await connectServer(pg, pg.maintenanceDb);
@@ -229,7 +159,7 @@ export async function rollback(config: Config, log: Logger, database: string, ye
       cleanup.add('close the restore journal', () => journal.close());
       let keptAs: string | undefined;
       if (await databaseExists(server, admin, database)) {
-        keptAs = keptName(database, formatRunId(clockOf(config)()));
+        keptAs = keptName(database, formatRunId(ctx.now()));
         await swapDatabase(server, admin, database, copy.name, log, { keepAs: keptAs, journal });
       } else {
         await query(server.client, server.conn, admin, `ALTER DATABASE :"copy" RENAME TO :"database";`, { copy: copy.name, database });

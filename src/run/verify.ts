@@ -1,20 +1,16 @@
 import { join } from 'node:path';
-import { execa } from 'execa';
-import { runTrust } from '../app.ts';
-import type { Config } from '../config/config.ts';
-import type { Logger } from '../log.ts';
-import { describe, firstLine, stopped } from '../errors.ts';
+import type { Context } from '../context.ts';
+import { describe, stopped } from '../errors.ts';
+import type { CheckTools } from '../kinds/kind.ts';
+import { kindOf } from '../kinds/registry.ts';
 import type { Artifact } from '../manifest.ts';
-import { discoverClients, newestClient, type PgClient } from '../pg/clients.ts';
-import { checkGlobalsFile } from '../kinds/globals/dumpall.ts';
-import { COMPRESS_FLAG } from '../kinds/media/tarball.ts';
-import { readToc } from '../kinds/postgres/dump.ts';
 import { PARTIAL_DIR } from '../naming.ts';
+import { discoverClients, newestClient, type PgClient } from '../pg/clients.ts';
+import { withCleanup } from '../util/cleanup.ts';
 import { hashFile } from '../util/hash.ts';
 import { withVolumeLock } from '../volume/lock.ts';
-import { checkRunSignature } from '../volume/signature.ts';
 import { resolveRef, type Selection } from '../volume/resolve.ts';
-import { withCleanup } from '../util/cleanup.ts';
+import { checkRunSignature } from '../volume/signature.ts';
 import { decryptSelection } from './decrypt.ts';
 
 export interface ArtifactCheck {
@@ -29,35 +25,19 @@ export interface VerifyResult {
   checks: ArtifactCheck[];
 }
 
-async function checkOne(path: string, artifact: Artifact, dumpReader: () => Promise<PgClient>, signal?: AbortSignal): Promise<ArtifactCheck> {
+async function checkOne(path: string, artifact: Artifact, tools: CheckTools): Promise<ArtifactCheck> {
   const fail = (detail: string) => ({ file: artifact.file, ok: false, detail });
   const actual = await hashFile(path).catch(() => undefined);
   if (actual === undefined) return fail('cannot be read');
   if (actual.sha256 !== artifact.sha256) return fail(`sha256 ${actual.sha256} differs from the manifest's ${artifact.sha256}`);
   if (actual.size !== artifact.size) return fail(`${actual.size} bytes, the manifest says ${artifact.size}`);
-  if (artifact.kind === 'postgres') {
-    try {
-      const toc = await readToc(await dumpReader(), path, undefined, signal);
-      return { file: artifact.file, ok: true, detail: `sha256 ok, pg_restore --list ok (${toc.tables} tables)` };
-    } catch (error) {
-      stopped(signal);
-      return fail((error as Error).message);
-    }
-  }
-  if (artifact.kind === 'globals') {
-    return checkGlobalsFile(path, artifact).then(
-      (detail) => ({ file: artifact.file, ok: true, detail: `sha256 ok, ${detail}` }),
-      (error: unknown) => fail(describe(error)),
-    );
-  }
-  // A full read of the archive: decompression and every tar header.
-  const listing = await execa('tar', ['--list', `--file=${path}`, COMPRESS_FLAG[artifact.compression]], {
-    reject: false,
-    buffer: { stdout: false },
-    stdout: 'ignore',
-  });
-  if (listing.exitCode !== 0) return fail(`tar cannot read it: ${firstLine(listing.stderr).replace(/^tar: /, '')}`);
-  return { file: artifact.file, ok: true, detail: 'sha256 ok, archive reads to the end' };
+  return kindOf(artifact).check(path, artifact, tools).then(
+    (detail) => ({ file: artifact.file, ok: true, detail: `sha256 ok, ${detail}` }),
+    (error: unknown) => {
+      stopped(tools.signal);
+      return fail(describe(error));
+    },
+  );
 }
 
 /**
@@ -65,18 +45,19 @@ async function checkOne(path: string, artifact: Artifact, dumpReader: () => Prom
  * is decrypted into .partial/ first (holding the volume lock) (with ENCRYPTION_IDENTITY_FILE or the passphrase); without
  * a key only the stored bytes can be checked.
  */
-export async function verify(config: Config, log: Logger, ref: string, trustUnsigned = false, signal?: AbortSignal): Promise<VerifyResult> {
-  const stored = await resolveRef(config.backupDir, ref, runTrust(config, trustUnsigned));
+export async function verify(ctx: Context, ref: string, trustUnsigned = false): Promise<VerifyResult> {
+  const { config, log, signal } = ctx;
+  const stored = await resolveRef(config.backupDir, ref, ctx.trust(trustUnsigned));
   await checkRunSignature(stored.runDir, `run ${stored.manifest.runId}`, config.signing, trustUnsigned);
   // Any newer pg_restore reads older dumps, so the newest client reads them all, without a server.
   let client: Promise<PgClient> | undefined;
-  const dumpReader = () => (client ??= discoverClients(config.postgres?.binDir).then(newestClient));
+  const tools: CheckTools = { dumpReader: () => (client ??= discoverClients(config.postgres?.binDir).then(newestClient)), signal };
   const result = (checks: ArtifactCheck[]) => ({ runId: stored.manifest.runId, runDir: stored.runDir, checks });
   if (stored.artifacts.every((a) => a.encryption === null)) {
     const checks: ArtifactCheck[] = [];
     for (const artifact of stored.artifacts) {
       stopped(signal);
-      checks.push(await checkOne(join(stored.runDir, artifact.file), artifact, dumpReader, signal));
+      checks.push(await checkOne(join(stored.runDir, artifact.file), artifact, tools));
     }
     return result(checks);
   }
@@ -99,7 +80,7 @@ export async function verify(config: Config, log: Logger, ref: string, trustUnsi
     const checks: ArtifactCheck[] = [];
     for (const [i, artifact] of plain.artifacts.entries()) {
       stopped(signal);
-      const check = await checkOne(join(plain.runDir, artifact.file), artifact, dumpReader, signal);
+      const check = await checkOne(join(plain.runDir, artifact.file), artifact, tools);
       checks.push({ ...check, file: stored.artifacts[i]!.file, detail: check.ok ? `sha256 ok, decrypted: ${check.detail}` : check.detail });
     }
     return result(checks);

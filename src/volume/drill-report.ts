@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { z } from 'zod';
+import { describe } from '../errors.ts';
 import { readJsonFile } from '../util/fs.ts';
 
 /** `verify.json`, next to a run's manifest: the last restore drill of that run. */
@@ -27,4 +28,19 @@ export function drillSummary(report: DrillReport): string {
   if (report.ok) return `passed at ${report.finishedAt} on run ${report.runId} (${report.checks.length} checks, ${seconds} s)`;
   const failed = report.checks.filter((c) => !c.ok).map((c) => `${c.check}: ${c.detail.split('\n')[0]}`);
   return `FAILED at ${report.finishedAt} on run ${report.runId}: ${failed.join('; ')}`;
+}
+
+/** Runs one check of a drill, timing it: a failure is a failed check, not an error. */
+export async function timed(check: string, work: () => Promise<string>): Promise<DrillCheck> {
+  const started = Date.now();
+  try {
+    return { check, ok: true, detail: await work(), durationMs: Date.now() - started };
+  } catch (error) {
+    return { check, ok: false, detail: describe(error), durationMs: Date.now() - started };
+  }
+}
+
+/** A check that failed before it could start. */
+export function failedCheck(check: string, error: unknown): DrillCheck {
+  return { check, ok: false, detail: describe(error), durationMs: 0 };
 }

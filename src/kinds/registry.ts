@@ -1,0 +1,19 @@
+import type { Artifact } from '../manifest.ts';
+import { globalsKind } from './globals/kind.ts';
+import type { Kind } from './kind.ts';
+import { mediaKind } from './media/kind.ts';
+import { postgresKind } from './postgres/kind.ts';
+
+export type { Kind };
+
+/**
+ * Every kind of artifact, in the order a run produces them and a restore applies them (roles first: the
+ * databases' owners and grants refer to them). A new kind is a folder (artifact.ts, kind.ts), its part
+ * in manifest.ts, and one line here.
+ */
+export const KINDS: readonly Kind[] = [globalsKind, postgresKind, mediaKind];
+
+/** The kind of an artifact (the manifest's schema admits only known kinds). */
+export function kindOf<A extends Artifact>(artifact: A): Kind<A> {
+  return KINDS.find((k) => k.name === artifact.kind) as unknown as Kind<A>;
+}
