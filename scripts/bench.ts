@@ -1,42 +1,44 @@
 /**
- * `npm run bench`: how much a backup costs beyond pg_dump itself, and how much memory it takes.
+ * `npm run bench`: backup-sidecar side by side with its peers' own methods, on one database it fills
+ * with realistic mixed data (random bytes, text, JSON, indexes; BENCH_SIZES_MB, default 1024), in one
+ * process, BENCH_ROUNDS (default 3) interleaved rounds, medians:
  *
- * For each database size (BENCH_SIZES_MB, default "256,1024") it fills a throwaway PostgreSQL 15 with
- * realistic rows whose payload is random base64 (compresses to about 75%), starts the S3 test server
- * (fauxqs) as a separate process storing objects on disk, and times, best of BENCH_REPEAT (default 2):
- *   (a) bare `pg_dump -Fc -f file`
- *   (b) dump to a file, then upload it (what eeshugerman/postgres-backup-s3 does)
- *   (c) backup-sidecar streaming to the volume and S3 at once
- *   (v) backup-sidecar to the volume only
- *   (e) backup-sidecar to the volume only, encrypting with age (ENCRYPTION_RECIPIENTS)
- * It prints wall times, the ratios v/a, c/a, c/b and e/v (the cost of encryption), and the peak RSS of the backup-sidecar process
- * alone (it logs its own maxRSS; pg_dump is a separate process). Targets: v/a <= 1.05, c/a <= 1.10,
- * peak RSS < 150 MB at every size.
+ *   floor   pg_dump -Fc -Z0 -f /dev/null               what PostgreSQL can stream
+ *   bare    pg_dump -Fc -f file                        pg_dump's own default compression
+ *   pbl     pg_dump -Z1 -f file.sql.gz                 prodrigestivill/docker-postgres-backup-local (backup.sh, its README's -Z1)
+ *   pbs3    pg_dump -Fc > file, then upload            eeshugerman/postgres-backup-s3 (backup.sh: pg_dump, then aws s3 cp)
+ *   vol     backup-sidecar backup, volume only
+ *   s3      backup-sidecar backup, volume + S3 (fauxqs, in its own process, storing on disk)
+ *   node    backup-sidecar backup started as `node dist/cli.js` (its peak RSS)
+ *   r-pbl   zcat file.sql.gz | psql, into an empty database   the peer's restore (no safety net)
+ *   r-keep  backup-sidecar restore latest --yes, RESTORE_SAFETY=keep
+ *   r-dump  backup-sidecar restore latest --yes (default: a safety dump first)
+ *   r-none  backup-sidecar restore latest --yes --no-safety-backup
+ *
+ * It prints wall times, artifact sizes, our peak RSS (logged by the CLI itself: pg_dump, zstd and
+ * pg_restore are other processes), the goals of issue 14 and whether each holds; exit 1 when one does not.
  */
 import { createReadStream } from 'node:fs';
-import { rm, stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { execa } from 'execa';
 import { CLI, tempDir } from '../test/support/cli.ts';
 import { PG15_BIN, freePort, startPostgres } from '../test/support/postgres-server.ts';
 
-const sizes = (process.env.BENCH_SIZES_MB ?? '256,1024').split(',').map(Number);
-const repeat = Number(process.env.BENCH_REPEAT ?? '2');
+const sizes = (process.env.BENCH_SIZES_MB ?? '1024').split(',').map(Number);
+const rounds = Number(process.env.BENCH_ROUNDS ?? '3');
 const MIB = 1024 * 1024;
 
 const work = await tempDir('bench');
-const recipient = await identityToRecipient(await generateX25519Identity());
 const pg = await startPostgres();
 const s3Port = await freePort();
-const s3Dir = join(work, 's3');
 // In its own process, storing on disk: its memory and CPU are not ours, as with a real store.
 const s3 = execa(
   process.execPath,
-  ['--input-type=module', '-e', `const { startFauxqs } = await import('fauxqs'); await startFauxqs({ port: ${s3Port}, host: '127.0.0.1', logger: false, s3StorageDir: ${JSON.stringify(s3Dir)} });`],
+  ['--input-type=module', '-e', `const { startFauxqs } = await import('fauxqs'); await startFauxqs({ port: ${s3Port}, host: '127.0.0.1', logger: false, s3StorageDir: ${JSON.stringify(join(work, 's3'))} });`],
   { reject: false, stdio: 'ignore' },
 );
 const endpoint = `http://127.0.0.1:${s3Port}`;
@@ -48,6 +50,8 @@ const client = new S3Client({
   requestChecksumCalculation: 'WHEN_REQUIRED',
   responseChecksumValidation: 'WHEN_REQUIRED',
 });
+const pgEnv = { PGHOST: pg.host, PGPORT: String(pg.port), PGUSER: pg.user, PGPASSWORD: pg.password };
+const bin = (tool: string) => join(PG15_BIN, tool);
 
 async function waitForS3(): Promise<void> {
   for (let i = 0; i < 100; i++) {
@@ -62,18 +66,32 @@ async function waitForS3(): Promise<void> {
 }
 
 const line = (text: string) => process.stdout.write(`${text}\n`);
-const seconds = (ms: number) => (ms / 1000).toFixed(2);
+const s = (ms: number) => (ms / 1000).toFixed(1);
+const mib = (bytes: number) => `${(bytes / MIB).toFixed(0)} MiB`;
 
+/**
+ * Mixed data as applications have it: per row a few scalars, a short text of words (compresses well),
+ * a JSON document with repeated keys (compresses very well), and every fourth row 300 random bytes as
+ * base64 (barely compresses); two secondary indexes.
+ */
 async function fill(db: string, megabytes: number): Promise<number> {
   await pg.sql('postgres', `CREATE DATABASE ${db};`);
-  // About 520 bytes a row on disk: a few scalar columns and a 400-character random base64 payload.
-  const rows = Math.round((megabytes * MIB) / 520);
+  const rows = Math.round((megabytes * MIB) / 560);
   await pg.sql(
     db,
     `CREATE EXTENSION pgcrypto;
-     CREATE TABLE events (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, user_id int NOT NULL, kind text NOT NULL, payload text NOT NULL);
-     INSERT INTO events SELECT i, now() - i * interval '1 second', (random() * 100000)::int, (ARRAY['view','click','buy','login'])[1 + i % 4], encode(gen_random_bytes(300), 'base64')
-       FROM generate_series(1, ${rows}) i;
+     CREATE TABLE events (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, user_id int NOT NULL, kind text NOT NULL,
+                          body text NOT NULL, doc jsonb NOT NULL, blob text);
+     INSERT INTO events
+       SELECT i, now() - i * interval '1 second', (random() * 100000)::int, (ARRAY['view','click','buy','login'])[1 + i % 4],
+              (SELECT string_agg((ARRAY['order','shipped','customer','invoice','paid','refund','address','street','city','the','a','of'])[1 + ((i * 7 + w * 13) % 12)], ' ') FROM generate_series(1, 12 + i % 20) w),
+              jsonb_build_object('user', jsonb_build_object('id', i % 100000, 'name', 'user' || (i % 100000), 'plan', (ARRAY['free','pro','team'])[1 + i % 3]),
+                                 'items', jsonb_build_array(jsonb_build_object('sku', 'SKU-' || (i % 5000), 'qty', 1 + i % 5, 'price', round((random() * 100)::numeric, 2))),
+                                 'ip', '10.' || (i % 256) || '.' || (i % 97) || '.' || (i % 13), 'agent', 'Mozilla/5.0 (X11; Linux x86_64)'),
+              CASE WHEN i % 4 = 0 THEN encode(gen_random_bytes(300), 'base64') END
+         FROM generate_series(1, ${rows}) i;
+     CREATE INDEX ON events (user_id, created_at);
+     CREATE INDEX ON events (kind);
      VACUUM ANALYZE events;`,
   );
   return Number(await pg.sql(db, `SELECT pg_database_size('${db}')`));
@@ -81,95 +99,151 @@ async function fill(db: string, megabytes: number): Promise<number> {
 
 interface Sample {
   ms: number;
-  /** Peak RSS of the backup-sidecar process, MiB. */
+  /** Artifact bytes. */
+  bytes?: number;
+  /** Our process's peak RSS, MiB, from its own log. */
   rss?: number;
-  /** From the start of pg_dump to the dump fully written to the volume, ms. */
-  dumpPhase?: number;
-  /** Then: the last parts and CompleteMultipartUpload; then the stored-size check and sha256 copy. */
-  complete?: number;
-  seal?: number;
 }
 
-async function timed(run: () => Promise<Omit<Sample, 'ms'>>): Promise<Sample> {
-  let best: Sample | undefined;
-  for (let i = 0; i < repeat; i++) {
-    const began = performance.now();
-    const extra = await run();
-    const ms = performance.now() - began;
-    if (best === undefined || ms < best.ms) best = { ms, ...extra, rss: Math.max(extra.rss ?? 0, best?.rss ?? 0) || undefined };
+/** Runs the CLI and reads its own peak RSS from the log (LOG_LEVEL=debug: every command logs it at exit). */
+async function sidecar(args: string[], env: Record<string, string>, viaNode = false): Promise<number | undefined> {
+  const command = viaNode ? execa(process.execPath, [CLI, ...args], { env, extendEnv: false, reject: false }) : execa(CLI, args, { env, extendEnv: false, reject: false });
+  const r = await command;
+  if (r.exitCode !== 0) throw new Error(`backup-sidecar ${args.join(' ')} failed: ${r.stderr.slice(-2000)}`);
+  const rss = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { maxRssMiB?: number }).findLast((l) => l.maxRssMiB !== undefined);
+  return rss?.maxRssMiB;
+}
+
+async function runSize(dir: string): Promise<number> {
+  let total = 0;
+  for (const tier of await readdir(dir).catch(() => [])) {
+    if (tier.startsWith('.') || tier === 'pre-restore') continue;
+    for (const run of await readdir(join(dir, tier))) for (const f of await readdir(join(dir, tier, run))) if (!f.startsWith('manifest')) total += (await stat(join(dir, tier, run, f))).size;
   }
-  return best!;
+  return total;
 }
 
-/** Runs the CLI as it is installed (through its shebang, with its V8 flags) and reads its own log. */
-async function sidecar(db: string, dir: string, withS3: boolean, extra: Record<string, string> = {}): Promise<Omit<Sample, 'ms'>> {
-  await rm(dir, { recursive: true, force: true });
-  const env = {
-    ...pg.env,
-    PATH: process.env.PATH ?? '',
-    POSTGRES_DB: db,
-    BACKUP_DIR: dir,
-    LOG_LEVEL: 'debug',
-    ...(withS3 ? { S3_BUCKET: 'bench', S3_ENDPOINT: endpoint, S3_PREFIX: `${db}-${Date.now()}`, AWS_ACCESS_KEY_ID: 'bench', AWS_SECRET_ACCESS_KEY: 'bench-secret' } : {}),
-    ...extra,
-  };
-  const r = await execa(CLI, ['backup'], { env, extendEnv: false, reject: false });
-  if (r.exitCode !== 0) throw new Error(`backup failed: ${r.stderr.slice(-2000)}`);
-  const logs = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; time: number; maxRssMiB?: number });
-  const at = (msg: string) => logs.find((l) => l.msg === msg)?.time;
-  const [dumpStart, written, complete, sealed] = ['starting pg_dump', 'written to the volume; completing the upload', 'upload complete', `postgres ${db} done`].map(at);
-  return {
-    rss: logs.find((l) => l.msg === 'backup finished')?.maxRssMiB,
-    dumpPhase: written === undefined ? sealed! - dumpStart! : written - dumpStart!,
-    complete: complete === undefined ? undefined : complete - written!,
-    seal: complete === undefined ? undefined : sealed! - complete,
-  };
-}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 
 try {
   await waitForS3();
-  const pgDump = join(PG15_BIN, 'pg_dump');
-  const pgEnv = { PGHOST: pg.host, PGPORT: String(pg.port), PGUSER: pg.user, PGPASSWORD: pg.password };
-  const results: string[] = [];
+  let failed = false;
   for (const mb of sizes) {
     const db = `bench_${mb}`;
     const began = performance.now();
     const bytes = await fill(db, mb);
-    line(`\n${db}: ${(bytes / MIB).toFixed(0)} MiB in PostgreSQL (filled in ${seconds(performance.now() - began)} s)`);
+    line(`\n${db}: ${mib(bytes)} in PostgreSQL (filled in ${s(performance.now() - began)} s), ${rounds} interleaved rounds, medians`);
     const file = join(work, `${db}.dump`);
+    const sql = join(work, `${db}.sql.gz`);
+    const volume = join(work, 'volume');
+    const ours = {
+      ...pgEnv,
+      PATH: process.env.PATH ?? '',
+      POSTGRES_HOST: pg.host,
+      POSTGRES_PORT: String(pg.port),
+      POSTGRES_USER: pg.user,
+      POSTGRES_PASSWORD: pg.password,
+      POSTGRES_DB: db,
+      BACKUP_DIR: volume,
+      LOG_LEVEL: 'debug',
+      BACKUP_KEEP_PRE_RESTORE: '1',
+    };
+    const withS3 = (prefix: string) => ({ ...ours, BACKUP_DIR: join(work, 'volume-s3'), S3_BUCKET: 'bench', S3_ENDPOINT: endpoint, S3_PREFIX: prefix, AWS_ACCESS_KEY_ID: 'bench', AWS_SECRET_ACCESS_KEY: 'bench-secret' });
 
-    const a = await timed(async () => {
-      await rm(file, { force: true });
-      await execa(pgDump, ['-Fc', '-f', file, db], { env: pgEnv });
-      return {};
-    });
-    const dumpSize = (await stat(file)).size;
-    line(`  (a) pg_dump -Fc -f file             ${seconds(a.ms)} s   dump ${(dumpSize / MIB).toFixed(0)} MiB`);
-    const b = await timed(async () => {
-      await rm(file, { force: true });
-      await execa(pgDump, ['-Fc', '-f', file, db], { env: pgEnv });
-      await new Upload({ client, params: { Bucket: 'bench', Key: `${db}/${Date.now()}.dump`, Body: createReadStream(file) }, partSize: 8 * MIB, queueSize: 4 }).done();
-      return {};
-    });
-    line(`  (b) dump, then upload               ${seconds(b.ms)} s`);
-    const c = await timed(() => sidecar(db, join(work, 'volume-c'), true));
-    line(`  (c) backup-sidecar, volume + S3     ${seconds(c.ms)} s   peak RSS ${c.rss} MiB`);
-    line(`      of which: dump streamed to volume and S3 ${seconds(c.dumpPhase!)} s, last parts + complete ${seconds(c.complete!)} s, size check + sha256 copy ${seconds(c.seal!)} s`);
-    const v = await timed(() => sidecar(db, join(work, 'volume-v'), false));
-    line(`  (v) backup-sidecar, volume only     ${seconds(v.ms)} s   peak RSS ${v.rss} MiB`);
-    const e = await timed(() => sidecar(db, join(work, 'volume-e'), false, { ENCRYPTION_RECIPIENTS: recipient }));
-    line(`  (e) backup-sidecar, volume, age     ${seconds(e.ms)} s   peak RSS ${e.rss} MiB   ${(dumpSize / MIB / (e.dumpPhase! / 1000)).toFixed(0)} MiB/s through the dump phase (pg_dump sets the pace)`);
-    const ratio = (x: number, y: number) => (x / y).toFixed(2);
-    line(`  v/a ${ratio(v.ms, a.ms)} (target <= 1.05)   c/a ${ratio(c.ms, a.ms)} (target <= 1.10)   c/b ${ratio(c.ms, b.ms)}   a/b ${ratio(a.ms, b.ms)}   dump phase of (c) / a ${ratio(c.dumpPhase!, a.ms)}   e/v ${ratio(e.ms, v.ms)}`);
-    results.push(
-      `| ${(bytes / MIB).toFixed(0)} MiB (dump ${(dumpSize / MIB).toFixed(0)} MiB) | ${seconds(a.ms)} | ${seconds(b.ms)} | ${seconds(c.ms)} (${seconds(c.dumpPhase!)} + ${seconds(c.complete!)} + ${seconds(c.seal!)}) | ${seconds(v.ms)} | ${seconds(e.ms)} | ${ratio(v.ms, a.ms)} | ${ratio(c.ms, a.ms)} | ${ratio(c.ms, b.ms)} | ${ratio(e.ms, v.ms)} | ${v.rss} / ${c.rss} / ${e.rss} MiB |`,
-    );
+    const scenarios: Record<string, () => Promise<Omit<Sample, 'ms'>>> = {
+      floor: async () => {
+        await execa(bin('pg_dump'), ['-Fc', '-Z0', '-f', '/dev/null', db], { env: pgEnv });
+        return {};
+      },
+      bare: async () => {
+        await rm(file, { force: true });
+        await execa(bin('pg_dump'), ['-Fc', '-f', file, db], { env: pgEnv });
+        return { bytes: (await stat(file)).size };
+      },
+      pbl: async () => {
+        await rm(sql, { force: true });
+        await execa(bin('pg_dump'), ['-Z1', '-f', sql, db], { env: pgEnv });
+        return { bytes: (await stat(sql)).size };
+      },
+      pbs3: async () => {
+        await rm(file, { force: true });
+        await execa(bin('pg_dump'), ['--format=custom', '-f', file, db], { env: pgEnv });
+        // aws s3 cp's defaults: 8 MiB parts, 10 requests at once.
+        await new Upload({ client, params: { Bucket: 'bench', Key: `pbs3/${Date.now()}.dump`, Body: createReadStream(file) }, partSize: 8 * MIB, queueSize: 10 }).done();
+        return { bytes: (await stat(file)).size };
+      },
+      vol: async () => {
+        await rm(volume, { recursive: true, force: true });
+        const rss = await sidecar(['backup'], ours);
+        return { rss, bytes: await runSize(volume) };
+      },
+      s3: async () => {
+        await rm(join(work, 'volume-s3'), { recursive: true, force: true });
+        return { rss: await sidecar(['backup'], withS3(`p${Date.now()}`)) };
+      },
+      node: async () => {
+        await rm(join(work, 'volume-node'), { recursive: true, force: true });
+        return { rss: await sidecar(['backup'], { ...ours, BACKUP_DIR: join(work, 'volume-node') }, true) };
+      },
+      'r-pbl': async () => {
+        await pg.sql('postgres', 'DROP DATABASE IF EXISTS pbl_target; CREATE DATABASE pbl_target;');
+        await execa('sh', ['-c', `zcat "$1" | "$2" -X -q -v ON_ERROR_STOP=1 -d pbl_target > /dev/null`, 'sh', sql, bin('psql')], { env: pgEnv });
+        return {};
+      },
+      'r-keep': async () => ({ rss: await sidecar(['restore', 'latest', '--yes'], { ...ours, RESTORE_SAFETY: 'keep' }) }),
+      'r-dump': async () => ({ rss: await sidecar(['restore', 'latest', '--yes'], ours) }),
+      'r-none': async () => ({ rss: await sidecar(['restore', 'latest', '--yes', '--no-safety-backup'], ours) }),
+    };
+    const samples: Record<string, Sample[]> = {};
+    for (let round = 1; round <= rounds; round++) {
+      for (const [name, run] of Object.entries(scenarios)) {
+        const t = performance.now();
+        const extra = await run();
+        (samples[name] ??= []).push({ ms: performance.now() - t, ...extra });
+      }
+      // Safety backups of restores pile up in pre-restore/: not part of what is measured.
+      await rm(join(volume, 'pre-restore'), { recursive: true, force: true });
+      line(`  round ${round}: ${Object.entries(samples).map(([n, xs]) => `${n} ${s(xs.at(-1)!.ms)}`).join(', ')}`);
+    }
+    const t = (name: string) => median(samples[name]!.map((x) => x.ms));
+    const size = (name: string) => median(samples[name]!.map((x) => x.bytes ?? 0));
+    const rss = (name: string) => Math.max(...samples[name]!.map((x) => x.rss ?? 0));
+    line('');
+    line('| what | time s | artifact | our peak RSS |');
+    line('|---|---|---|---|');
+    const row = (name: string, what: string) => line(`| ${what} | ${s(t(name))} | ${size(name) > 0 ? mib(size(name)) : ''} | ${rss(name) > 0 ? `${rss(name)} MiB` : ''} |`);
+    row('floor', 'floor: `pg_dump -Fc -Z0 -f /dev/null`');
+    row('bare', 'bare `pg_dump -Fc -f file`');
+    row('pbl', 'docker-postgres-backup-local style `pg_dump -Z1` (plain SQL)');
+    row('pbs3', 'postgres-backup-s3 style: `pg_dump -Fc`, then upload');
+    row('vol', 'backup-sidecar backup, volume only');
+    row('s3', 'backup-sidecar backup, volume + S3');
+    row('node', 'backup-sidecar backup as `node dist/cli.js`');
+    row('r-pbl', 'restore: `zcat | psql` (docker-postgres-backup-local, no safety net)');
+    row('r-keep', 'restore: backup-sidecar, `RESTORE_SAFETY=keep`');
+    row('r-dump', 'restore: backup-sidecar, default (safety dump first)');
+    row('r-none', 'restore: backup-sidecar, `--no-safety-backup`');
+    const goals: [string, boolean, string][] = [
+      ['backup, volume + S3 <= 0.5x bare pg_dump -Fc', t('s3') <= 0.5 * t('bare'), `${(t('s3') / t('bare')).toFixed(2)}x`],
+      ['backup, volume + S3 <= the pbl-style -Z1 dump', t('s3') <= t('pbl'), `${s(t('s3'))} s vs ${s(t('pbl'))} s`],
+      ['artifact <= bare pg_dump -Fc', size('vol') <= size('bare'), `${mib(size('vol'))} vs ${mib(size('bare'))}`],
+      ['backup, volume only <= 1.15x the floor', t('vol') <= 1.15 * t('floor'), `${(t('vol') / t('floor')).toFixed(2)}x`],
+      ['restore, RESTORE_SAFETY=keep <= zcat | psql', t('r-keep') <= t('r-pbl'), `${s(t('r-keep'))} s vs ${s(t('r-pbl'))} s`],
+      ['restore, default <= 1.5x --no-safety-backup', t('r-dump') <= 1.5 * t('r-none'), `${(t('r-dump') / t('r-none')).toFixed(2)}x`],
+      ['peak RSS < 150 MiB, every command and entry point', Math.max(...Object.keys(samples).map(rss)) < 150, `${Math.max(...Object.keys(samples).map(rss))} MiB`],
+    ];
+    line('');
+    for (const [goal, ok, value] of goals) line(`  ${ok ? 'met    ' : 'MISSED '} ${goal}: ${value}`);
+    failed ||= goals.some(([, ok]) => !ok);
     await rm(file, { force: true });
-    await pg.sql('postgres', `DROP DATABASE ${db};`);
+    await rm(sql, { force: true });
+    await pg.sql('postgres', `DROP DATABASE IF EXISTS pbl_target;`);
+    // Kept copies of RESTORE_SAFETY=keep, then the database itself.
+    for (const name of (await pg.sql('postgres', `SELECT string_agg(datname, ',') FROM pg_database WHERE datname LIKE '${db}%'`)).split(',').filter(Boolean)) {
+      await pg.sql('postgres', `DROP DATABASE "${name}" WITH (FORCE);`);
+    }
   }
-  line('\n| database | (a) s | (b) s | (c) s (dump + complete + seal) | (v) s | (e) s | v/a | c/a | c/b | e/v | peak RSS (v / c / e) |');
-  line('|---|---|---|---|---|---|---|---|---|---|---|');
-  for (const r of results) line(r);
+  process.exitCode = failed ? 1 : 0;
 } finally {
   client.destroy();
   s3.kill();

@@ -74,8 +74,12 @@ export function fileSafe(name: string): string {
 /** A media folder's name (MEDIA_PATHS): also the stem of its tarball, so one safe path segment. */
 export const MEDIA_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
-export function dumpFileName(database: string): string {
-  return `${fileSafe(database)}.dump`;
+/** zstd around a dump (POSTGRES_COMPRESSION=zstd). */
+export const ZST_SUFFIX = '.zst';
+
+/** A database's dump: `<name>.dump`, or `<name>.dump.zst` when zstd wraps it. */
+export function dumpFileName(database: string, zstd = false): string {
+  return `${fileSafe(database)}.dump${zstd ? ZST_SUFFIX : ''}`;
 }
 
 export function tarballFileName(media: string, compression: 'gzip' | 'zstd'): string {
@@ -89,7 +93,7 @@ export const GLOBALS_FILE = 'globals.sql';
 export const AGE_SUFFIX = '.age';
 
 /** Files a run folder may hold; anything else in it is foreign. */
-const ARTIFACT_FILE = /^(?:[A-Za-z0-9_.%-]+\.dump|[A-Za-z0-9][A-Za-z0-9_.-]*\.tar\.(?:gz|zst)|globals\.sql)(?:\.age)?$/;
+const ARTIFACT_FILE = /^(?:[A-Za-z0-9_.%-]+\.dump(?:\.zst)?|[A-Za-z0-9][A-Za-z0-9_.-]*\.tar\.(?:gz|zst)|globals\.sql)(?:\.age)?$/;
 
 export function isRunFile(file: string): boolean {
   return file === MANIFEST || file === SIGNATURE || ARTIFACT_FILE.test(file);

@@ -46,6 +46,29 @@ describe('loadConfig', () => {
     expect(loadConfig({ ...base, POSTGRES_DB: 'my db,' }).config?.postgres?.databases).toEqual(['my db']);
   });
 
+  it('POSTGRES_COMPRESSION: zstd:3 by default; every level form; a -Z or --compress in POSTGRES_EXTRA_OPTS wins, with a warning', () => {
+    const compression = (env: Record<string, string>) => loadConfig({ ...base, ...env }).config?.postgres?.compression;
+    expect(compression({})).toEqual({ method: 'zstd', level: 3 });
+    for (let level = 1; level <= 19; level++) expect(compression({ POSTGRES_COMPRESSION: `zstd:${level}` })).toEqual({ method: 'zstd', level });
+    for (let level = 0; level <= 9; level++) expect(compression({ POSTGRES_COMPRESSION: `gzip:${level}` })).toEqual({ method: 'gzip', level });
+    expect(compression({ POSTGRES_COMPRESSION: ' ZSTD ' })).toEqual({ method: 'zstd', level: 3 });
+    expect(compression({ POSTGRES_COMPRESSION: 'gzip' })).toEqual({ method: 'gzip', level: undefined });
+    expect(compression({ POSTGRES_COMPRESSION: 'none' })).toEqual({ method: 'none' });
+    for (const [opts, setting] of [['-Z1', '1'], ['-Z 9', '9'], ['--compress=gzip:4', 'gzip:4'], ['--compress 0', '0']] as const) {
+      const loaded = loadConfig({ ...base, POSTGRES_EXTRA_OPTS: opts });
+      expect(loaded.config?.postgres?.compression).toEqual({ method: 'pg_dump', setting });
+      expect(loaded.config?.postgres?.safetyCompression).toEqual({ method: 'zstd', level: 3 });
+      expect(loaded.warnings).toContain(`POSTGRES_EXTRA_OPTS sets pg_dump's own compression (${setting}), which wins over POSTGRES_COMPRESSION; remove it for zstd on every core, several times faster`);
+    }
+    expect(loadConfig({ ...base, POSTGRES_EXTRA_OPTS: '--exclude-table=z' }).warnings).toEqual([]);
+  });
+
+  it.each(['lz4', 'zstd:0', 'zstd:20', 'gzip:10', 'none:1', 'zstd:', 'zstd:x'])('POSTGRES_COMPRESSION=%s gives one clear line', (value) => {
+    expect(loadConfig({ ...base, POSTGRES_COMPRESSION: value }).problems).toEqual([
+      `POSTGRES_COMPRESSION="${value}": expected zstd[:1-19], gzip[:0-9] or none (example: POSTGRES_COMPRESSION=zstd:6)`,
+    ]);
+  });
+
   it('media alone is enough', () => {
     expect(loadConfig({ MEDIA_PATHS: '/data/uploads' }).problems).toEqual([]);
   });

@@ -75,13 +75,13 @@ describe('verify --restore (restore drills)', () => {
     const before = await realState();
     const r = await runCli(['verify', '--restore', 'latest'], { ...env, VERIFY_SQL: 'SELECT count(*) = 5000 FROM t' });
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^ok {4}restore app\.dump: 2 tables and 5002 rows match the manifest$/m);
+    expect(r.stdout).toMatch(/^ok {4}restore app\.dump\.zst: 2 tables and 5002 rows match the manifest$/m);
     expect(r.stdout).toMatch(/^ok {4}VERIFY_SQL on app: returned true$/m);
     expect(r.stdout).toMatch(/^ok {4}unpack uploads\.tar\.gz: 5 entries, 3 files, 1005 bytes, as in the manifest$/m);
     expect(r.stdout).toMatch(/restore drill passed/);
     const report = await readJson<Report>(join(runDir, 'verify.json'));
     expect(report.ok).toBe(true);
-    expect(report.checks.map((c) => c.check)).toEqual(['sha256', `connect to 127.0.0.1:${pg.port}`, 'restore app.dump', 'VERIFY_SQL on app', 'unpack uploads.tar.gz']);
+    expect(report.checks.map((c) => c.check)).toEqual(['sha256', `connect to 127.0.0.1:${pg.port}`, 'restore app.dump.zst', 'VERIFY_SQL on app', 'unpack uploads.tar.gz']);
     expect(await realState()).toBe(before);
     expect(await drillDatabases(pg)).toBe('');
   });
@@ -97,7 +97,7 @@ describe('verify --restore (restore drills)', () => {
       async () => {
         const r = await runCli(['verify', '--restore', 'latest'], env);
         expect(r.exitCode).toBe(1);
-        expect(r.stdout).toMatch(/^FAIL {2}restore app\.dump: does not match the manifest: table public\.t has 5000 rows, the manifest says 4999$/m);
+        expect(r.stdout).toMatch(/^FAIL {2}restore app\.dump\.zst: does not match the manifest: table public\.t has 5000 rows, the manifest says 4999$/m);
         expect(r.stdout).toMatch(/^FAIL {2}unpack uploads\.tar\.gz: does not match the manifest: 1005 bytes of files, the manifest says 1004$/m);
         expect(r.stdout).toMatch(/restore drill FAILED \(2 of 4 checks/);
         expect((await readJson<Report>(join(runDir, 'verify.json'))).ok).toBe(false);
@@ -118,7 +118,7 @@ describe('verify --restore (restore drills)', () => {
   });
 
   it('a damaged dump fails at sha256, before anything is restored', async () => {
-    const dump = join(runDir, 'app.dump');
+    const dump = join(runDir, 'app.dump.zst');
     const original = await readFile(dump);
     const damaged = Buffer.from(original);
     damaged.writeUInt8(damaged.readUInt8(damaged.length - 10) ^ 0xff, damaged.length - 10);

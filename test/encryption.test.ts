@@ -68,7 +68,7 @@ describe('encryption at rest (age)', () => {
     const r = await runCli(['backup'], env);
     expect(r.exitCode, r.stderr).toBe(0);
     const { dir, manifest } = await onlyRun(env.BACKUP_DIR!);
-    expect(manifest.artifacts.map((a) => a.file).sort()).toEqual(['app.dump.age', 'uploads.tar.gz.age']);
+    expect(manifest.artifacts.map((a) => a.file).sort()).toEqual(['app.dump.zst.age', 'uploads.tar.gz.age']);
     for (const a of manifest.artifacts) {
       const stored = await readFile(join(dir, a.file));
       expect(stored.subarray(0, 22).toString()).toBe('age-encryption.org/v1\n');
@@ -91,8 +91,10 @@ describe('encryption at rest (age)', () => {
       expect(sha256(Buffer.from(plain))).toBe(a.encryption!.plainSha256);
       expect(plain.byteLength).toBe(a.encryption!.plainSize);
     }
+    // As the README says: age -d, then zstd -d, then pg_restore.
     const dump = join(work, 'app.dump');
-    await execa('age', ['--decrypt', '--identity', identity, '--output', dump, join(dir, 'app.dump.age')]);
+    await execa('age', ['--decrypt', '--identity', identity, '--output', `${dump}.zst`, join(dir, 'app.dump.zst.age')]);
+    await execa('zstd', ['-d', '-q', `${dump}.zst`]);
     expect((await execa(join(PG15_BIN, 'pg_restore'), ['--list', dump])).stdout).toMatch(/TABLE DATA public notes/);
     const tar = await execa('sh', ['-c', `age -d -i '${identity}' '${join(dir, 'uploads.tar.gz.age')}' | tar -tzf -`]);
     expect(tar.stdout).toContain('./docs/contract.txt');
@@ -105,7 +107,7 @@ describe('encryption at rest (age)', () => {
     expect(missing.stderr).toMatch(/^backup-sidecar: run \S+ is encrypted: set ENCRYPTION_IDENTITY_FILE \(an age identity\) or ENCRYPTION_PASSPHRASE to decrypt it$/m);
     const wrong = await runCli(['restore', 'latest', '--yes'], { ...env, ENCRYPTION_IDENTITY_FILE: otherIdentity });
     expect(wrong.exitCode).toBe(1);
-    expect(wrong.stderr).toMatch(/cannot decrypt \S+app\.dump\.age: wrong key: set ENCRYPTION_IDENTITY_FILE or ENCRYPTION_PASSPHRASE/);
+    expect(wrong.stderr).toMatch(/cannot decrypt \S+app\.dump\.zst\.age: wrong key: set ENCRYPTION_IDENTITY_FILE or ENCRYPTION_PASSPHRASE/);
     expect(await pg.sql('postgres', "SELECT oid FROM pg_database WHERE datname = 'app';")).toBe(oid);
     expect(await readdir(join(env.BACKUP_DIR!, '.partial'))).toEqual([]);
     expect(await readdir(join(env.BACKUP_DIR!, 'pre-restore')).catch(() => [])).toEqual([]);
@@ -118,7 +120,7 @@ describe('encryption at rest (age)', () => {
     const keyed = { ...env, ENCRYPTION_IDENTITY_FILE: identity };
     const verify = await runCli(['verify'], keyed);
     expect(verify.exitCode, verify.stdout).toBe(0);
-    expect(verify.stdout).toMatch(/^ok {4}app\.dump\.age: sha256 ok, decrypted: sha256 ok, pg_restore --list ok/m);
+    expect(verify.stdout).toMatch(/^ok {4}app\.dump\.zst\.age: sha256 ok, decrypted: sha256 ok, zstd -t ok, pg_restore --list ok/m);
     const drill = await runCli(['verify', '--restore'], keyed);
     expect(drill.exitCode, drill.stdout).toBe(0);
     expect(drill.stdout).toMatch(/^ok {4}decrypt: /m);
@@ -148,7 +150,7 @@ describe('encryption at rest (age)', () => {
     expect(backup.stderr).not.toContain('correct horse');
     const { dir: runDir } = await onlyRun(dir);
     expect(await readFile(join(runDir, 'manifest.json'), 'utf8')).not.toContain('correct horse');
-    expect((await readFile(join(runDir, 'app.dump.age'))).toString('latin1')).toMatch(/-> scrypt /);
+    expect((await readFile(join(runDir, 'app.dump.zst.age'))).toString('latin1')).toMatch(/-> scrypt /);
     expect((await runCli(['verify'], { ...base, ENCRYPTION_PASSPHRASE: 'correct horse battery staple' })).exitCode).toBe(0);
     // The passphrase also derives the signing key: a wrong one is caught at the signature, in one line.
     const wrong = await runCli(['verify'], { ...base, ENCRYPTION_PASSPHRASE: 'wrong' });

@@ -77,7 +77,7 @@ describe('unhappy paths leave nothing half-written', () => {
     });
     if (r.stderr.includes('unshare failed') || r.stderr.includes('mount:')) throw new Error(`cannot make a small tmpfs for the disk-full test here: ${r.stderr}`);
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toMatch(/backup-sidecar: disk full while writing app\.dump: free space in the volume/);
+    expect(r.stderr).toMatch(/backup-sidecar: disk full while writing app\.dump\.zst: free space in the volume/);
     expect(r.stdout.split('FILES:')[1]!.trim().split('\n').filter((f) => f !== '' && !f.includes('/.lock') && !f.endsWith('/.status.json'))).toEqual([]);
   });
 

@@ -52,7 +52,7 @@ describe('POSTGRES_GLOBALS', () => {
     const tier = (await readdir(env.BACKUP_DIR!)).find((d) => d !== '.partial' && !d.startsWith('.'))!;
     const run = (await readdir(join(env.BACKUP_DIR!, tier)))[0]!;
     const manifest = await readJson<{ artifacts: { file: string; kind: string; roles?: string[] }[] }>(join(env.BACKUP_DIR!, tier, run, 'manifest.json'));
-    expect(manifest.artifacts.map((a) => a.file)).toEqual(['globals.sql', 'app.dump']);
+    expect(manifest.artifacts.map((a) => a.file)).toEqual(['globals.sql', 'app.dump.zst']);
     expect(manifest.artifacts[0]!.roles).toEqual(expect.arrayContaining(['app_owner', 'app_reader', 'Report Writers', 'postgres']));
     expect(JSON.stringify(manifest)).not.toMatch(/SCRAM-SHA-256|owner-pw-1/);
     expect((await runCli(['verify'], env)).stdout).toMatch(/^ok {4}globals\.sql: sha256 ok, \d+ roles and 0 tablespaces, as in the manifest$/m);
@@ -79,7 +79,7 @@ describe('POSTGRES_GLOBALS', () => {
     const r = await runCli(['restore', 'latest', '--yes'], target);
     expect(r.exitCode, r.stderr).toBe(0);
     const safety = (await readdir(join(env.BACKUP_DIR!, 'pre-restore'))).sort().at(-1)!;
-    expect((await readdir(join(env.BACKUP_DIR!, 'pre-restore', safety))).sort()).toEqual(['app.dump', 'globals.sql', 'manifest.json']);
+    expect((await readdir(join(env.BACKUP_DIR!, 'pre-restore', safety))).sort()).toEqual(['app.dump.zst', 'globals.sql', 'manifest.json']);
   });
 
   it('a database owner that is no superuser cannot read the roles: the run fails with a one-line reason, leaving nothing behind', async () => {

@@ -13,7 +13,7 @@ const base: Manifest = {
   tool: { name: 'backup-sidecar', version: '0.1.0' },
   postgres: null,
   artifacts: [
-    { file: 'app.dump', source: 'app', kind: 'postgres', size: 1, sha256: SHA, encryption: null, format: 'custom', compression: 'default', tableCount: 0, rowCounts: {}, largeObjects: 0 },
+    { file: 'app.dump', source: 'app', kind: 'postgres', size: 1, sha256: SHA, encryption: null, format: 'custom', compression: 'default', fileCompression: 'none', tableCount: 0, rowCounts: {}, largeObjects: 0 },
     { file: 'uploads.tar.gz', source: 'uploads', kind: 'media', size: 1, sha256: SHA, encryption: null, format: 'tar', compression: 'gzip', path: '/data', entries: 0, warnings: [] },
     { file: 'globals.sql', source: 'globals', kind: 'globals', size: 1, sha256: SHA, encryption: null, format: 'sql', roles: [], tablespaces: [] },
   ],

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GetBucketLifecycleConfigurationCommand, GetObjectCommand, HeadObjectCommand, PutBucketLifecycleConfigurationCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetBucketLifecycleConfigurationCommand, GetObjectCommand, PutBucketLifecycleConfigurationCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../src/manifest.ts';
 import { readJson, runCli, tempDir } from './support/cli.ts';
@@ -79,13 +79,10 @@ describe('offsite copies in S3', () => {
     const manifest = await manifestOf(first!);
     expect(manifest.offsite).toMatchObject({ url: `s3://${s3.bucket}/prod/app`, state: 'complete', error: null });
     const keys = await s3.keys();
-    expect(keys).toEqual([`prod/app/${first}/app.dump`, `prod/app/${first}/manifest.json`, `prod/app/${first}/uploads.tar.gz`]);
-    // Byte-identical to the volume, and the sha256 travels with each object.
-    for (const a of manifest.artifacts) {
-      const key = `prod/app/${first}/${a.file}`;
-      expect(sha256(await objectBytes(key))).toBe(a.sha256);
-      expect((await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: key }))).Metadata?.sha256).toBe(a.sha256);
-    }
+    expect(keys).toEqual([`prod/app/${first}/app.dump.zst`, `prod/app/${first}/manifest.json`, `prod/app/${first}/uploads.tar.gz`]);
+    // Byte-identical to the volume; no second request per object (the manifest carries the checksums).
+    for (const a of manifest.artifacts) expect(sha256(await objectBytes(`prod/app/${first}/${a.file}`))).toBe(a.sha256);
+    for (const a of manifest.artifacts) expect(s3.requests.filter((q) => q.method === 'PUT' && q.url.includes(a.file) && !/partNumber=/.test(q.url)).length).toBeLessThanOrEqual(1);
     // The tarball went up as a multipart upload of several parts; the manifest was the last object written.
     const parts = s3.requests.filter((q) => q.method === 'PUT' && q.url.includes('uploads.tar.gz') && /partNumber=\d+/.test(q.url));
     expect(parts.length).toBeGreaterThanOrEqual(4);
@@ -99,7 +96,7 @@ describe('offsite copies in S3', () => {
   it('list --remote shows the runs in the bucket', async () => {
     const table = await runCli(['list', '--remote'], env);
     expect(table.exitCode).toBe(0);
-    expect(table.stdout).toMatch(new RegExp(`^TIER\\s+RUN\\s+AGE\\s+SIZE\\s+STATE\\s+FILES\\n${first!.replace('/', '\\s+')}\\s+.*complete\\s+app\\.dump, uploads\\.tar\\.gz`));
+    expect(table.stdout).toMatch(new RegExp(`^TIER\\s+RUN\\s+AGE\\s+SIZE\\s+STATE\\s+FILES\\n${first!.replace('/', '\\s+')}\\s+.*complete\\s+app\\.dump\\.zst, uploads\\.tar\\.gz`));
     const json = JSON.parse((await runCli(['list', '--remote', '--json'], env)).stdout) as { id: string; complete: boolean }[];
     expect(json).toMatchObject([{ id: first!.split('/')[1], complete: true }]);
   });
@@ -115,14 +112,14 @@ describe('offsite copies in S3', () => {
     expect(await pg.sql('app', 'SELECT count(*) FROM notes;')).toBe('1000');
     expect(await localRuns()).toEqual([first]);
     // An s3:// URL of one file works as well.
-    const one = await runCli(['restore', `s3://${s3.bucket}/prod/app/${first}/app.dump`, '--yes', '--target-db', 'app_copy', '--no-safety-backup'], env);
+    const one = await runCli(['restore', `s3://${s3.bucket}/prod/app/${first}/app.dump.zst`, '--yes', '--target-db', 'app_copy', '--no-safety-backup'], env);
     expect(one.exitCode).toBe(0);
     expect(await pg.sql('app_copy', 'SELECT count(*) FROM notes;')).toBe('1000');
   });
 
   it('a damaged object in S3 is caught by its checksum: nothing restored, nothing left in the volume', async () => {
     const id = first!.split('/')[1]!;
-    const key = `prod/app/${first}/app.dump`;
+    const key = `prod/app/${first}/app.dump.zst`;
     const good = await objectBytes(key);
     const bad = Buffer.from(good);
     const middle = bad.length >> 1;
@@ -133,7 +130,7 @@ describe('offsite copies in S3', () => {
       await pg.sql('app', 'DELETE FROM notes WHERE id > 500;');
       const r = await runCli(['restore', id, '--yes', '--no-safety-backup'], env);
       expect(r.exitCode).toBe(1);
-      expect(r.stderr).toMatch(new RegExp(`backup-sidecar: s3://${s3.bucket}/prod/app/${first}/app\\.dump is damaged: its sha256 is [0-9a-f]{64} .*the manifest says ${sha256(good)} .*nothing was restored`));
+      expect(r.stderr).toMatch(new RegExp(`backup-sidecar: s3://${s3.bucket}/prod/app/${first}/app\\.dump\\.zst is damaged: its sha256 is [0-9a-f]{64} .*the manifest says ${sha256(good)} .*nothing was restored`));
       expect(await pg.sql('app', 'SELECT count(*) FROM notes;')).toBe('500');
       expect(await localRuns()).toEqual([]);
       expect(await readdir(join(env.BACKUP_DIR!, '.partial')).catch(() => [])).toEqual([]);
@@ -209,14 +206,14 @@ describe('offsite copies in S3', () => {
     }
     const [tier] = await readdir(local.BACKUP_DIR).then((names) => names.filter((n) => !n.startsWith('.')));
     const [id] = await readdir(join(local.BACKUP_DIR, tier!));
-    const dump = join(local.BACKUP_DIR, tier!, id!, 'app.dump');
+    const dump = join(local.BACKUP_DIR, tier!, id!, 'app.dump.zst');
     const bytes = await readFile(dump);
     bytes[100] = bytes[100]! ^ 0xff;
     await writeFile(dump, bytes);
     const next = await runCli(['backup'], local);
     expect(next.exitCode).toBe(1);
-    expect(next.stderr).toMatch(new RegExp(`1 earlier run\\(s\\) still not offsite in s3:\\/\\/\\S+: .*${id}/app\\.dump no longer matches the manifest of run ${id}: not uploaded`));
-    expect(await s3.keys()).not.toContain(`changed/${tier}/${id}/app.dump`);
+    expect(next.stderr).toMatch(new RegExp(`1 earlier run\\(s\\) still not offsite in s3:\\/\\/\\S+: .*${id}/app\\.dump\\.zst no longer matches the manifest of run ${id}: not uploaded`));
+    expect(await s3.keys()).not.toContain(`changed/${tier}/${id}/app.dump.zst`);
     expect(await s3.keys()).not.toContain(`changed/${tier}/${id}/manifest.json`);
   });
 
@@ -315,7 +312,7 @@ describe('many keys: paging and batched deletes', () => {
     for (const key of foreign) expect(left).toContain(key);
     expect(left.filter((k) => k.startsWith(`${prefix}/daily/2020`))).toEqual([`${prefix}/daily/20200101T000000Z/README.md`]);
     const newest = backup.stdout.match(/daily\/(\d{8}T\d{6}Z)/)![1];
-    expect(left.filter((k) => k.includes(newest!))).toEqual(['app.dump', 'manifest.json', 'uploads.tar.gz'].map((f) => `${prefix}/daily/${newest}/${f}`));
+    expect(left.filter((k) => k.includes(newest!))).toEqual(['app.dump.zst', 'manifest.json', 'uploads.tar.gz'].map((f) => `${prefix}/daily/${newest}/${f}`));
   });
 });
 

@@ -45,7 +45,7 @@ describe('tables the dump lacks are never dropped silently', () => {
     expect(r.exitCode).toBe(1);
     const lines = r.stderr.split('\n').filter((l) => l.startsWith('backup-sidecar:'));
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/database app has 2 table\(s\) that app.dump lacks.*public.audit \(not in the dump\), public.sessions \(its data is not in the dump\).*--allow-missing-tables/);
+    expect(lines[0]).toMatch(/database app has 2 table\(s\) that app.dump.zst lacks.*public.audit \(not in the dump\), public.sessions \(its data is not in the dump\).*--allow-missing-tables/);
     expect(await count('notes')).toBe('50');
     expect(await runsOf(dir, 'pre-restore')).toEqual([]);
   });
@@ -74,7 +74,7 @@ describe('tables the dump lacks are never dropped silently', () => {
     expect((await runCli(['backup'], local)).exitCode).toBe(0);
     const drill = await runCli(['verify', '--restore'], local);
     expect(drill.exitCode).toBe(1);
-    expect(drill.stdout).toMatch(/FAIL {2}restore app.dump: the dump holds 3 table\(s\) but the data of none \(made with --schema-only\?\)/);
+    expect(drill.stdout).toMatch(/FAIL {2}restore app.dump.zst: the dump holds 3 table\(s\) but the data of none \(made with --schema-only\?\)/);
   });
 });
 

@@ -87,7 +87,7 @@ describe('backup then restore, for real', () => {
     // The first run in an empty volume is the first of its year.
     expect(runDir).toMatch(/\/backups\/yearly\/\d{8}T\d{6}Z_v1\.2\.3-rc$/);
     expect((await filesBelow(join(work, 'backups'))).filter((f) => f !== '.status.json')).toEqual(
-      [`${runDir}/app.dump`, `${runDir}/manifest.json`, `${runDir}/other%20db.dump`, `${runDir}/uploads.tar.gz`].map((p) => p.slice(join(work, 'backups').length + 1)),
+      [`${runDir}/app.dump.zst`, `${runDir}/manifest.json`, `${runDir}/other%20db.dump.zst`, `${runDir}/uploads.tar.gz`].map((p) => p.slice(join(work, 'backups').length + 1)),
     );
     manifest = await readJson<Manifest>(join(runDir, 'manifest.json'));
     expect(manifest.label).toBe('v1.2.3 (rc)');
@@ -133,7 +133,7 @@ describe('backup then restore, for real', () => {
     const r = await runCli(['restore', 'latest', '--yes'], env);
     expect(r.stderr).not.toMatch(/"level":50/);
     expect(r.exitCode).toBe(0);
-    expect(r.stdout).toMatch(/restored app\.dump into app: 6 tables and 2803 rows match the manifest, 3 large objects/);
+    expect(r.stdout).toMatch(/restored app\.dump\.zst into app: 6 tables and 2803 rows match the manifest, 3 large objects/);
     expect(r.stdout).toMatch(/restored uploads\.tar\.gz into .*uploads: 11 entries, as in the manifest/);
     expect(await fingerprint('app')).toBe(before.app);
     expect(await pg.sql('other db', 'SELECT count(*) FROM t')).toBe('42');
@@ -150,8 +150,8 @@ describe('backup then restore, for real', () => {
     expect(safety).toMatch(/\/pre-restore\/\d{8}T\d{6}Z$/);
     const safetyManifest = await readJson<Manifest>(join(safety!, 'manifest.json'));
     expect(safetyManifest.tier).toBe('pre-restore');
-    expect(safetyManifest.artifacts.map((a) => a.file).sort()).toEqual(['app.dump', 'other%20db.dump', 'uploads.tar.gz']);
-    const back = await runCli(['restore', join(safety!, 'app.dump'), '--yes', '--no-safety-backup'], env);
+    expect(safetyManifest.artifacts.map((a) => a.file).sort()).toEqual(['app.dump.zst', 'other%20db.dump.zst', 'uploads.tar.gz']);
+    const back = await runCli(['restore', join(safety!, 'app.dump.zst'), '--yes', '--no-safety-backup'], env);
     expect(back.exitCode).toBe(0);
     expect(await fingerprint('app')).toBe(damaged);
   });
@@ -169,17 +169,17 @@ describe('backup then restore, for real', () => {
     const copy = join(work, 'corrupt-run');
     await mkdir(copy);
     for (const f of await readdir(runDir)) await writeFile(join(copy, f), await readFile(join(runDir, f)));
-    const dump = await readFile(join(copy, 'app.dump'));
+    const dump = await readFile(join(copy, 'app.dump.zst'));
     dump[Math.floor(dump.length / 2)]! ^= 0xff;
-    await writeFile(join(copy, 'app.dump'), dump);
+    await writeFile(join(copy, 'app.dump.zst'), dump);
     const fp = await fingerprint('app');
-    const r = await runCli(['restore', join(copy, 'app.dump'), '--yes'], env);
+    const r = await runCli(['restore', join(copy, 'app.dump.zst'), '--yes'], env);
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toMatch(/app\.dump is damaged: its sha256 is [0-9a-f]{64} .* the manifest says [0-9a-f]{64} .*nothing was restored/);
+    expect(r.stderr).toMatch(/app\.dump\.zst is damaged: its sha256 is [0-9a-f]{64} .* the manifest says [0-9a-f]{64} .*nothing was restored/);
     expect(await fingerprint('app')).toBe(fp);
     const v = await runCli(['verify', copy], env);
     expect(v.exitCode).toBe(1);
-    expect(v.stdout).toMatch(/FAIL {2}app\.dump: sha256/);
+    expect(v.stdout).toMatch(/FAIL {2}app\.dump\.zst: sha256/);
   });
 
   it('keeps the database when the restored copy does not match the manifest (checksum fine)', async () => {
@@ -193,7 +193,7 @@ describe('backup then restore, for real', () => {
     if (app.kind === 'postgres') app.rowCounts['shop.orders'] = 1999;
     await writeFile(join(copy, 'manifest.json'), JSON.stringify(m));
     const fp = await fingerprint('app');
-    const r = await runCli(['restore', join(copy, 'app.dump'), '--yes', '--no-safety-backup'], env);
+    const r = await runCli(['restore', join(copy, 'app.dump.zst'), '--yes', '--no-safety-backup'], env);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/the restored copy of app does not match the manifest, database app was not touched: table shop\.orders has 2000 rows, the manifest says 1999/);
     expect(await fingerprint('app')).toBe(fp);
@@ -263,8 +263,68 @@ describe('live conditions', () => {
     expect(wrong.exitCode).toBe(2);
     await pg.sql('app', 'DELETE FROM shop.orders WHERE id > 5');
     const right = await onTerminal('app');
-    expect(right.stdout).toMatch(/restored app\.dump into app/);
+    expect(right.stdout).toMatch(/restored app\.dump\.zst into app/);
     expect(right.exitCode).toBe(0);
     expect(await pg.sql('app', 'SELECT count(*) FROM shop.orders')).toBe('2000');
+  });
+});
+
+describe('POSTGRES_COMPRESSION', () => {
+  const backupTo = async (dir: string, extra: Record<string, string>) => {
+    const e = { ...env, BACKUP_DIR: join(work, dir), POSTGRES_DB: 'app', MEDIA_PATHS: '', ...extra };
+    const r = await runCli(['backup', '--tier', 'daily'], e);
+    return { r, e };
+  };
+  const onlyManifest = async (dir: string) => {
+    const [id] = await readdir(join(work, dir, 'daily'));
+    return { runDir: join(work, dir, 'daily', id!), manifest: await readJson<Manifest>(join(work, dir, 'daily', id!, 'manifest.json')) };
+  };
+
+  it('zstd (the default) is a zstd frame around an uncompressed custom dump; the manual restore of the README works', async () => {
+    const { r } = await backupTo('c-zstd', {});
+    expect(r.exitCode, r.stderr).toBe(0);
+    const { runDir, manifest } = await onlyManifest('c-zstd');
+    expect(manifest.artifacts[0]).toMatchObject({ file: 'app.dump.zst', compression: 'zstd:3', fileCompression: 'zstd' });
+    const plain = join(work, 'manual.dump');
+    await execa('zstd', ['-d', '-q', '-o', plain, join(runDir, 'app.dump.zst')]);
+    expect((await execa('/usr/lib/postgresql/15/bin/pg_restore', ['--list', plain])).stdout).toMatch(/TABLE DATA shop orders/);
+    // Uncompressed inside: the custom format's header says so (compression 0).
+    expect((await execa('/usr/lib/postgresql/15/bin/pg_restore', ['--list', plain])).stdout).toMatch(/Compression: (0|none)/);
+  });
+
+  it('gzip[:level] and none keep pg_dump\'s own file (.dump), and such runs restore and verify like before', async () => {
+    for (const [setting, label] of [['gzip:1', 'gzip:1'], ['none', 'none'], ['GZIP', 'gzip']] as const) {
+      const dir = `c-${setting.replace(':', '')}`;
+      const { r, e } = await backupTo(dir, { POSTGRES_COMPRESSION: setting });
+      expect(r.exitCode, r.stderr).toBe(0);
+      const { runDir, manifest } = await onlyManifest(dir);
+      expect(manifest.artifacts[0]).toMatchObject({ file: 'app.dump', compression: label, fileCompression: 'none' });
+      expect((await runCli(['verify', runDir], e)).stdout).toMatch(/^ok {4}app\.dump: sha256 ok, pg_restore --list ok/m);
+      const back = await runCli(['restore', join(runDir, 'app.dump'), '--yes', '--target-db', `app_${setting.replace(':', '').toLowerCase()}`], e);
+      expect(back.exitCode, back.stderr).toBe(0);
+    }
+  });
+
+  it('a -Z in POSTGRES_EXTRA_OPTS wins, with a warning at start; safety backups still use POSTGRES_COMPRESSION', async () => {
+    const { r, e } = await backupTo('c-extra', { POSTGRES_EXTRA_OPTS: '-Z1' });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/POSTGRES_EXTRA_OPTS sets pg_dump's own compression \(1\), which wins over POSTGRES_COMPRESSION/);
+    const { runDir, manifest } = await onlyManifest('c-extra');
+    expect(manifest.artifacts[0]).toMatchObject({ file: 'app.dump', compression: '1', fileCompression: 'none' });
+    const back = await runCli(['restore', join(runDir, 'app.dump'), '--yes'], e);
+    expect(back.exitCode, back.stderr).toBe(0);
+    const safety = /safety backup: (\S+)/.exec(back.stdout)![1]!;
+    expect(await readdir(safety)).toContain('app.dump.zst');
+  });
+
+  it('a bad setting is one line naming the choices; a missing zstd binary fails the run in one line saying what to do', async () => {
+    const bad = await runCli(['backup'], { ...env, POSTGRES_COMPRESSION: 'zstd:20' });
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/POSTGRES_COMPRESSION.*expected zstd\[:1-19\], gzip\[:0-9\] or none/);
+    // No zstd on PATH (pg_dump comes from PG_BIN_DIR; node is run by its full path).
+    const { r } = await backupTo('c-nozstd', { PATH: '/nonexistent', PG_BIN_DIR: '/usr/lib/postgresql/15/bin' });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/^backup-sidecar: zstd is not installed: install it \(Debian: apt-get install zstd\) or set POSTGRES_COMPRESSION=gzip$/m);
+    expect(await readdir(join(work, 'c-nozstd', '.partial')).catch(() => [])).toEqual([]);
   });
 });

@@ -75,7 +75,7 @@ describe('SFTP as a remote target', () => {
     expect(await pg.sql('app', 'SELECT count(*) FROM notes;')).toBe('3000');
     await rm(local.BACKUP_DIR!, { recursive: true, force: true });
     await pg.sql('app', 'DELETE FROM notes WHERE id > 10;');
-    const url = `sftp://127.0.0.1:${sftp.port}${join(sftp.dir, 'only')}/${run}/app.dump`;
+    const url = `sftp://127.0.0.1:${sftp.port}${join(sftp.dir, 'only')}/${run}/app.dump.zst`;
     const byUrl = await runCli(['restore', url, '--yes', '--no-safety-backup'], local);
     expect(byUrl.stderr).not.toMatch(/"level":50/);
     expect(byUrl.exitCode).toBe(0);
@@ -138,7 +138,7 @@ describe('SFTP as a remote target', () => {
       const [run] = await runs(local.BACKUP_DIR!);
       expect((await manifestOf(local.BACKUP_DIR!, run!)).offsite?.state).toBe('failed');
       const left = await filesBelow(join(sftp.dir, 'cut')).catch(() => [] as string[]);
-      expect(left.filter((f) => !f.endsWith('.partial'))).toEqual(left.filter((f) => /app\.dump$/.test(f)));
+      expect(left.filter((f) => !f.endsWith('.partial'))).toEqual(left.filter((f) => /app\.dump\.zst$/.test(f)));
       expect(left.some((f) => f.endsWith('manifest.json') || f.endsWith('uploads.tar.gz'))).toBe(false);
     } finally {
       await proxy.stop();

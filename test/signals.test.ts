@@ -258,6 +258,6 @@ describe('progress', () => {
     const lines = r.stderr.split('\n').filter((l) => l.includes('"what":"postgres app"'));
     expect(lines.length).toBeGreaterThanOrEqual(3);
     expect(lines.at(-1)).toMatch(/"msg":"postgres app: [\d.]+ (B|KiB|MiB) in \d+ s \([\d.]+ (B|KiB|MiB)\/s\)"/);
-    expect(r.stderr).toMatch(/"file":"app.dump","bytes":\d+,"ms":\d+,"rate":"[\d.]+ (B|KiB|MiB)\/s"/);
+    expect(r.stderr).toMatch(/"file":"app.dump.zst","bytes":\d+,"ms":\d+,"rate":"[\d.]+ (B|KiB|MiB)\/s"/);
   });
 });

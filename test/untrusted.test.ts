@@ -4,6 +4,7 @@ import { createServer as createHttp } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import { execa } from 'execa';
 import { join } from 'node:path';
+import { zstdCompressSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dumpFileName, formatRunId } from '../src/naming.ts';
 import { forgeInBucket, forgeInVolume, type RunAt } from './support/attacker.ts';
@@ -132,9 +133,9 @@ describe('database names never become connection strings', () => {
     const source = `host=127.0.0.1 port=${port} dbname=x`;
     await forgeInBucket(s3, PREFIX, genuine, to, ({ manifest, files }) => {
       const dump = manifest.artifacts.find((a) => a.kind === 'postgres')!;
-      files.set(dumpFileName(source), files.get(dump.file)!);
+      files.set(dumpFileName(source, true), files.get(dump.file)!);
       dump.source = source;
-      dump.file = dumpFileName(source);
+      dump.file = dumpFileName(source, true);
       manifest.artifacts = manifest.artifacts.filter((a) => a.kind === 'postgres');
     });
     const drill = await runCli(['verify', '--restore', to.id], env);
@@ -406,7 +407,7 @@ describe('authenticated runs: BACKUP_SIGNING_KEY', () => {
     await pg.sql('postgres', 'CREATE DATABASE evil;');
     await pg.sql('evil', "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT i, 'forged' FROM generate_series(1, 50) i;");
     const evil = (await execa('/usr/lib/postgresql/15/bin/pg_dump', ['-Fc'], { env: { PGHOST: pg.host, PGPORT: String(pg.port), PGUSER: pg.user, PGPASSWORD: pg.password, PGDATABASE: 'evil' }, encoding: 'buffer' })).stdout as Uint8Array;
-    const swap = ({ files }: { files: Map<string, Buffer> }) => void files.set('app.dump', Buffer.from(evil));
+    const swap = ({ files }: { files: Map<string, Buffer> }) => void files.set('app.dump.zst', zstdCompressSync(evil));
     const before = await md5();
     const inBucket = { tier: run.tier, id: nextId() };
     await forgeInBucket(s3, SIGNED, run, inBucket, swap);

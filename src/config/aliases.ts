@@ -18,7 +18,7 @@ export const ALIASES: Readonly<Record<string, EnvName>> = {
 
 /** Peer variables with no equivalent here: each is a warning at start saying what happens instead. */
 export const IGNORED: Readonly<Record<string, string>> = {
-  BACKUP_SUFFIX: 'file names are fixed here (<database>.dump, <name>.tar.gz)',
+  BACKUP_SUFFIX: 'file names are fixed here (<database>.dump.zst, <name>.tar.gz)',
   BACKUP_LATEST_TYPE: 'no "latest" link is made (the volume holds no links); `restore latest` finds the newest run',
   WEBHOOK_EXTRA_ARGS: 'webhooks are sent without curl, as a JSON POST',
   POSTGRES_PASSFILE_STORE: 'use POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE',

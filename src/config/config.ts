@@ -1,6 +1,12 @@
 import type { SigningKeys } from '../crypto/signing.ts';
 
 /** The typed configuration the core works with. Built once, at the edge, by loadConfig. */
+/**
+ * How dumps are compressed: zstd around an uncompressed custom-format dump (<db>.dump.zst), pg_dump's own
+ * gzip or nothing (<db>.dump), or (pg_dump) whatever -Z / --compress POSTGRES_EXTRA_OPTS sets.
+ */
+export type DumpCompression = { method: 'zstd'; level: number } | { method: 'gzip'; level: number | undefined } | { method: 'none' } | { method: 'pg_dump'; setting: string };
+
 export interface PostgresConfig {
   host: string;
   port: number;
@@ -16,6 +22,10 @@ export interface PostgresConfig {
   globals: boolean;
   /** Extra pg_dump arguments, already split. */
   extraOpts: string[];
+  /** For backups: POSTGRES_COMPRESSION, unless POSTGRES_EXTRA_OPTS sets pg_dump's own. */
+  compression: DumpCompression;
+  /** For safety backups, which never take POSTGRES_EXTRA_OPTS: POSTGRES_COMPRESSION. */
+  safetyCompression: DumpCompression;
   maintenanceDb: string;
   /** A fixed client folder; unset means: discover installed clients and pick by server major. */
   binDir: string | undefined;

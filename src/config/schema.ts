@@ -3,6 +3,7 @@ import { Cron } from 'croner';
 import ms from 'ms';
 import { z } from 'zod';
 import { MEDIA_NAME, TIERS } from '../naming.ts';
+import type { DumpCompression } from './config.ts';
 
 /** A documented environment variable: its schema, example, and whether it may hold a secret. */
 export interface EnvVar {
@@ -201,6 +202,25 @@ export const ENV = {
     description:
       'Extra pg_dump arguments, such as -Z 9 or --exclude-table-data=audit_log. The format (-F) and output (-f) are set by the tool.',
     example: '-Z 6 --exclude-table-data=public.sessions',
+  },
+  POSTGRES_COMPRESSION: {
+    schema: z
+      .string()
+      .trim()
+      .toLowerCase()
+      .default('zstd:3')
+      .transform((s, ctx): DumpCompression => {
+        const m = /^(zstd|gzip|none)(?::(\d+))?$/.exec(s);
+        const level = m?.[2] === undefined ? undefined : Number(m[2]);
+        if (m?.[1] === 'zstd' && (level === undefined || (level >= 1 && level <= 19))) return { method: 'zstd', level: level ?? 3 };
+        if (m?.[1] === 'gzip' && (level === undefined || level <= 9)) return { method: 'gzip', level };
+        if (m?.[1] === 'none' && level === undefined) return { method: 'none' };
+        ctx.addIssue({ code: 'custom', message: 'expected zstd[:1-19], gzip[:0-9] or none' });
+        return z.NEVER;
+      }),
+    description:
+      "Compression of database dumps: zstd[:level] (default zstd:3; pg_dump's output compressed by zstd on every core, <db>.dump.zst), gzip[:level] (pg_dump's own, <db>.dump) or none. A -Z or --compress in POSTGRES_EXTRA_OPTS wins.",
+    example: 'zstd:6',
   },
   POSTGRES_MAINTENANCE_DB: {
     schema: z.string().trim().min(1, 'must not be empty').default('postgres'),

@@ -82,6 +82,13 @@ export interface Kind<A extends Artifact = Artifact> {
   /** The sources of a backup run, as configured (server: connected when PostgreSQL is configured). */
   sources(ctx: Context, server: PgServer | undefined): Promise<BackupSource[]>;
 
+  /**
+   * A file its tools can read (pg_restore --jobs needs a seekable, uncompressed dump): the file itself, or
+   * a plaintext copy made in `work.dir` (the volume's .partial/, so a killed command leaves nothing the
+   * next one does not remove) and removed by `work.cleanup`.
+   */
+  plainFile(path: string, artifact: A, work: { dir: string; cleanup: Cleanup; signal: AbortSignal | undefined }): Promise<string>;
+
   /** A full read of the file, without a server (`verify`): what was checked; throws why it fails. */
   check(path: string, artifact: A, tools: CheckTools): Promise<string>;
 

@@ -51,7 +51,12 @@ export async function drill(ctx: Context, ref: string, trustUnsigned = false): P
       };
       const order = (kind: ReturnType<typeof kindOf>) => ctx.kinds.indexOf(kind);
       const artifacts = [...selection.artifacts].sort((a, b) => order(kindOf(a)) - order(kindOf(b)));
-      for (const artifact of artifacts) checks.push(...(await kindOf(artifact).drill(join(selection.runDir, artifact.file), artifact, session)));
+      const work = { dir: join(config.backupDir, PARTIAL_DIR), cleanup, signal };
+      for (const artifact of artifacts) {
+        const kind = kindOf(artifact);
+        const path = await kind.plainFile(join(selection.runDir, artifact.file), artifact, work).catch((error: unknown) => error as Error);
+        checks.push(...(path instanceof Error ? [failedCheck(`decompress ${artifact.file}`, path)] : await kind.drill(path, artifact, session)));
+      }
     }
     const finished = ctx.now();
     const report: DrillReport = {

@@ -86,6 +86,8 @@ export async function restore(ctx: Context, options: RestoreOptions): Promise<Re
       log.info({ run: stored.manifest.runId, files: stored.artifacts.map((a) => a.file) }, 'checksums match the manifest');
       const selection = await decryptSelection(stored, config.decryption, join(config.backupDir, PARTIAL_DIR), cleanup);
       const plans = plan(ctx, selection, options);
+      const work = { dir: join(config.backupDir, PARTIAL_DIR), cleanup, signal };
+      for (const p of plans) p.path = await kindOf(p.artifact).plainFile(p.path, p.artifact, work);
 
       const journal = new RestoreJournal(config.backupDir);
       // Registered first, so it runs last: after the scratch databases are dropped.

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { PassThrough, Transform, type Readable } from 'node:stream';
 import {
-  CopyObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
@@ -22,13 +21,6 @@ import { MAX_PART_SIZE, partSizeFor } from './part-size.ts';
 
 /** DeleteObjects takes at most this many keys a call. */
 const DELETE_BATCH = 1000;
-/** CopyObject copies at most 5 GiB in one call; larger objects keep their sha256 only in the manifest. */
-const MAX_COPY = MAX_PART_SIZE;
-
-function copySource(bucket: string, key: string): string {
-  return `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
-}
-
 /** The offsite store on S3 or an S3-compatible server. */
 export class S3Store implements OffsiteStore {
   readonly url: string;
@@ -121,7 +113,7 @@ export class S3Store implements OffsiteStore {
       complete: async (sha256, size) => {
         await this.send(`upload of ${key}`, () => done);
         this.log.debug({ key, bytes: size }, 'upload complete');
-        await this.seal(key, sha256, size, options.sha256 === undefined);
+        await this.checkStored(key, sha256, size);
       },
       abort: async (reason) => {
         // An errored body ends lib-storage's reader, which then aborts the multipart upload (no orphan parts).
@@ -133,33 +125,18 @@ export class S3Store implements OffsiteStore {
     };
   }
 
-  /** Checks the stored size, then records the sha256 with the object (an in-place copy; S3 needs metadata at creation). */
-  private async seal(key: string, sha256: string, size: number, copyMetadata: boolean): Promise<void> {
+  /**
+   * Checks the stored size (and a sha256 the object was created with, on a catch-up upload). The sha256
+   * of a streamed upload is known only at its end, too late for S3's metadata; the manifest, uploaded
+   * last and signed with BACKUP_SIGNING_KEY, carries every checksum, and downloads are checked against it.
+   */
+  private async checkStored(key: string, sha256: string, size: number): Promise<void> {
     const head = await this.send(`checking ${key}`, () => this.client.send(new HeadObjectCommand({ Bucket: this.s3.bucket, Key: key })));
     if (head.ContentLength !== size) {
       throw new RunError(`S3 holds ${head.ContentLength} bytes of ${key} but ${size} were sent; it will be uploaded again by the next run`);
     }
     const stored = head.Metadata?.sha256;
     if (stored !== undefined && stored !== sha256) throw new RunError(`S3 object ${key} carries sha256 ${stored}, the manifest says ${sha256}`);
-    if (!copyMetadata) return;
-    if (size > MAX_COPY) {
-      this.log.debug({ key, size }, 'too large for an in-place copy: its sha256 is only in the manifest');
-      return;
-    }
-    this.log.debug({ key }, 'stored size checked; recording the sha256');
-    await this.send(`recording the sha256 of ${key}`, () =>
-      this.client.send(
-        new CopyObjectCommand({
-          Bucket: this.s3.bucket,
-          Key: key,
-          CopySource: copySource(this.s3.bucket, key),
-          MetadataDirective: 'REPLACE',
-          Metadata: { sha256 },
-          ContentType: 'application/octet-stream',
-          ...this.storage(true),
-        }),
-      ),
-    );
   }
 
   async putManifest(tier: RunTier, runId: string, body: string, signature: string | undefined): Promise<void> {

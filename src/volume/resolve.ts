@@ -24,6 +24,11 @@ async function fromPath(path: string): Promise<Selection | undefined> {
   return { runDir, manifest, artifacts: [artifact] };
 }
 
+/** A file name without the suffixes a setting adds: app.dump.zst.age -> app.dump. */
+function bareName(file: string): string {
+  return file.replace(/\.age$/, '').replace(/\.dump\.zst$/, '.dump');
+}
+
 /**
  * Resolves what the user typed (`trust` says which runs may count as the newest): an absolute path, a path relative to BACKUP_DIR, a run id, a bare file
  * name (newest run that has it), or `latest`. Safety backups (pre-restore/) are reached only by path or
@@ -50,8 +55,8 @@ export async function resolveRef(backupDir: string, ref: string, trust: RunTrust
     if (run !== undefined) return { runDir: run.dir, manifest: run.manifest!, artifacts: run.manifest!.artifacts };
   }
   for (const run of regular) {
-    // An encrypted run's files end in .age; the plain name finds them too.
-    const artifact = run.manifest!.artifacts.find((a) => a.file === ref || a.file === `${ref}.age`);
+    // The plain name finds an encrypted file (.age) and a zstd dump (.dump.zst) too: app.dump is the newest dump of app.
+    const artifact = run.manifest!.artifacts.find((a) => a.file === ref || bareName(a.file) === bareName(ref));
     if (artifact !== undefined) return { runDir: run.dir, manifest: run.manifest!, artifacts: [artifact] };
   }
   throw new UsageError(`no run or file named "${ref}" in ${backupDir}; run \`backup-sidecar list\` to see the runs`);

@@ -15,6 +15,7 @@ export const globalsKind: Kind<GlobalsArtifact> = {
     return pg !== undefined && server !== undefined && (pg.globals || pg.all) ? [new GlobalsSource(server, pg.maintenanceDb, ctx.log)] : [];
   },
 
+  plainFile: async (path) => path,
   check: async (path, artifact) => checkGlobalsFile(path, artifact),
 
   // Roles are server-wide: a drill only reads them, it never creates roles on any server.

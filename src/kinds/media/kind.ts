@@ -24,6 +24,8 @@ export const mediaKind: Kind<MediaArtifact> = {
 
   sources: async ({ config, log }) => config.media.map((folder) => new MediaSource(folder, config.mediaExclude, config.mediaCompression, log)),
 
+  plainFile: async (path) => path,
+
   async check(path, artifact) {
     // A full read of the archive: decompression and every tar header.
     const listing = await execa('tar', ['--list', `--file=${path}`, COMPRESS_FLAG[artifact.compression]], { reject: false, buffer: { stdout: false }, stdout: 'ignore' });

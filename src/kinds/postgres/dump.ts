@@ -3,11 +3,13 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { RunError, stopped } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
+import type { DumpCompression } from '../../config/config.ts';
 import { dumpFileName } from '../../naming.ts';
 import { PsqlSession, libpqEnv, pgError, query, toolFailure, type Connection } from '../../pg/psql.ts';
 import type { PgClient } from '../../pg/clients.ts';
 import type { PgServer } from '../../pg/server.ts';
 import type { BackupSource, Production } from '../source.ts';
+import { compressing, decompressing } from './zstd.ts';
 
 /** Every user table (plain and partitioned). */
 const USER_TABLES = `
@@ -109,33 +111,49 @@ export function countsInDump(counts: TableCount[], contents: DumpContents): Reco
   return result;
 }
 
-/** pg_dump's -Z / --compress setting in the extra options, for the manifest. */
-export function dumpCompression(extraOpts: string[]): string {
-  for (let i = 0; i < extraOpts.length; i++) {
-    const a = extraOpts[i]!;
-    if (a === '-Z' || a === '--compress') return extraOpts[i + 1] ?? 'default';
-    if (a.startsWith('--compress=')) return a.slice('--compress='.length);
-    if (a.startsWith('-Z')) return a.slice(2);
-  }
-  return 'default';
+/** pg_dump's own compression switch for a setting (zstd: none, the zstd binary compresses). */
+function compressArgs(c: DumpCompression): string[] {
+  if (c.method === 'zstd' || c.method === 'none') return ['--compress=0'];
+  if (c.method === 'gzip' && c.level !== undefined) return [`--compress=${c.level}`];
+  return []; // gzip at pg_dump's default level, or -Z in POSTGRES_EXTRA_OPTS
 }
 
-/** One database, dumped with pg_dump in custom format to stdout. */
+/** The setting in words, for the manifest: zstd:3, gzip:6, gzip (pg_dump's default), none, or POSTGRES_EXTRA_OPTS's. */
+export function compressionLabel(c: DumpCompression): string {
+  if (c.method === 'zstd') return `zstd:${c.level}`;
+  if (c.method === 'gzip') return c.level === undefined ? 'gzip' : `gzip:${c.level}`;
+  return c.method === 'none' ? 'none' : c.setting;
+}
+
+export interface DumpSettings {
+  /** POSTGRES_EXTRA_OPTS (none for a safety backup: it must be whole). */
+  extraOpts: string[];
+  compression: DumpCompression;
+}
+
+/** How zstd ended, as the run's failure in one line (a missing binary says what to do), or undefined when it succeeded. */
+async function zstdProblem(zstd: ReturnType<typeof compressing>, database: string): Promise<RunError | undefined> {
+  const result = await zstd;
+  if ((result as { code?: string }).code === 'ENOENT') return new RunError('zstd is not installed: install it (Debian: apt-get install zstd) or set POSTGRES_COMPRESSION=gzip');
+  return result.exitCode === 0 ? undefined : new RunError(`zstd compressing the dump of database ${database} failed: ${toolFailure(result)}`);
+}
+
+/** One database, dumped with pg_dump in custom format to stdout (through zstd with POSTGRES_COMPRESSION=zstd). */
 export class PostgresSource implements BackupSource {
   readonly kind = 'postgres';
   readonly fileName: string;
 
   readonly name: string;
   private readonly server: PgServer;
-  private readonly extraOpts: string[];
+  private readonly settings: DumpSettings;
   private readonly log: Logger;
 
-  constructor(server: PgServer, name: string, extraOpts: string[], log: Logger) {
+  constructor(server: PgServer, name: string, settings: DumpSettings, log: Logger) {
     this.server = server;
     this.name = name;
-    this.extraOpts = extraOpts;
+    this.settings = settings;
     this.log = log;
-    this.fileName = dumpFileName(name);
+    this.fileName = dumpFileName(name, settings.compression.method === 'zstd');
   }
 
   async open(): Promise<Production> {
@@ -150,7 +168,8 @@ export class PostgresSource implements BackupSource {
       await session.close();
       throw error;
     }
-    const args = ['--format=custom', '--no-password', `--snapshot=${snapshot}`, ...this.extraOpts];
+    const { compression, extraOpts } = this.settings;
+    const args = ['--format=custom', '--no-password', `--snapshot=${snapshot}`, ...compressArgs(compression), ...extraOpts];
     this.log.debug({ database: name, args }, 'starting pg_dump');
     const dump = execa(join(server.client.binDir, 'pg_dump'), args, {
       env: libpqEnv(server.conn, name),
@@ -158,14 +177,22 @@ export class PostgresSource implements BackupSource {
       buffer: { stdout: false },
       encoding: 'buffer',
     });
+    const dumpFailure = dump.then(
+      () => undefined,
+      (error: { stderr?: Uint8Array | string; signal?: string }) => new RunError(`pg_dump of database ${name} failed: ${toolFailure(error)}`),
+    );
+    const zstd = compression.method === 'zstd' ? compressing(dump.stdout, compression.level) : undefined;
+    // zstd holds the pipe now: were this process to keep its end open too, a dead zstd would leave pg_dump blocked instead of failing.
+    if (zstd !== undefined) dump.stdout.destroy();
     const counting = Promise.all([session.query(ROW_COUNTS_SQL), session.query(LARGE_OBJECTS_SQL)]);
     let counts: TableCount[] = [];
     let largeObjects = 0;
     const done = (async () => {
       try {
-        await dump.catch((error: { stderr?: Uint8Array | string; signal?: string }) => {
-          throw new RunError(`pg_dump of database ${name} failed: ${toolFailure(error)}`);
-        });
+        // When zstd dies, pg_dump dies of SIGPIPE: zstd's error is the one that says why.
+        const zstdFailure = zstd === undefined ? undefined : await zstdProblem(zstd, name);
+        const failure = zstdFailure ?? (await dumpFailure);
+        if (failure !== undefined) throw failure;
         const [rows, lo] = await counting;
         counts = toCounts(rows);
         largeObjects = Number(lo[0]?.[0] ?? 0);
@@ -175,18 +202,21 @@ export class PostgresSource implements BackupSource {
     })();
     counting.catch(() => dump.kill());
     return {
-      stream: dump.stdout,
+      stream: zstd?.stdout ?? dump.stdout,
       done,
       abort: () => {
         dump.kill();
+        zstd?.kill();
         session.kill();
       },
       describe: async (read) => {
-        const contents = await readToc(server.client, this.fileName, await read());
+        const stored = await read();
+        const contents = await readToc(server.client, this.fileName, zstd === undefined ? stored : decompressing(stored));
         return {
           kind: 'postgres',
           format: 'custom',
-          compression: dumpCompression(this.extraOpts),
+          compression: compressionLabel(compression),
+          fileCompression: zstd === undefined ? 'none' : 'zstd',
           tableCount: contents.tables,
           rowCounts: countsInDump(counts, contents),
           largeObjects: contents.hasLargeObjects ? largeObjects : 0,

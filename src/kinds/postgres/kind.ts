@@ -1,4 +1,9 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
+import { basename, join } from 'node:path';
+import { ZST_SUFFIX } from '../../naming.ts';
 import type { PgServer } from '../../pg/server.ts';
 import { RunError } from '../../errors.ts';
 import { failedCheck } from '../../volume/drill-report.ts';
@@ -8,6 +13,7 @@ import type { PostgresArtifact } from './artifact.ts';
 import { drillDatabase } from './drill.ts';
 import { PostgresSource, readToc, tablesTheDumpLacks } from './dump.ts';
 import { databaseExists, keptName, pruneKept, restoreDatabase } from './restore.ts';
+import { decompressFile, decompressing, testFile } from './zstd.ts';
 
 /** Every database the connecting user may connect to, templates and `exclude` aside, by name. */
 async function connectableDatabases(server: PgServer, maintenanceDb: string, exclude: string[]): Promise<string[]> {
@@ -35,12 +41,27 @@ export const postgresKind: Kind<PostgresArtifact> = {
     // POSTGRES_DB=*: the databases are asked of the server at each run.
     const databases = pg.all ? await connectableDatabases(server, pg.maintenanceDb, pg.exclude) : pg.databases;
     if (pg.all) ctx.log.info({ databases, excluded: pg.exclude }, 'every database (POSTGRES_DB=*)');
-    return databases.map((db) => new PostgresSource(server, db, pg.extraOpts, ctx.log));
+    return databases.map((db) => new PostgresSource(server, db, { extraOpts: pg.extraOpts, compression: pg.compression }, ctx.log));
   },
 
-  async check(path, _artifact, tools) {
-    const toc = await readToc(await tools.dumpReader(), path, undefined, tools.signal);
-    return `pg_restore --list ok (${toc.tables} tables)`;
+  async plainFile(path, artifact, { dir, cleanup, signal }) {
+    if (artifact.fileCompression === 'none') return path;
+    const folder = join(dir, `plain-${randomBytes(4).toString('hex')}`);
+    await mkdir(folder, { recursive: true, mode: 0o700 });
+    cleanup.add(`remove the decompressed copy ${folder}`, () => rm(folder, { recursive: true, force: true }));
+    const plain = join(folder, basename(artifact.file, ZST_SUFFIX));
+    await decompressFile(path, plain, signal);
+    return plain;
+  },
+
+  async check(path, artifact, tools) {
+    if (artifact.fileCompression === 'none') {
+      const toc = await readToc(await tools.dumpReader(), path, undefined, tools.signal);
+      return `pg_restore --list ok (${toc.tables} tables)`;
+    }
+    await testFile(path, tools.signal);
+    const toc = await readToc(await tools.dumpReader(), path, decompressing(createReadStream(path)), tools.signal);
+    return `zstd -t ok, pg_restore --list ok (${toc.tables} tables)`;
   },
 
   async drill(path, artifact, session) {
@@ -73,7 +94,8 @@ export const postgresKind: Kind<PostgresArtifact> = {
   async safetySource(plan, session) {
     // keep: the database itself stays, renamed; no dump of it is needed. No POSTGRES_EXTRA_OPTS: the copy must be whole.
     if (session.options.safety !== 'dump' || !session.existing.has(plan.target)) return undefined;
-    return new PostgresSource(session.server!, plan.target, [], session.ctx.log);
+    const compression = session.ctx.postgres().safetyCompression;
+    return new PostgresSource(session.server!, plan.target, { extraOpts: [], compression }, session.ctx.log);
   },
 
   async restore(plan, session) {
