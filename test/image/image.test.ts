@@ -85,7 +85,7 @@ describe('the image', () => {
       return dirs.length > 0 ? dirs : undefined;
     }, 60_000);
     const manifest = JSON.parse(await readFile(join(volume, run!, 'manifest.json'), 'utf8')) as { artifacts: { file: string }[] };
-    expect(manifest.artifacts.map((a) => a.file).sort()).toEqual(['app.dump', 'uploads.tar.gz']);
+    expect(manifest.artifacts.map((a) => a.file).sort()).toEqual(['app.dump.zst', 'uploads.tar.gz']);
 
     for (const path of [volume, ...(await readdir(volume, { recursive: true })).map((p) => join(volume, p))]) {
       const s = await lstat(path);
@@ -126,11 +126,11 @@ describe('the image', () => {
   it('docker exec backup restore <file> --yes restores the database; its safety backup belongs to PUID:PGID', async () => {
     const [run] = await runDirs(volume);
     await pg.sql('app', 'DELETE FROM t WHERE x > 10;');
-    const restore = await podman(['exec', NAME, 'restore', `${run}/app.dump`, '--yes']);
+    const restore = await podman(['exec', NAME, 'restore', `${run}/app.dump.zst`, '--yes']);
     expect(restore.exitCode, restore.stderr.slice(-2000)).toBe(0);
     expect(await pg.sql('app', 'SELECT count(*) FROM t;')).toBe('1000');
     const safety = await filesBelow(join(volume, 'pre-restore'));
-    expect(safety.some((f) => f.endsWith('app.dump'))).toBe(true);
+    expect(safety.some((f) => f.endsWith('app.dump.zst'))).toBe(true);
     for (const file of safety) expect((await lstat(join(volume, 'pre-restore', file))).uid).toBe(UID);
   });
 
@@ -189,7 +189,7 @@ describe('the image', () => {
     const run = await podman(['run', '--rm', '--no-healthcheck', '--network=host', ...containerEnv({ ENCRYPTION_RECIPIENTS: recipient }), ...mounts(backups), IMAGE, 'backup']);
     expect(run.exitCode, run.stderr).toBe(0);
     const [dir] = await runDirs(backups);
-    expect((await readdir(join(backups, dir!))).sort()).toEqual(['app.dump.age', 'manifest.json', 'uploads.tar.gz.age']);
+    expect((await readdir(join(backups, dir!))).sort()).toEqual(['app.dump.zst.age', 'manifest.json', 'uploads.tar.gz.age']);
     const listing = await execa('sh', ['-c', `age -d -i '${key}' '${join(backups, dir!, 'uploads.tar.gz.age')}' | tar -tzf -`]);
     expect(listing.stdout).toContain('./2026/photo.jpg');
   });
