@@ -3,7 +3,7 @@
  * with realistic mixed data (random bytes, text, JSON, indexes; BENCH_SIZES_MB, default 1024), in one
  * process, BENCH_ROUNDS (default 3) interleaved rounds, medians:
  *
- *   floor   pg_dump -Fc -Z0 -f /dev/null               what PostgreSQL can stream
+ *   floor   pg_dump -Fc -Z0 > /dev/null                what PostgreSQL can stream
  *   bare    pg_dump -Fc -f file                        pg_dump's own default compression
  *   pbl     pg_dump -Z1 -f file.sql.gz                 prodrigestivill/docker-postgres-backup-local (backup.sh, its README's -Z1)
  *   pbs3    pg_dump -Fc > file, then upload            eeshugerman/postgres-backup-s3 (backup.sh: pg_dump, then aws s3 cp)
@@ -152,7 +152,7 @@ try {
 
     const scenarios: Record<string, () => Promise<Omit<Sample, 'ms'>>> = {
       floor: async () => {
-        await execa(bin('pg_dump'), ['-Fc', '-Z0', '-f', '/dev/null', db], { env: pgEnv });
+        await execa(bin('pg_dump'), ['-Fc', '-Z0', db], { env: pgEnv, stdout: 'ignore' });
         return {};
       },
       bare: async () => {
@@ -212,7 +212,7 @@ try {
     line('| what | time s | artifact | our peak RSS |');
     line('|---|---|---|---|');
     const row = (name: string, what: string) => line(`| ${what} | ${s(t(name))} | ${size(name) > 0 ? mib(size(name)) : ''} | ${rss(name) > 0 ? `${rss(name)} MiB` : ''} |`);
-    row('floor', 'floor: `pg_dump -Fc -Z0 -f /dev/null`');
+    row('floor', 'floor: `pg_dump -Fc -Z0 > /dev/null`');
     row('bare', 'bare `pg_dump -Fc -f file`');
     row('pbl', 'docker-postgres-backup-local style `pg_dump -Z1` (plain SQL)');
     row('pbs3', 'postgres-backup-s3 style: `pg_dump -Fc`, then upload');

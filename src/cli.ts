@@ -10,4 +10,10 @@ if (major < 22 || (major === 22 && minor < 12)) {
   process.stderr.write(`backup-sidecar: Node.js ${process.versions.node} is too old: it needs 22.12 or newer (24 LTS is what the image ships)\n`);
   process.exit(2);
 }
+// Started as `node dist/cli.js` (not through the shebang): the same process image again, with the flag
+// (execve keeps the PID, stdio and signals; Node.js without process.execve runs on without it).
+const FLAG = '--max-semi-space-size=1';
+if (!process.execArgv.includes(FLAG) && !(process.env.NODE_OPTIONS ?? '').includes(FLAG) && typeof process.execve === 'function') {
+  process.execve(process.execPath, [process.execPath, FLAG, ...process.execArgv, ...process.argv.slice(1)], process.env as Record<string, string>);
+}
 await import('./main.ts');

@@ -88,6 +88,7 @@ export async function restore(ctx: Context, options: RestoreOptions): Promise<Re
       const plans = plan(ctx, selection, options);
       const work = { dir: join(config.backupDir, PARTIAL_DIR), cleanup, signal };
       for (const p of plans) p.path = await kindOf(p.artifact).plainFile(p.path, p.artifact, work);
+      log.debug({ files: plans.map((p) => p.path) }, 'files ready for the tools');
 
       const journal = new RestoreJournal(config.backupDir);
       // Registered first, so it runs last: after the scratch databases are dropped.
@@ -99,6 +100,7 @@ export async function restore(ctx: Context, options: RestoreOptions): Promise<Re
         await dropRestoreLeftovers(config.backupDir, session.server, pg.maintenanceDb, log);
       }
       for (const p of plans) await kindOf(p.artifact).prepare(p, session);
+      log.debug('checked what the restore replaces');
 
       const targets = plans.map((p) => kindOf(p.artifact).describeTarget(p));
       const expected = plans.length === 1 ? kindOf(plans[0]!.artifact).confirmWord(plans[0]!) : selection.manifest.runId;

@@ -141,6 +141,7 @@ export async function restoreDatabase(
   stopped(options.signal);
   if (restored.exitCode !== 0) throw new RunError(`pg_restore of ${artifact.file} failed, database ${target} was not touched: ${pgError(restored.stderr)}`);
 
+  log.debug({ database: target, scratch }, 'pg_restore done; counting rows');
   const check = await compareCounts(server, scratch, artifact);
   if (check.differences.length > 0) {
     throw new RunError(
@@ -152,6 +153,7 @@ export async function restoreDatabase(
   notCarried.push(...applied.refused);
   if (notCarried.length > 0) log.warn({ database: target, notCarried }, 'database properties of the dump not carried over');
 
+  log.debug({ database: target, scratch }, 'rows and properties checked; swapping in');
   stopped(options.signal);
   if (exists) {
     await query(server.client, server.conn, admin, COPY_PROPERTIES_SQL, { scratch, target });
