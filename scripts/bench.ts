@@ -14,6 +14,8 @@
  *   r-keep  backup-sidecar restore latest --yes, RESTORE_SAFETY=keep
  *   r-dump  backup-sidecar restore latest --yes (default: a safety dump first)
  *   r-none  backup-sidecar restore latest --yes --no-safety-backup
+ *   many-1  backup-sidecar backup of 4 databases of a quarter of the size each, POSTGRES_PARALLEL=1
+ *   many-p  the same, POSTGRES_PARALLEL=BENCH_PARALLEL (default 2)
  *
  * It prints wall times, artifact sizes, our peak RSS (logged by the CLI itself: pg_dump, zstd and
  * pg_restore are other processes), the goals of issue 14 and whether each holds; exit 1 when one does not.
@@ -31,6 +33,7 @@ import { PG15_BIN, freePort, startPostgres } from '../test/support/postgres-serv
 const sizes = (process.env.BENCH_SIZES_MB ?? '1024').split(',').map(Number);
 const rounds = Number(process.env.BENCH_ROUNDS ?? '3');
 const MIB = 1024 * 1024;
+const parallel = process.env.BENCH_PARALLEL ?? '2';
 
 const work = await tempDir('bench');
 const pg = await startPostgres();
@@ -132,6 +135,8 @@ try {
     const db = `bench_${mb}`;
     const began = performance.now();
     const bytes = await fill(db, mb);
+    const many = [1, 2, 3, 4].map((i) => `${db}_part${i}`);
+    for (const part of many) await fill(part, mb / 4);
     line(`\n${db}: ${mib(bytes)} in PostgreSQL (filled in ${s(performance.now() - began)} s), ${rounds} interleaved rounds, medians`);
     const file = join(work, `${db}.dump`);
     const sql = join(work, `${db}.sql.gz`);
@@ -190,6 +195,14 @@ try {
         await execa('sh', ['-c', `zcat "$1" | "$2" -X -q -v ON_ERROR_STOP=1 -d pbl_target > /dev/null`, 'sh', sql, bin('psql')], { env: pgEnv });
         return {};
       },
+      'many-1': async () => {
+        await rm(join(work, 'volume-many'), { recursive: true, force: true });
+        return { rss: await sidecar(['backup'], { ...ours, BACKUP_DIR: join(work, 'volume-many'), POSTGRES_DB: many.join(','), POSTGRES_PARALLEL: '1' }) };
+      },
+      'many-p': async () => {
+        await rm(join(work, 'volume-many'), { recursive: true, force: true });
+        return { rss: await sidecar(['backup'], { ...ours, BACKUP_DIR: join(work, 'volume-many'), POSTGRES_DB: many.join(','), POSTGRES_PARALLEL: parallel }) };
+      },
       'r-keep': async () => ({ rss: await sidecar(['restore', 'latest', '--yes'], { ...ours, RESTORE_SAFETY: 'keep' }) }),
       'r-dump': async () => ({ rss: await sidecar(['restore', 'latest', '--yes'], ours) }),
       'r-none': async () => ({ rss: await sidecar(['restore', 'latest', '--yes', '--no-safety-backup'], ours) }),
@@ -223,6 +236,8 @@ try {
     row('r-keep', 'restore: backup-sidecar, `RESTORE_SAFETY=keep`');
     row('r-dump', 'restore: backup-sidecar, default (safety dump first)');
     row('r-none', 'restore: backup-sidecar, `--no-safety-backup`');
+    row('many-1', '4 databases of a quarter each, `POSTGRES_PARALLEL=1`');
+    row('many-p', `4 databases of a quarter each, \`POSTGRES_PARALLEL=${parallel}\``);
     const goals: [string, boolean, string][] = [
       ['backup, volume + S3 <= 0.5x bare pg_dump -Fc', t('s3') <= 0.5 * t('bare'), `${(t('s3') / t('bare')).toFixed(2)}x`],
       ['backup, volume + S3 <= the pbl-style -Z1 dump', t('s3') <= t('pbl'), `${s(t('s3'))} s vs ${s(t('pbl'))} s`],
@@ -230,6 +245,7 @@ try {
       ['backup, volume only <= 1.15x the floor', t('vol') <= 1.15 * t('floor'), `${(t('vol') / t('floor')).toFixed(2)}x`],
       ['restore, RESTORE_SAFETY=keep <= zcat | psql', t('r-keep') <= t('r-pbl'), `${s(t('r-keep'))} s vs ${s(t('r-pbl'))} s`],
       ['restore, default <= 1.5x --no-safety-backup', t('r-dump') <= 1.5 * t('r-none'), `${(t('r-dump') / t('r-none')).toFixed(2)}x`],
+      [`4 databases: POSTGRES_PARALLEL=${parallel} well below one at a time (<= 0.8x)`, t('many-p') <= 0.8 * t('many-1'), `${(t('many-p') / t('many-1')).toFixed(2)}x`],
       ['peak RSS < 150 MiB, every command and entry point', Math.max(...Object.keys(samples).map(rss)) < 150, `${Math.max(...Object.keys(samples).map(rss))} MiB`],
     ];
     line('');

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../src/manifest.ts';
-import { filesBelow, readJson, runCli, tempDir, ROOT } from './support/cli.ts';
+import { CLI, filesBelow, readJson, runCli, tempDir, ROOT } from './support/cli.ts';
+import { wrapperBin } from './support/pg-wrappers.ts';
 import { startPostgres, type TestServer } from './support/postgres-server.ts';
 
 let pg: TestServer;
@@ -326,5 +327,47 @@ describe('POSTGRES_COMPRESSION', () => {
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/^backup-sidecar: zstd is not installed: install it \(Debian: apt-get install zstd\) or set POSTGRES_COMPRESSION=gzip$/m);
     expect(await readdir(join(work, 'c-nozstd', '.partial')).catch(() => [])).toEqual([]);
+  });
+});
+
+describe('POSTGRES_PARALLEL', () => {
+  const dumpsStarted = async (bin: string) => (await readFile(join(bin, 'argv.log'), 'utf8').catch(() => '')).split('\n').filter((l) => l.startsWith('pg_dump --format')).length;
+
+  it('dumps several databases at once: both pg_dumps run together; the manifest keeps the order of POSTGRES_DB', async () => {
+    // Every pg_dump waits at its start until the file "go" exists: with two at once, both are seen waiting.
+    const bin = await wrapperBin(join(work, 'par-bin'), { hold: { tool: 'pg_dump', when: '--snapshot' } });
+    const e = { ...env, BACKUP_DIR: join(work, 'par'), POSTGRES_DB: 'other db,app', MEDIA_PATHS: '', PG_BIN_DIR: bin, POSTGRES_PARALLEL: '2', PATH: process.env.PATH ?? '' };
+    const run = execa(process.execPath, [CLI, 'backup', '--tier', 'daily'], { env: e, extendEnv: false, reject: false });
+    for (let i = 0; i < 400 && (await dumpsStarted(bin)) < 2; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(await dumpsStarted(bin)).toBe(2);
+    await writeFile(join(bin, 'go'), '');
+    const r = await run;
+    expect(r.exitCode, r.stderr).toBe(0);
+    const [id] = await readdir(join(work, 'par', 'daily'));
+    const m = await readJson<Manifest>(join(work, 'par', 'daily', id!, 'manifest.json'));
+    expect(m.artifacts.map((a) => a.source)).toEqual(['other db', 'app']);
+  });
+
+  it('one at a time with POSTGRES_PARALLEL=1; the first failure stops the others and leaves nothing', async () => {
+    const bin = await wrapperBin(join(work, 'seq-bin'), { hold: { tool: 'pg_dump', when: '--snapshot' } });
+    const e = { ...env, BACKUP_DIR: join(work, 'seq'), POSTGRES_DB: 'other db,app', MEDIA_PATHS: '', PG_BIN_DIR: bin, POSTGRES_PARALLEL: '1', PATH: process.env.PATH ?? '' };
+    const run = execa(process.execPath, [CLI, 'backup', '--tier', 'daily'], { env: e, extendEnv: false, reject: false });
+    for (let i = 0; i < 400 && (await dumpsStarted(bin)) < 1; i++) await new Promise((r) => setTimeout(r, 25));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await dumpsStarted(bin)).toBe(1);
+    await writeFile(join(bin, 'go'), '');
+    expect((await run).exitCode).toBe(0);
+
+    const dying = await wrapperBin(join(work, 'par-dying'), { dieAfterBytes: 2_000 });
+    const failed = await runCli(['backup'], { ...env, BACKUP_DIR: join(work, 'par-fail'), POSTGRES_DB: 'other db,app', MEDIA_PATHS: `uploads:${join(work, 'uploads')}`, PG_BIN_DIR: dying, POSTGRES_PARALLEL: '3' });
+    expect(failed.exitCode).toBe(1);
+    expect(failed.stderr).toMatch(/^backup-sidecar: pg_dump of database (app|other db) failed: simulated crash$/m);
+    expect((await filesBelow(join(work, 'par-fail'))).filter((f) => !f.startsWith('.'))).toEqual([]);
+  });
+
+  it('a bad value is one line', async () => {
+    const r = await runCli(['backup'], { ...env, POSTGRES_PARALLEL: '0' });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/^backup-sidecar: POSTGRES_PARALLEL="0": expected a whole number from 1 to 64/m);
   });
 });

@@ -24,6 +24,8 @@ export interface PostgresConfig {
   extraOpts: string[];
   /** For backups: POSTGRES_COMPRESSION, unless POSTGRES_EXTRA_OPTS sets pg_dump's own. */
   compression: DumpCompression;
+  /** How many sources a run produces at once (POSTGRES_PARALLEL). */
+  parallel: number;
   /** For safety backups, which never take POSTGRES_EXTRA_OPTS: POSTGRES_COMPRESSION. */
   safetyCompression: DumpCompression;
   maintenanceDb: string;

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { parseCommandString } from 'execa';
 import { z } from 'zod';
@@ -122,6 +123,7 @@ export function loadConfig(given: Env = process.env, options: { needSources?: bo
         extraOpts,
         compression: ownCompression === undefined ? v.POSTGRES_COMPRESSION : { method: 'pg_dump', setting: ownCompression },
         safetyCompression: v.POSTGRES_COMPRESSION,
+        parallel: v.POSTGRES_PARALLEL ?? Math.max(1, Math.floor(availableParallelism() / 2)),
         maintenanceDb: v.POSTGRES_MAINTENANCE_DB,
         binDir: v.PG_BIN_DIR,
       };

@@ -222,6 +222,12 @@ export const ENV = {
       "Compression of database dumps: zstd[:level] (default zstd:3; pg_dump's output compressed by zstd on every core, <db>.dump.zst), gzip[:level] (pg_dump's own, <db>.dump) or none. A -Z or --compress in POSTGRES_EXTRA_OPTS wins.",
     example: 'zstd:6',
   },
+  POSTGRES_PARALLEL: {
+    schema: wholeNumber(1, 64).optional(),
+    description:
+      'How many databases (and media folders) a run dumps at once. Unset: half the CPUs (at least 1), since each dump already keeps pg_dump, the server and zstd busy.',
+    example: '2',
+  },
   POSTGRES_MAINTENANCE_DB: {
     schema: z.string().trim().min(1, 'must not be empty').default('postgres'),
     description: 'Database to connect to for server-wide work (version, creating and renaming databases on restore).',

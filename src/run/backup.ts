@@ -41,6 +41,8 @@ export interface BackupRequest {
   signing?: SigningKeys;
   /** How often a long artifact logs its progress (LOG_PROGRESS_EVERY). */
   progressEveryMs?: number;
+  /** How many sources are produced at once (POSTGRES_PARALLEL); 1 when unset. */
+  parallel?: number;
 }
 
 export interface BackupResult {
@@ -179,7 +181,6 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
         runLog.error({ target: target.url, err: error.message }, 'remote target unusable: this run is not copied there');
       }
     }
-    const artifacts: Artifact[] = [];
     const uploaded = new Map<OffsiteStore, string[]>(targets.map((t) => [t, []]));
     const keepUploads = cleanup.add('delete the objects this failed run uploaded', async () => {
       for (const [target, files] of uploaded) {
@@ -189,13 +190,18 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
     });
     // Loaded only when used: the age and noble libraries cost memory in every run otherwise.
     const cipher = req.encryption === undefined ? undefined : await (await import('../crypto/age.ts')).RunCipher.create(req.encryption);
-    for (const source of req.sources) {
+    // Up to `parallel` sources at once (POSTGRES_PARALLEL): the first failure stops the others.
+    const stop = new AbortController();
+    const signal = req.signal === undefined ? stop.signal : AbortSignal.any([req.signal, stop.signal]);
+    const results: Artifact[] = [];
+    let failure: unknown;
+    const one = async (source: BackupSource, index: number) => {
       const began = Date.now();
       const file = cipher === undefined ? source.fileName : `${source.fileName}${AGE_SUFFIX}`;
       const live = targets.filter((t) => !offsiteErrors.has(t.url));
       const uploads = live.map((t) => ({ url: t.url, target: t, sink: t.upload(req.tier, id, file, { expectedSize: req.expectedSizes?.get(file) ?? 0 }) }));
-      const result = await writeArtifact(source, join(partialDir, file), uploads, cipher, cleanup, runLog, req.signal, req.progressEveryMs ?? 10_000);
-      artifacts.push(result.artifact);
+      const result = await writeArtifact(source, join(partialDir, file), uploads, cipher, cleanup, runLog, signal, req.progressEveryMs ?? 10_000);
+      results[index] = result.artifact;
       for (const u of uploads) {
         const error = result.offsiteErrors.get(u.url);
         if (error === undefined) uploaded.get(u.target)!.push(file);
@@ -209,7 +215,23 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
         { file: result.artifact.file, bytes: result.artifact.size, ms, rate: rate(result.artifact.size, ms), offsite: uploads.filter((u) => !result.offsiteErrors.has(u.url)).map((u) => u.url) },
         `${source.kind} ${source.name} done`,
       );
-    }
+    };
+    let next = 0;
+    const worker = async () => {
+      while (failure === undefined && next < req.sources.length) {
+        const index = next++;
+        await one(req.sources[index]!, index).catch((error: unknown) => {
+          // The first error is the cause; the others' are its echo (stopped by it).
+          if (failure === undefined) {
+            failure = error;
+            stop.abort(error);
+          }
+        });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(req.parallel ?? 1, req.sources.length)) }, worker));
+    if (failure !== undefined) throw failure;
+    const artifacts = results;
 
     const manifest: Manifest = {
       manifestVersion: 1,
