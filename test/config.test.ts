@@ -69,6 +69,17 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('-Fc and --format=custom in POSTGRES_EXTRA_OPTS are accepted and dropped (the format is custom anyway); other formats are refused', () => {
+    for (const opts of ['-Fc', '-F c', '-Fcustom', '--format=custom', '--format c', '--format=c'] ) {
+      const loaded = loadConfig({ ...base, POSTGRES_EXTRA_OPTS: `${opts} --no-comments` });
+      expect(loaded.problems, opts).toEqual([]);
+      expect(loaded.config?.postgres?.extraOpts, opts).toEqual(['--no-comments']);
+    }
+    for (const opts of ['-Fp', '-F d', '--format=plain', '--format=tar', '-Ft']) {
+      expect(loadConfig({ ...base, POSTGRES_EXTRA_OPTS: opts }).problems[0], opts).toMatch(/^POSTGRES_EXTRA_OPTS: (-F|--format) is set by backup-sidecar itself; remove it/);
+    }
+  });
+
   it('media alone is enough', () => {
     expect(loadConfig({ MEDIA_PATHS: '/data/uploads' }).problems).toEqual([]);
   });

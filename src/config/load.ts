@@ -353,6 +353,18 @@ function compressionIn(extraOpts: string[]): string | undefined {
   return undefined;
 }
 
+/** Removes -Fc, -F c, --format=custom (and the like); any other format stays, to be refused. */
+function dropCustomFormat(args: string[]): string[] {
+  const custom = (v: string | undefined) => v === 'c' || v === 'custom';
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if ((a === '-F' || a === '--format') && custom(args[i + 1])) i++;
+    else if (!((a.startsWith('-F') && a.length > 2 && custom(a.slice(2))) || (a.startsWith('--format=') && custom(a.slice('--format='.length))))) out.push(a);
+  }
+  return out;
+}
+
 function checkExtraOpts(raw: string, problems: string[]): string[] {
   if (/["']/.test(raw)) {
     problems.push(
@@ -360,7 +372,8 @@ function checkExtraOpts(raw: string, problems: string[]): string[] {
     );
     return [];
   }
-  const args = parseCommandString(raw);
+  // The custom format is what backup-sidecar writes anyway: -Fc as the peers' examples have it is a no-op.
+  const args = dropCustomFormat(parseCommandString(raw));
   for (const arg of args) {
     for (const names of RESERVED_DUMP_OPTS) {
       const hit = names.find((n) => arg === n || arg.startsWith(n.length === 2 ? n : `${n}=`) );

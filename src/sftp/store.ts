@@ -29,6 +29,7 @@ export class SftpStore implements OffsiteStore {
   private session: Promise<Session> | undefined;
   private busy = 0;
   private idle: NodeJS.Timeout | undefined;
+  private readonly folders = new Map<string, Promise<void>>();
 
   constructor(cfg: SftpConfig, log: Logger) {
     this.cfg = cfg;
@@ -158,13 +159,25 @@ export class SftpStore implements OffsiteStore {
     });
   }
 
+  /** Makes a run's folder once, however many uploads into it start at once (POSTGRES_PARALLEL). */
+  private runFolder(sftp: Client, tier: RunTier, runId: string): Promise<void> {
+    const dir = this.pathOf(tier, runId);
+    let made = this.folders.get(dir);
+    if (made === undefined) {
+      made = sftp.mkdir(dir, true).then(() => undefined);
+      this.folders.set(dir, made);
+      made.catch(() => this.folders.delete(dir));
+    }
+    return made;
+  }
+
   upload(tier: RunTier, runId: string, file: string): UploadSink {
     const path = this.pathOf(tier, runId, file);
     const body = new PassThrough();
     let remote: Writable | undefined;
     // Opened once the folder exists; the body buffers until then (backpressure holds the writer).
     const opened = this.use(`upload of ${path}`, async (sftp) => {
-      await sftp.mkdir(this.pathOf(tier, runId), true);
+      await this.runFolder(sftp, tier, runId);
       remote = sftp.createWriteStream(`${path}${PARTIAL}`, { flags: 'w', mode: 0o600 });
       body.pipe(remote);
       await finished(remote);
@@ -202,7 +215,7 @@ export class SftpStore implements OffsiteStore {
     const put = (file: string, text: string) =>
       this.use(`upload of ${this.pathOf(tier, runId, file)}`, async (sftp) => {
         const path = this.pathOf(tier, runId, file);
-        await sftp.mkdir(this.pathOf(tier, runId), true);
+        await this.runFolder(sftp, tier, runId);
         await sftp.put(Buffer.from(text), `${path}${PARTIAL}`, { writeStreamOptions: { mode: 0o600 } });
         await sftp.posixRename(`${path}${PARTIAL}`, path);
       });
