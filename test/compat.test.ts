@@ -72,6 +72,26 @@ describe('peer variables without an equivalent', () => {
   });
 });
 
+describe('offen/docker-volume-backup variables', () => {
+  it('those that would change where or how backups go exit 2 naming ours; the rest warn; AGE_PASSPHRASE encrypts as ENCRYPTION_PASSPHRASE', () => {
+    const refused = loadConfig({ ...PBL, AWS_S3_BUCKET_NAME: 'b', AWS_S3_PATH: 'p', AWS_ENDPOINT: 'http://minio:9000', GPG_PASSPHRASE: 'g', AGE_PUBLIC_KEYS: 'age1x' }, { needSources: true }).problems;
+    expect(refused).toEqual([
+      'AWS_S3_BUCKET_NAME: not a variable of backup-sidecar; use S3_BUCKET instead: ignoring it would leave every backup on this host only',
+      'AWS_S3_PATH: not a variable of backup-sidecar; use S3_PREFIX instead: ignoring it would write to another place in the bucket',
+      'AWS_ENDPOINT: not a variable of backup-sidecar; use S3_ENDPOINT instead: ignoring it would send the backups to AWS',
+      'GPG_PASSPHRASE: not a variable of backup-sidecar; use ENCRYPTION_PASSPHRASE (age, not gpg) instead: ignoring it would store the backups unencrypted',
+      'AGE_PUBLIC_KEYS: not a variable of backup-sidecar; use ENCRYPTION_RECIPIENTS instead: ignoring it would store the backups unencrypted',
+    ]);
+    expect(refused.join('\n')).not.toContain('"g"');
+    const { warnings, config } = loadConfig({ ...PBL, BACKUP_FILENAME: 'x.tar.gz', BACKUP_COMPRESSION: 'zst', BACKUP_SOURCES: '/backup', NOTIFICATION_URLS: 'smtp://x', AGE_PASSPHRASE: 'long enough passphrase' }, { needSources: true });
+    expect(warnings.filter((w) => /^(BACKUP_FILENAME|BACKUP_COMPRESSION|BACKUP_SOURCES|NOTIFICATION_URLS):/.test(w))).toHaveLength(4);
+    expect(config?.encryption).toBeDefined();
+    expect(loadConfig({ ...PBL, AGE_PASSPHRASE: 'a', ENCRYPTION_PASSPHRASE: 'b' }, { needSources: true }).problems).toEqual([
+      "AGE_PASSPHRASE, ENCRYPTION_PASSPHRASE: both set, to different values; keep ENCRYPTION_PASSPHRASE (AGE_PASSPHRASE is docker-volume-backup's name for it)",
+    ]);
+  });
+});
+
 describe('a mistyped variable', () => {
   it('with one of our prefixes, close to a known name: a warning naming both, in print-config and at start; nothing else warns', async () => {
     const env = { ...PBL, POSTGRES_PASWORD: 'x', S3_BUKET: 'b', BACKUP_KEEP_DAY: '3', POSTGRES_SOMETHING_ELSE_ENTIRELY: 'y', HOME: '/root' };

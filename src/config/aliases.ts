@@ -14,6 +14,8 @@ export const ALIASES: Readonly<Record<string, EnvName>> = {
   PGDUMP_EXTRA_OPTS: 'POSTGRES_EXTRA_OPTS',
   // postgres-backup-s3 encrypts with gpg and this passphrase; here it is age's (files end in .age).
   PASSPHRASE: 'ENCRYPTION_PASSPHRASE',
+  // offen/docker-volume-backup's age passphrase: the same age scrypt encryption.
+  AGE_PASSPHRASE: 'ENCRYPTION_PASSPHRASE',
 };
 
 /** Peer variables with no equivalent here: each is a warning at start saying what happens instead. */
@@ -23,12 +25,21 @@ export const IGNORED: Readonly<Record<string, string>> = {
   WEBHOOK_EXTRA_ARGS: 'webhooks are sent without curl, as a JSON POST',
   POSTGRES_PASSFILE_STORE: 'use POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE',
   VALIDATE_ON_START: 'the configuration is always checked at start',
+  BACKUP_FILENAME: 'file names are fixed here (<database>.dump.zst, <name>.tar.gz), one folder per run',
+  BACKUP_COMPRESSION: 'dumps are compressed as POSTGRES_COMPRESSION says, media tarballs as MEDIA_COMPRESSION',
+  BACKUP_SOURCES: 'the folders to archive are MEDIA_PATHS (name:/path, comma-separated)',
+  NOTIFICATION_URLS: 'notifications go to WEBHOOK_URL / WEBHOOK_ERROR_URL (WEBHOOK_FORMAT=slack|discord|ntfy|json|text)',
 };
 
 /** Peer variables that would be unsafe to ignore (a schedule, a retention): set, they stop the start. */
 export const REFUSED: Readonly<Record<string, string>> = {
   BACKUP_CRON_EXPRESSION: 'use SCHEDULE (a cron expression) instead: ignoring it would back up on another schedule',
   BACKUP_RETENTION_DAYS: 'use BACKUP_KEEP_DAYS (and BACKUP_KEEP_WEEKS, _MONTHS) instead: ignoring it would keep runs for another time',
+  AWS_S3_BUCKET_NAME: 'use S3_BUCKET instead: ignoring it would leave every backup on this host only',
+  AWS_S3_PATH: 'use S3_PREFIX instead: ignoring it would write to another place in the bucket',
+  AWS_ENDPOINT: 'use S3_ENDPOINT instead: ignoring it would send the backups to AWS',
+  GPG_PASSPHRASE: 'use ENCRYPTION_PASSPHRASE (age, not gpg) instead: ignoring it would store the backups unencrypted',
+  AGE_PUBLIC_KEYS: 'use ENCRYPTION_RECIPIENTS instead: ignoring it would store the backups unencrypted',
 };
 
 /** One warning per peer variable that is set but has no equivalent, and one problem per one that must not be ignored. */
@@ -41,7 +52,7 @@ export function peerVariables(env: Env): { warnings: string[]; problems: string[
 }
 
 /** Aliases that may hold a secret: they leave the environment like ours. */
-export const SECRET_ALIASES: readonly string[] = ['S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'PASSPHRASE'];
+export const SECRET_ALIASES: readonly string[] = ['S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'PASSPHRASE', 'AGE_PASSPHRASE', 'GPG_PASSPHRASE'];
 
 /**
  * The environment with every alias (and its `_FILE` form) copied to our name. Both set to different
@@ -55,7 +66,7 @@ export function resolveAliases(env: Env, problems: string[]): Env {
       if (value === undefined) continue;
       const existing = env[`${ours}${suffix}`];
       if (existing !== undefined && existing !== value) {
-        problems.push(`${alias}${suffix}, ${ours}${suffix}: both set, to different values; keep ${ours}${suffix} (${alias} is postgres-backup-s3's name for it)`);
+        problems.push(`${alias}${suffix}, ${ours}${suffix}: both set, to different values; keep ${ours}${suffix} (${alias} is ${alias === 'AGE_PASSPHRASE' ? 'docker-volume-backup' : 'postgres-backup-s3'}'s name for it)`);
         continue;
       }
       out[`${ours}${suffix}`] = value;
