@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { COMMANDS, commandHelp, type CommandSpec } from './commands/table.ts';
 import { closest } from './util/closest.ts';
 import { createContext } from './context.ts';
+import { peakRssMiB } from './util/memory.ts';
 import { loadConfig } from './config/load.ts';
 import { removeSecrets } from './config/secrets.ts';
 import { RunError, UsageError } from './errors.ts';
@@ -98,7 +99,7 @@ async function main(): Promise<void> {
     if (!expected && error instanceof Error && error.stack !== undefined && log === undefined) process.stderr.write(`${error.stack}\n`);
     process.exitCode = usage ? 2 : 1;
   }
-  log?.debug({ maxRssMiB: Math.round(process.resourceUsage().maxRSS / 1024), exitCode: process.exitCode }, 'exit');
+  log?.debug({ maxRssMiB: peakRssMiB(), exitCode: process.exitCode }, 'exit');
   // The work is done: a socket left open by a stalled store, or a child that ignored its signal, must not
   // keep the process alive. Output still queued for a slow reader (a pipe) is flushed first.
   for (const stream of [process.stdout, process.stderr]) await new Promise<void>((resolve) => stream.write('', () => resolve()));

@@ -18,6 +18,7 @@ import { HashingStream } from '../util/hash.ts';
 import { progress, rate } from '../util/progress.ts';
 import { FILE_MODE, ensureDir, fsProblem, fsyncDir, pathExists } from '../util/fs.ts';
 import { VERSION } from '../version.ts';
+import { peakRssMiB } from '../util/memory.ts';
 import { withCleanup, type Cleanup } from '../util/cleanup.ts';
 
 export interface BackupRequest {
@@ -287,7 +288,7 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
         warnings: manifest.warnings.length,
         offsite: manifest.offsite?.state ?? 'off',
         // This process only (pg_dump and tar are separate processes): memory must not grow with the data.
-        maxRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
+        maxRssMiB: peakRssMiB(),
       },
       'backup finished',
     );
