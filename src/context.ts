@@ -5,6 +5,7 @@ import type { Logger } from './log.ts';
 import type { OffsiteStore } from './offsite/store.ts';
 import { hasRemoteTargets, remoteTargets } from './offsite/targets.ts';
 import type { RetentionOptions } from './retention/policy.ts';
+import { progress, type Follow } from './util/progress.ts';
 import type { RunTrust } from './volume/runs.ts';
 
 /**
@@ -31,6 +32,8 @@ export interface Context {
   retention(policy?: RetentionPolicy): RetentionOptions;
   /** Which runs may count as the newest; `trustUnsigned` from --trust-unsigned. */
   trust(trustUnsigned?: boolean): RunTrust;
+  /** Follows a long transfer: log lines every LOG_PROGRESS_EVERY, or a live line on a terminal. */
+  follow: Follow;
   /** The PostgreSQL settings, or a usage error naming what to set. */
   postgres(): PostgresConfig;
 }
@@ -57,6 +60,8 @@ export function createContext(config: Config, log: Logger, signal: AbortSignal |
     notAfter,
     retention: (policy = config.retention) => ({ policy, keepPreRestore: config.keepPreRestore, timeZone: config.timeZone, notAfter: notAfter() }),
     trust: (trustUnsigned = false) => ({ notAfter: notAfter(), signing: config.signing, trustUnsigned }),
+    // A live line only where a person watches: stderr a terminal, and logs for people.
+    follow: (what, bytes, total) => progress(log, what, bytes, { everyMs: config.progressEveryMs, total, live: process.stderr.isTTY === true && config.logFormat === 'pretty' }),
     postgres: () => {
       if (config.postgres === undefined) {
         throw new UsageError('POSTGRES_HOST, POSTGRES_USER, POSTGRES_DB: needed to reach PostgreSQL (example: POSTGRES_HOST=db POSTGRES_USER=postgres POSTGRES_DB=app)');

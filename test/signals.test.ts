@@ -260,4 +260,35 @@ describe('progress', () => {
     expect(lines.at(-1)).toMatch(/"msg":"postgres app: [\d.]+ (B|KiB|MiB) in \d+ s \([\d.]+ (B|KiB|MiB)\/s\)"/);
     expect(r.stderr).toMatch(/"file":"app.dump.zst","bytes":\d+,"ms":\d+,"rate":"[\d.]+ (B|KiB|MiB)\/s"/);
   });
+
+  it('a restore and a drill follow pg_restore (bytes of the total, rate, time) in the log, and as a live line on a terminal', async () => {
+    const dir = join(work, 'progress-restore');
+    expect((await runCli(['backup'], { ...env, BACKUP_DIR: dir })).exitCode).toBe(0);
+    for (const [args, what] of [
+      [['restore', 'latest', '--yes', '--no-safety-backup'], 'pg_restore app.dump.zst'],
+      [['verify', '--restore', 'latest'], 'drill: pg_restore app.dump.zst'],
+    ] as const) {
+      const { bin, held } = await holding(`hold-progress-${args[0]}-${args.length}`, 'pg_restore', '--exit-on-error');
+      const child = start([...args], { BACKUP_DIR: dir, PG_BIN_DIR: bin, LOG_PROGRESS_EVERY: '200ms' });
+      await exists(held);
+      await new Promise((r) => setTimeout(r, 900));
+      await writeFile(join(bin, 'go'), '');
+      const r = await child;
+      expect(r.exitCode, r.all).toBe(0);
+      const lines = r.all!.split('\n').filter((l) => l.includes(`"what":"${what}"`));
+      expect(lines.length, r.all).toBeGreaterThanOrEqual(2);
+      expect(lines[0]).toMatch(new RegExp(`"msg":"${what}: [\\d.]+ (B|KiB|MiB) of [\\d.]+ (KiB|MiB) \\(\\d+%\\) in \\d+ s \\([\\d.]+ (B|KiB|MiB)/s\\)"`));
+    }
+    // On a terminal (script gives the CLI one), with pretty logs: a live line, no periodic log lines.
+    const { bin, held } = await holding('hold-progress-tty', 'pg_restore', '--exit-on-error');
+    const command = `"${process.execPath}" "${CLI}" restore latest --yes --no-safety-backup`;
+    const tty = execa('script', ['-q', '-e', '-c', command, '/dev/null'], { env: { ...env, BACKUP_DIR: dir, PG_BIN_DIR: bin, LOG_PROGRESS_EVERY: '200ms' }, extendEnv: false, reject: false });
+    await exists(held);
+    await new Promise((r) => setTimeout(r, 900));
+    await writeFile(join(bin, 'go'), '');
+    const r = await tty;
+    expect(r.exitCode, r.stdout).toBe(0);
+    expect(r.stdout).toMatch(/pg_restore app\.dump\.zst: [\d.]+ (B|KiB|MiB) \d+% of [\d.]+ (KiB|MiB), [\d.]+ (B|KiB|MiB)\/s, \d+ s/);
+    expect(r.stdout).not.toMatch(/"what":/);
+  });
 });

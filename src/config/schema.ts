@@ -648,7 +648,7 @@ export const ENV = {
   },
   LOG_PROGRESS_EVERY: {
     schema: duration(100).default(10_000),
-    description: 'How often a long dump or upload logs its progress (bytes, rate, time elapsed).',
+    description: 'How often a long dump, upload, download, restore or drill logs its progress (bytes, rate, time elapsed). On a terminal with pretty logs, a live line instead.',
     example: '30s',
   },
   LOG_LEVEL: {

@@ -15,7 +15,7 @@ import type { PgServer } from '../pg/server.ts';
 import type { BackupSource } from '../kinds/source.ts';
 import { FanOut } from '../util/fan-out.ts';
 import { HashingStream } from '../util/hash.ts';
-import { progress, rate } from '../util/progress.ts';
+import { rate, type Follow } from '../util/progress.ts';
 import { FILE_MODE, ensureDir, fsProblem, fsyncDir, pathExists } from '../util/fs.ts';
 import { VERSION } from '../version.ts';
 import { peakRssMiB } from '../util/memory.ts';
@@ -40,8 +40,8 @@ export interface BackupRequest {
   encryption?: EncryptionConfig;
   /** Signs the manifest (manifest.json.sig); undefined: unsigned. */
   signing?: SigningKeys;
-  /** How often a long artifact logs its progress (LOG_PROGRESS_EVERY). */
-  progressEveryMs?: number;
+  /** Follows each artifact as it is written (LOG_PROGRESS_EVERY, or a live line); none: silent. */
+  follow?: Follow;
   /** How many sources are produced at once (POSTGRES_PARALLEL); 1 when unset. */
   parallel?: number;
 }
@@ -79,7 +79,8 @@ async function writeArtifact(
   cleanup: Cleanup,
   log: Logger,
   signal: AbortSignal | undefined,
-  progressEveryMs: number,
+  follow: Follow | undefined,
+  expectedSize: number | undefined,
 ): Promise<{ artifact: Artifact; offsiteErrors: Map<string, RunError> }> {
   signal?.throwIfAborted();
   const production = await source.open();
@@ -97,7 +98,7 @@ async function writeArtifact(
   const settle = uploads.map((u) => cleanup.add(`abort the upload of ${source.fileName} to ${u.url}`, () => u.sink.abort(new Error('the run failed'))));
   for (const u of uploads) u.sink.failed.catch((error: Error) => tee.drop(u.sink.stream, error));
   const writing = cipher === undefined ? pipeline(production.stream, hasher, tee) : pipeline(production.stream, plain, cipher.encryptor(), hasher, tee);
-  const stopProgress = progress(log, `${source.kind} ${source.name}`, () => hasher.bytes, progressEveryMs);
+  const stopProgress = follow?.(`${source.kind} ${source.name}`, () => hasher.bytes, expectedSize) ?? (() => undefined);
   const [written, produced] = await Promise.allSettled([writing, production.done]);
   stopProgress();
   if (written.status === 'rejected') {
@@ -201,7 +202,7 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
       const file = cipher === undefined ? source.fileName : `${source.fileName}${AGE_SUFFIX}`;
       const live = targets.filter((t) => !offsiteErrors.has(t.url));
       const uploads = live.map((t) => ({ url: t.url, target: t, sink: t.upload(req.tier, id, file, { expectedSize: req.expectedSizes?.get(file) ?? 0 }) }));
-      const result = await writeArtifact(source, join(partialDir, file), uploads, cipher, cleanup, runLog, signal, req.progressEveryMs ?? 10_000);
+      const result = await writeArtifact(source, join(partialDir, file), uploads, cipher, cleanup, runLog, signal, req.follow, req.expectedSizes?.get(file));
       results[index] = result.artifact;
       for (const u of uploads) {
         const error = result.offsiteErrors.get(u.url);

@@ -14,13 +14,14 @@ import { FILE_MODE, ensureDir, fsProblem, fsyncDir, pathExists, writeFileAtomic 
 import { resolveRef, type Selection } from '../volume/resolve.ts';
 import type { RunTrust } from '../volume/runs.ts';
 import type { Cleanup } from '../util/cleanup.ts';
+import { rate, type Follow } from '../util/progress.ts';
 
 /**
  * Downloads a run from the offsite store into the volume (BACKUP_DIR/<tier>/<run-id>), streamed, each
  * file checked against the run's manifest and the sha256 stored with the object. Lands in .partial/
  * first, so a failed or damaged download leaves nothing behind. The caller holds the volume lock.
  */
-export async function fetchRun(backupDir: string, store: OffsiteStore, tier: RunTier, id: string, trust: RunTrust, log: Logger, cleanup: Cleanup): Promise<string> {
+export async function fetchRun(backupDir: string, store: OffsiteStore, tier: RunTier, id: string, trust: RunTrust, log: Logger, cleanup: Cleanup, follow?: Follow): Promise<string> {
   const text = await store.getManifestText(tier, id);
   // Signed runs: the signature is checked before anything else of the run is read.
   const signature = trust.signing === undefined ? undefined : await store.getSignature(tier, id);
@@ -43,12 +44,15 @@ export async function fetchRun(backupDir: string, store: OffsiteStore, tier: Run
     const began = Date.now();
     const { stream, sha256: stored } = await store.download(tier, id, artifact.file);
     const hasher = new HashingStream();
+    const stopProgress = follow?.(`download ${artifact.file}`, () => hasher.bytes, artifact.size) ?? (() => undefined);
     try {
       await pipeline(stream, hasher, createWriteStream(join(partial, artifact.file), { flags: 'wx', mode: FILE_MODE, flush: true }));
     } catch (error) {
       const e = error as NodeJS.ErrnoException;
       if (error instanceof RunError) throw error;
       throw new RunError(e.syscall !== undefined ? fsProblem(e, `writing ${artifact.file}`) : `download of ${artifact.file} failed: ${describe(e)}`);
+    } finally {
+      stopProgress();
     }
     const sha256 = hasher.digest();
     if (sha256 !== artifact.sha256 || hasher.bytes !== artifact.size || (stored !== undefined && stored !== sha256)) {
@@ -56,7 +60,8 @@ export async function fetchRun(backupDir: string, store: OffsiteStore, tier: Run
         `${store.url}/${tier}/${id}/${artifact.file} is damaged: its sha256 is ${sha256} (${hasher.bytes} bytes), the manifest says ${artifact.sha256} (${artifact.size} bytes); nothing was restored`,
       );
     }
-    log.info({ file: artifact.file, bytes: hasher.bytes, ms: Date.now() - began }, 'downloaded, sha256 matches the manifest');
+    const ms = Date.now() - began;
+    log.info({ file: artifact.file, bytes: hasher.bytes, ms, rate: rate(hasher.bytes, ms) }, 'downloaded, sha256 matches the manifest');
   }
   // The manifest's own bytes, as checked (and signed): never a re-serialisation.
   if (signature !== undefined) await writeFileAtomic(join(partial, SIGNATURE), signature);
@@ -72,7 +77,7 @@ export async function fetchRun(backupDir: string, store: OffsiteStore, tier: Run
  * exist only in a remote target: those are downloaded into the volume first, from the first target
  * that has the run complete (a run already in the volume is used as is).
  */
-export async function resolveWithOffsite(backupDir: string, targets: OffsiteStore[], ref: string, trust: RunTrust, log: Logger, cleanup: Cleanup): Promise<Selection> {
+export async function resolveWithOffsite(backupDir: string, targets: OffsiteStore[], ref: string, trust: RunTrust, log: Logger, cleanup: Cleanup, follow?: Follow): Promise<Selection> {
   let remote: RemoteRef | undefined;
   let from: OffsiteStore | undefined;
   const scheme = /^([a-z0-9]+):\/\//.exec(ref)?.[1];
@@ -108,7 +113,7 @@ export async function resolveWithOffsite(backupDir: string, targets: OffsiteStor
     log.info({ run: id }, 'the run is already in the volume; using that copy');
   } else {
     log.info({ run: id, from: from!.url }, 'downloading the run from the offsite store');
-    await fetchRun(backupDir, from!, tier, id, trust, log, cleanup);
+    await fetchRun(backupDir, from!, tier, id, trust, log, cleanup, follow);
   }
   return resolveRef(backupDir, file === undefined ? local : join(local, file), trust);
 }

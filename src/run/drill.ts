@@ -26,7 +26,7 @@ export async function drill(ctx: Context, ref: string, trustUnsigned = false): P
   return withVolumeLock(config.backupDir, log, () => withCleanup(log, async (cleanup) => {
     const journal = new RestoreJournal(config.backupDir);
     cleanup.add('close the journal', () => journal.close());
-    const stored = await resolveWithOffsite(config.backupDir, await ctx.targets(), ref, ctx.trust(trustUnsigned), log, cleanup);
+    const stored = await resolveWithOffsite(config.backupDir, await ctx.targets(), ref, ctx.trust(trustUnsigned), log, cleanup, ctx.follow);
     // A forged dump is SQL that pg_restore runs on the drill server: nothing unsigned gets that far.
     await checkRunSignature(stored.runDir, `run ${stored.manifest.runId}`, config.signing, trustUnsigned);
     const started = ctx.now();

@@ -50,7 +50,7 @@ export async function backupJob(ctx: Context, forcedTier?: Tier): Promise<JobRes
 
       const { sources, server } = await backupSources(ctx);
       if (server !== undefined) await dropRestoreLeftovers(config.backupDir, server, config.postgres!.maintenanceDb, log);
-      const result = await backupRun({ backupDir: config.backupDir, tier, label: config.label, sources, server, log, now, offsite: targets, expectedSizes, signal, parallel: config.postgres?.parallel, encryption: config.encryption, signing: config.signing, progressEveryMs: config.progressEveryMs });
+      const result = await backupRun({ backupDir: config.backupDir, tier, label: config.label, sources, server, log, now, offsite: targets, expectedSizes, signal, parallel: config.postgres?.parallel, encryption: config.encryption, signing: config.signing, follow: ctx.follow });
       if (result.offsiteError !== undefined) problems.push(`not offsite: ${result.offsiteError.message}; the run is kept in the volume and the next run uploads it`);
       // Each target catches up and is pruned on its own; one that failed this run waits for the next.
       for (const target of targets.filter((t) => result.manifest.targets.find((s) => s.url === t.url)?.state === 'complete')) {

@@ -79,7 +79,7 @@ export async function restore(ctx: Context, options: RestoreOptions): Promise<Re
   const { config, log, signal } = ctx;
   return withVolumeLock(config.backupDir, log, () =>
     withCleanup(log, async (cleanup) => {
-      const stored = await resolveWithOffsite(config.backupDir, await ctx.targets(), options.ref, ctx.trust(options.trustUnsigned), log, cleanup);
+      const stored = await resolveWithOffsite(config.backupDir, await ctx.targets(), options.ref, ctx.trust(options.trustUnsigned), log, cleanup, ctx.follow);
       await checkRunSignature(stored.runDir, `run ${stored.manifest.runId}`, config.signing, options.trustUnsigned);
       plan(ctx, stored, options); // usage errors before any work
       await checkChecksums(stored);
@@ -115,7 +115,7 @@ export async function restore(ctx: Context, options: RestoreOptions): Promise<Re
           if (source !== undefined) sources.push(source);
         }
         if (sources.length > 0) {
-          const result = await backupRun({ backupDir: config.backupDir, tier: PRE_RESTORE, label: undefined, sources, server: session.server, log, encryption: config.encryption, signing: config.signing, signal, progressEveryMs: config.progressEveryMs });
+          const result = await backupRun({ backupDir: config.backupDir, tier: PRE_RESTORE, label: undefined, sources, server: session.server, log, encryption: config.encryption, signing: config.signing, signal, follow: ctx.follow });
           safetyBackup = result.runDir;
           log.info({ dir: safetyBackup }, 'safety backup taken');
         }

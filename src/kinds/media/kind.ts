@@ -65,5 +65,5 @@ export const mediaKind: Kind<MediaArtifact> = {
   // No MEDIA_EXCLUDE: the copy must bring back exactly what was there.
   safetySource: async (plan, { ctx }) =>
     (await folderHasContent(plan.target)) ? new MediaSource({ name: plan.artifact.source, path: plan.target }, [], ctx.config.mediaCompression, ctx.log) : undefined,
-  restore: async (plan, { ctx, cleanup, journal }) => restoreFolder(plan.path, plan.artifact, plan.target, ctx.log, cleanup, journal, ctx.signal),
+  restore: async (plan, { ctx, cleanup, journal }) => restoreFolder(plan.path, plan.artifact, plan.target, ctx.log, cleanup, journal, ctx.signal, ctx.follow),
 };

@@ -8,6 +8,7 @@ import type { MediaArtifact } from '../../manifest.ts';
 import type { Cleanup } from '../../util/cleanup.ts';
 import type { FolderSwap, RestoreJournal } from '../../volume/restore-journal.ts';
 import { fsProblem } from '../../util/fs.ts';
+import { bytesReadBy, type Follow } from '../../util/progress.ts';
 import { ASIDE_PREFIX, STAGING_PREFIX } from '../../naming.ts';
 import { COMPRESS_FLAG, countEntries } from './tarball.ts';
 
@@ -27,7 +28,7 @@ async function moveEntries(from: string, to: string, skip: string[] = []): Promi
  * restore killed at any instant is rolled back (old entries still being moved aside) or completed (new
  * ones being moved in) by the next command that takes the volume lock.
  */
-export async function restoreFolder(tarball: string, artifact: MediaArtifact, target: string, log: Logger, cleanup: Cleanup, journal: RestoreJournal, signal?: AbortSignal): Promise<string> {
+export async function restoreFolder(tarball: string, artifact: MediaArtifact, target: string, log: Logger, cleanup: Cleanup, journal: RestoreJournal, signal?: AbortSignal, follow?: Follow): Promise<string> {
   const id = randomBytes(4).toString('hex');
   const staging = join(target, `${STAGING_PREFIX}${id}`);
   const aside = join(target, `${ASIDE_PREFIX}${id}`);
@@ -45,11 +46,13 @@ export async function restoreFolder(tarball: string, artifact: MediaArtifact, ta
   });
 
   log.info({ media: artifact.source, target }, 'extracting into a staging folder');
-  const result = await execa(
+  const extracting = execa(
     'tar',
     ['--extract', `--file=${tarball}`, `--directory=${staging}`, COMPRESS_FLAG[artifact.compression], '--same-permissions', '--delay-directory-restore'],
     { reject: false, cancelSignal: signal },
   );
+  const stopProgress = follow?.(`unpack ${artifact.file}`, bytesReadBy(extracting.pid), artifact.size) ?? (() => undefined);
+  const result = await extracting.finally(stopProgress);
   stopped(signal);
   if (result.exitCode !== 0) {
     throw new RunError(`extracting ${artifact.file} failed, ${target} was not touched: ${firstLine(result.stderr).replace(/^tar: /, '')}`);

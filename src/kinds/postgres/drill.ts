@@ -1,6 +1,8 @@
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
 import { execa } from 'execa';
+import { bytesReadBy, type Follow } from '../../util/progress.ts';
 import { RunError, describe } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { dbnameArg, libpqEnv, pgError, query } from '../../pg/psql.ts';
@@ -21,6 +23,7 @@ export async function drillDatabase(
   log: Logger,
   signal: AbortSignal | undefined,
   journal: RestoreJournal,
+  follow?: Follow,
 ): Promise<DrillCheck[]> {
   const scratch = drillScratchName();
   const checks: DrillCheck[] = [];
@@ -36,7 +39,9 @@ export async function drillDatabase(
       }
       // Without owners and grants: the roles need not exist on a drill server, and the data is what counts.
       const args = ['--exit-on-error', '--no-password', '--no-owner', '--no-acl', `--jobs=${availableParallelism()}`, `--dbname=${dbnameArg(scratch)}`, path];
-      const result = await execa(join(server.client.binDir, 'pg_restore'), args, { env: libpqEnv(server.conn, scratch), reject: false, cancelSignal: signal });
+      const restoring = execa(join(server.client.binDir, 'pg_restore'), args, { env: libpqEnv(server.conn, scratch), reject: false, cancelSignal: signal });
+      const stopProgress = follow?.(`drill: pg_restore ${artifact.file}`, bytesReadBy(restoring.pid), (await stat(path)).size) ?? (() => undefined);
+      const result = await restoring.finally(stopProgress);
       if (result.isCanceled) throw new RunError(`stopped: ${describe(signal?.reason)}`);
       if (result.exitCode !== 0) throw new RunError(`pg_restore failed: ${pgError(result.stderr)}`);
       const counts = await compareCounts(server, scratch, artifact);

@@ -69,7 +69,7 @@ export const postgresKind: Kind<PostgresArtifact> = {
     if (server === undefined) return [];
     const { config, log, signal } = session.ctx;
     const pg = config.verify.postgres!;
-    return drillDatabase(server, pg.maintenanceDb, path, artifact, config.verify.sql, log, signal, session.journal).catch((error: unknown) => [failedCheck(`restore ${artifact.file}`, error)]);
+    return drillDatabase(server, pg.maintenanceDb, path, artifact, config.verify.sql, log, signal, session.journal, session.ctx.follow).catch((error: unknown) => [failedCheck(`restore ${artifact.file}`, error)]);
   },
 
   restoreTarget: (artifact, _ctx, options) => options.targetDb ?? artifact.source,
@@ -102,7 +102,7 @@ export const postgresKind: Kind<PostgresArtifact> = {
     const { ctx, options } = session;
     const pg = ctx.postgres();
     const keepAs = options.safety === 'keep' && session.existing.has(plan.target) ? keptName(plan.target, session.restoreId) : undefined;
-    const dbOptions = { jobs: options.jobs ?? availableParallelism(), noOwner: options.noOwner, maintenanceDb: pg.maintenanceDb, signal: ctx.signal, keepAs, journal: session.journal };
+    const dbOptions = { jobs: options.jobs ?? availableParallelism(), noOwner: options.noOwner, maintenanceDb: pg.maintenanceDb, signal: ctx.signal, keepAs, journal: session.journal, follow: ctx.follow };
     const check = await restoreDatabase(session.server!, plan.path, plan.artifact, plan.target, dbOptions, ctx.log, session.cleanup);
     if (keepAs !== undefined) {
       session.kept.push(keepAs);

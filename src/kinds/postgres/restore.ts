@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
 import { execa } from 'execa';
+import { bytesReadBy, type Follow } from '../../util/progress.ts';
 import { RunError, stopped } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { PostgresArtifact } from '../../manifest.ts';
@@ -21,6 +23,8 @@ export interface DbRestoreOptions {
   keepAs: string | undefined;
   /** Each scratch database is recorded here before it is created. */
   journal: RestoreJournal;
+  /** Follows pg_restore reading the dump (LOG_PROGRESS_EVERY, or a live line). */
+  follow?: Follow;
 }
 
 /** The first `bytes` bytes of a name, never cutting a character in two. */
@@ -137,7 +141,9 @@ export async function restoreDatabase(
   log.info({ database: target, scratch, jobs: options.jobs }, 'pg_restore into a scratch database');
   const args = ['--exit-on-error', '--no-password', `--jobs=${options.jobs}`, `--dbname=${dbnameArg(scratch)}`];
   if (options.noOwner) args.push('--no-owner', '--no-acl');
-  const restored = await execa(join(server.client.binDir, 'pg_restore'), [...args, dumpPath], { env: libpqEnv(server.conn, scratch), reject: false, cancelSignal: options.signal });
+  const restoring = execa(join(server.client.binDir, 'pg_restore'), [...args, dumpPath], { env: libpqEnv(server.conn, scratch), reject: false, cancelSignal: options.signal });
+  const stopProgress = options.follow?.(`pg_restore ${artifact.file}`, bytesReadBy(restoring.pid), (await stat(dumpPath)).size) ?? (() => undefined);
+  const restored = await restoring.finally(stopProgress);
   stopped(options.signal);
   if (restored.exitCode !== 0) throw new RunError(`pg_restore of ${artifact.file} failed, database ${target} was not touched: ${pgError(restored.stderr)}`);
 
