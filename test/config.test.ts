@@ -1,4 +1,4 @@
-import { access, rm, writeFile } from 'node:fs/promises';
+import { access, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -139,6 +139,16 @@ describe('the CLI on bad configuration', () => {
     await expect(access(join(dir, 'never-made'))).rejects.toThrow(/ENOENT/);
     expect(r.stderr).not.toMatch(/at .*\.js:\d+/);
     await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a BACKUP_DIR that does not exist (a volume not mounted) is said so, not "no runs yet"', async () => {
+    const missing = join(await tempDir('cfg-missing'), 'not-mounted');
+    for (const args of [['list'], ['restore', 'latest', '--yes'], ['verify'], ['verify', '--restore']]) {
+      const r = await runCli(args, { BACKUP_DIR: missing });
+      expect(r.exitCode, args.join(' ')).toBe(2);
+      expect(r.stderr).toContain(`backup-sidecar: BACKUP_DIR ${missing} does not exist: mount the backups volume there, or set BACKUP_DIR to where it is mounted`);
+    }
+    expect(await readdir(join(missing, '..'))).toEqual([]);
   });
 
   it('commands that only read the volume need no POSTGRES_DB or MEDIA_PATHS; backup and daemon do', async () => {

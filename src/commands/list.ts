@@ -6,6 +6,7 @@ import type { Context } from '../context.ts';
 import { UsageError } from '../errors.ts';
 import { MANIFEST, SIGNATURE } from '../naming.ts';
 import type { RemoteRun } from '../offsite/store.ts';
+import { missingVolume } from '../volume/resolve.ts';
 import { listRuns, runSize } from '../volume/runs.ts';
 
 /** Pads columns to their widest cell. */
@@ -75,6 +76,8 @@ export async function listCommand(ctx: Context, json: boolean): Promise<number> 
     return 0;
   }
   if (runs.length === 0) {
+    const missing = await missingVolume(config.backupDir);
+    if (missing !== undefined) throw new UsageError(missing);
     process.stdout.write(`no backup runs in ${config.backupDir} yet\n`);
     return 0;
   }

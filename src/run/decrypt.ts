@@ -37,7 +37,7 @@ export async function decryptSelection(selection: Selection, decryption: Decrypt
     await pipeline(await open(source), hasher, createWriteStream(join(dir, file), { mode: FILE_MODE }));
     const { plainSha256, plainSize } = artifact.encryption;
     if (hasher.digest() !== plainSha256 || hasher.bytes !== plainSize) {
-      throw new RunError(`${source} decrypts to sha256 ${hasher.digest()} (${hasher.bytes} bytes), the manifest says ${plainSha256} (${plainSize} bytes); nothing was restored`);
+      throw new RunError(`${source} decrypts to sha256 ${hasher.digest()} (${hasher.bytes} bytes), the manifest says ${plainSha256} (${plainSize} bytes); nothing was restored: restore an earlier run instead (\`backup-sidecar list\` shows them)`);
     }
     artifacts.push({ ...artifact, file, sha256: plainSha256, size: plainSize, encryption: null });
   }

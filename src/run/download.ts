@@ -57,7 +57,7 @@ export async function fetchRun(backupDir: string, store: OffsiteStore, tier: Run
     const sha256 = hasher.digest();
     if (sha256 !== artifact.sha256 || hasher.bytes !== artifact.size || (stored !== undefined && stored !== sha256)) {
       throw new RunError(
-        `${store.url}/${tier}/${id}/${artifact.file} is damaged: its sha256 is ${sha256} (${hasher.bytes} bytes), the manifest says ${artifact.sha256} (${artifact.size} bytes); nothing was restored`,
+        `${store.url}/${tier}/${id}/${artifact.file} is damaged: its sha256 is ${sha256} (${hasher.bytes} bytes), the manifest says ${artifact.sha256} (${artifact.size} bytes); nothing was restored: restore an earlier run instead (\`backup-sidecar list --remote\` shows them)`,
       );
     }
     const ms = Date.now() - began;

@@ -13,7 +13,7 @@ import { RestoreJournal } from '../volume/restore-journal.ts';
 import { checkRunSignature } from '../volume/signature.ts';
 import { decryptSelection } from './decrypt.ts';
 import { resolveWithOffsite } from './download.ts';
-import { checkChecksums } from './restore.ts';
+import { checkChecksums, requireVolume } from './restore.ts';
 
 /**
  * A restore drill: proves a run restorable without touching anything real. Checksums first; then each
@@ -23,6 +23,7 @@ import { checkChecksums } from './restore.ts';
  */
 export async function drill(ctx: Context, ref: string, trustUnsigned = false): Promise<{ report: DrillReport; runDir: string }> {
   const { config, log, signal } = ctx;
+  await requireVolume(ctx);
   return withVolumeLock(config.backupDir, log, () => withCleanup(log, async (cleanup) => {
     const journal = new RestoreJournal(config.backupDir);
     cleanup.add('close the journal', () => journal.close());

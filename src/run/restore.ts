@@ -14,7 +14,7 @@ import { confirm } from '../util/confirm.ts';
 import { hashFile } from '../util/hash.ts';
 import { folderOverlap } from '../util/paths.ts';
 import { withVolumeLock } from '../volume/lock.ts';
-import type { Selection } from '../volume/resolve.ts';
+import { missingVolume, type Selection } from '../volume/resolve.ts';
 import { RestoreJournal } from '../volume/restore-journal.ts';
 import { checkRunSignature } from '../volume/signature.ts';
 import { backupRun } from './backup.ts';
@@ -38,6 +38,12 @@ export interface RestoreResult {
   outcomes: RestoreOutcome[];
 }
 
+/** Without a remote target to download from, a missing BACKUP_DIR (a volume not mounted) is said so before the lock would create it. */
+export async function requireVolume(ctx: Context): Promise<void> {
+  const missing = ctx.hasRemoteTargets ? undefined : await missingVolume(ctx.config.backupDir);
+  if (missing !== undefined) throw new UsageError(missing);
+}
+
 /** Checks every selected artifact against the manifest's sha256; a mismatch refuses the whole restore. */
 export async function checkChecksums(selection: Selection): Promise<void> {
   for (const artifact of selection.artifacts) {
@@ -47,7 +53,7 @@ export async function checkChecksums(selection: Selection): Promise<void> {
     });
     if (actual.sha256 !== artifact.sha256 || actual.size !== artifact.size) {
       throw new RunError(
-        `${path} is damaged: its sha256 is ${actual.sha256} (${actual.size} bytes), the manifest says ${artifact.sha256} (${artifact.size} bytes); nothing was restored`,
+        `${path} is damaged: its sha256 is ${actual.sha256} (${actual.size} bytes), the manifest says ${artifact.sha256} (${artifact.size} bytes); nothing was restored: restore an earlier run instead (\`backup-sidecar list\` shows them)`,
       );
     }
   }
@@ -77,6 +83,7 @@ function plan(ctx: Context, selection: Selection, options: RestoreOptions): Rest
  */
 export async function restore(ctx: Context, options: RestoreOptions): Promise<RestoreResult> {
   const { config, log, signal } = ctx;
+  await requireVolume(ctx);
   return withVolumeLock(config.backupDir, log, () =>
     withCleanup(log, async (cleanup) => {
       const stored = await resolveWithOffsite(config.backupDir, await ctx.targets(), options.ref, ctx.trust(options.trustUnsigned), log, cleanup, ctx.follow);

@@ -24,6 +24,12 @@ async function fromPath(path: string): Promise<Selection | undefined> {
   return { runDir, manifest, artifacts: [artifact] };
 }
 
+/** Says so when BACKUP_DIR is not there at all: a volume not mounted looks like one without runs otherwise. */
+export async function missingVolume(backupDir: string): Promise<string | undefined> {
+  const info = await stat(backupDir).catch(() => undefined);
+  return info?.isDirectory() === true ? undefined : `BACKUP_DIR ${backupDir} does not exist: mount the backups volume there, or set BACKUP_DIR to where it is mounted`;
+}
+
 /** A file name without the suffixes a setting adds: app.dump.zst.age -> app.dump. */
 function bareName(file: string): string {
   return file.replace(/\.age$/, '').replace(/\.dump\.zst$/, '.dump');
@@ -47,7 +53,7 @@ export async function resolveRef(backupDir: string, ref: string, trust: RunTrust
   const regular = runs.filter((r) => r.tier !== PRE_RESTORE && !isFutureDated(r.time, trust.notAfter));
   if (ref === 'latest') {
     const run = regular[0];
-    if (run === undefined) throw new UsageError(`there is no backup run in ${backupDir} yet; run \`backup-sidecar backup\` first`);
+    if (run === undefined) throw new UsageError((await missingVolume(backupDir)) ?? `there is no backup run in ${backupDir} yet; run \`backup-sidecar backup\` first`);
     return { runDir: run.dir, manifest: run.manifest!, artifacts: run.manifest!.artifacts };
   }
   if (parseRunId(ref) !== undefined) {
@@ -59,5 +65,5 @@ export async function resolveRef(backupDir: string, ref: string, trust: RunTrust
     const artifact = run.manifest!.artifacts.find((a) => a.file === ref || bareName(a.file) === bareName(ref));
     if (artifact !== undefined) return { runDir: run.dir, manifest: run.manifest!, artifacts: [artifact] };
   }
-  throw new UsageError(`no run or file named "${ref}" in ${backupDir}; run \`backup-sidecar list\` to see the runs`);
+  throw new UsageError((await missingVolume(backupDir)) ?? `no run or file named "${ref}" in ${backupDir}; run \`backup-sidecar list\` to see the runs`);
 }
