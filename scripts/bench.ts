@@ -10,6 +10,7 @@
  *   vol     backup-sidecar backup, volume only
  *   s3      backup-sidecar backup, volume + S3 (fauxqs, in its own process, storing on disk)
  *   node    backup-sidecar backup started as `node dist/cli.js` (its peak RSS)
+ *   age     backup-sidecar backup, volume only, encrypted with age (ENCRYPTION_RECIPIENTS)
  *   r-pbl   zcat file.sql.gz | psql, into an empty database   the peer's restore (no safety net)
  *   r-keep  backup-sidecar restore latest --yes, RESTORE_SAFETY=keep
  *   r-dump  backup-sidecar restore latest --yes (default: a safety dump first)
@@ -26,6 +27,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { execa } from 'execa';
 import { CLI, tempDir } from '../test/support/cli.ts';
 import { PG15_BIN, freePort, startPostgres } from '../test/support/postgres-server.ts';
@@ -36,6 +38,7 @@ const MIB = 1024 * 1024;
 const parallel = process.env.BENCH_PARALLEL ?? '2';
 
 const work = await tempDir('bench');
+const recipient = await identityToRecipient(await generateX25519Identity());
 const pg = await startPostgres();
 const s3Port = await freePort();
 // In its own process, storing on disk: its memory and CPU are not ours, as with a real store.
@@ -190,6 +193,10 @@ try {
         await rm(join(work, 'volume-node'), { recursive: true, force: true });
         return { rss: await sidecar(['backup'], { ...ours, BACKUP_DIR: join(work, 'volume-node') }, true) };
       },
+      age: async () => {
+        await rm(join(work, 'volume-age'), { recursive: true, force: true });
+        return { rss: await sidecar(['backup'], { ...ours, BACKUP_DIR: join(work, 'volume-age'), ENCRYPTION_RECIPIENTS: recipient }) };
+      },
       'r-pbl': async () => {
         await pg.sql('postgres', 'DROP DATABASE IF EXISTS pbl_target; CREATE DATABASE pbl_target;');
         await execa('sh', ['-c', `zcat "$1" | "$2" -X -q -v ON_ERROR_STOP=1 -d pbl_target > /dev/null`, 'sh', sql, bin('psql')], { env: pgEnv });
@@ -232,6 +239,7 @@ try {
     row('vol', 'backup-sidecar backup, volume only');
     row('s3', 'backup-sidecar backup, volume + S3');
     row('node', 'backup-sidecar backup as `node dist/cli.js`');
+    row('age', 'backup-sidecar backup, volume only, encrypted (age)');
     row('r-pbl', 'restore: `zcat | psql` (docker-postgres-backup-local, no safety net)');
     row('r-keep', 'restore: backup-sidecar, `RESTORE_SAFETY=keep`');
     row('r-dump', 'restore: backup-sidecar, default (safety dump first)');
