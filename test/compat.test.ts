@@ -56,12 +56,12 @@ describe("the peers' README environments parse with only the image changed", () 
 describe('peer variables without an equivalent', () => {
   it('warn once each, saying what happens instead; those unsafe to ignore (a schedule, a retention) exit 2', () => {
     const { problems, warnings } = loadConfig({ ...PBL, BACKUP_SUFFIX: '.sql.gz', BACKUP_LATEST_TYPE: 'symlink', WEBHOOK_EXTRA_ARGS: '-k', VALIDATE_ON_START: 'TRUE' }, { needSources: true });
+    expect(loadConfig({ ...PBL, VALIDATE_ON_START: 'FALSE' }, { needSources: true }).config?.daemon.validateOnStart).toBe(false);
     expect(problems).toEqual([]);
     expect(warnings).toEqual([
       'BACKUP_SUFFIX: not used by backup-sidecar, ignored: file names are fixed here (<database>.dump.zst, <name>.tar.gz)',
       'BACKUP_LATEST_TYPE: not used by backup-sidecar, ignored: no "latest" link is made (the volume holds no links); `restore latest` finds the newest run',
       'WEBHOOK_EXTRA_ARGS: not used by backup-sidecar, ignored: webhooks are sent without curl, as a JSON POST',
-      'VALIDATE_ON_START: not used by backup-sidecar, ignored: the configuration is always checked at start',
       "POSTGRES_EXTRA_OPTS sets pg_dump's own compression (1), which wins over POSTGRES_COMPRESSION; remove it for zstd on every core, several times faster",
     ]);
     const refused = loadConfig({ ...PBL, BACKUP_CRON_EXPRESSION: '0 2 * * *', BACKUP_RETENTION_DAYS: '30' }, { needSources: true }).problems;

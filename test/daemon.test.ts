@@ -61,6 +61,28 @@ afterAll(async () => {
 });
 
 describe('the daemon', () => {
+  it('VALIDATE_ON_START (default true): logs at start whether PostgreSQL answers; one that does not is a warning and the daemon keeps running', async () => {
+    const port = await freePort();
+    const down = await freePort();
+    for (const [extra, expected] of [
+      [{}, /"msg":"start check: PostgreSQL at 127\.0\.0\.1:\d+ answers"/],
+      [{ POSTGRES_PORT: String(down) }, new RegExp(`"level":40.*"msg":"start check: PostgreSQL at 127\\.0\\.0\\.1:${down} does not answer yet; backups fail until it does"`)],
+      [{ VALIDATE_ON_START: 'false' }, undefined],
+    ] as const) {
+      const child = daemon({ BACKUP_DIR: join(work, 'validate'), SCHEDULE: '0 0 1 1 *', HEALTHCHECK_PORT: String(port), ...extra });
+      try {
+        await until('the health endpoint', async () => ((await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined)) === undefined ? undefined : true));
+        await new Promise((r) => setTimeout(r, 1500));
+      } finally {
+        child.kill('SIGTERM');
+      }
+      const result = await child;
+      expect(result.exitCode, result.all).toBe(0);
+      if (expected === undefined) expect(result.all).not.toMatch(/start check/);
+      else expect(result.all).toMatch(expected);
+    }
+  });
+
   it('backs up on a seconds schedule, serves health and metrics, and healthcheck follows the database going down and back', async () => {
     const dir = join(work, 'scheduled');
     const port = await freePort();

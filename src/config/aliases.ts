@@ -24,7 +24,6 @@ export const IGNORED: Readonly<Record<string, string>> = {
   BACKUP_LATEST_TYPE: 'no "latest" link is made (the volume holds no links); `restore latest` finds the newest run',
   WEBHOOK_EXTRA_ARGS: 'webhooks are sent without curl, as a JSON POST',
   POSTGRES_PASSFILE_STORE: 'use POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE',
-  VALIDATE_ON_START: 'the configuration is always checked at start',
   BACKUP_FILENAME: 'file names are fixed here (<database>.dump.zst, <name>.tar.gz), one folder per run',
   BACKUP_COMPRESSION: 'dumps are compressed as POSTGRES_COMPRESSION says, media tarballs as MEDIA_COMPRESSION',
   BACKUP_SOURCES: 'the folders to archive are MEDIA_PATHS (name:/path, comma-separated)',

@@ -116,6 +116,8 @@ export interface S3Config {
 export interface DaemonConfig {
   schedule: string;
   onStart: boolean;
+  /** VALIDATE_ON_START: check the connections at start and log the result. */
+  validateOnStart: boolean;
   shutdownTimeoutMs: number;
   /** Undefined: derived from the schedule. */
   healthMaxAgeMs: number | undefined;

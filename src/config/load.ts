@@ -172,6 +172,7 @@ export function loadConfig(given: Env = process.env, options: { needSources?: bo
       daemon: {
         schedule: v.SCHEDULE,
         onStart: v.BACKUP_ON_START,
+        validateOnStart: v.VALIDATE_ON_START,
         shutdownTimeoutMs: v.SHUTDOWN_TIMEOUT,
         healthMaxAgeMs: v.HEALTHCHECK_MAX_AGE,
         healthPort: v.HEALTHCHECK_PORT,

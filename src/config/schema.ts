@@ -544,6 +544,12 @@ export const ENV = {
     description: 'The daemon runs one backup as soon as it starts.',
     example: 'true',
   },
+  VALIDATE_ON_START: {
+    schema: bool.default(true),
+    description:
+      'The daemon checks at start that PostgreSQL and every remote target answer, and logs the result (as docker-postgres-backup-local does); a failure is a warning, the daemon keeps running.',
+    example: 'false',
+  },
   SHUTDOWN_TIMEOUT: {
     schema: duration(0).default(60_000),
     description: 'On SIGTERM or SIGINT, how long a running backup may take to finish before it is aborted cleanly.',

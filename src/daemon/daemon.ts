@@ -9,6 +9,7 @@ import { drill } from '../run/drill.ts';
 import { notifyDrill } from '../run/webhooks.ts';
 import { backupJob } from '../run/job.ts';
 import { onSignal } from '../signals.ts';
+import { connectServer } from '../pg/server.ts';
 import { recordDaemonStart } from '../volume/status.ts';
 
 /** Serves / and /healthz (200 or 503, the reason as text) and /metrics (Prometheus). */
@@ -32,6 +33,27 @@ async function healthServer(ctx: Context, port: number, counters: DaemonCounters
   await once(server, 'listening');
   ctx.log.info({ port }, 'serving /healthz and /metrics');
   return server;
+}
+
+/**
+ * VALIDATE_ON_START: whether PostgreSQL and each remote target answer now, one log line each. A failure is
+ * a warning, not a stop: the server may come up later, and the health check reports failed runs.
+ */
+async function validateOnStart(ctx: Context): Promise<void> {
+  const { config, log } = ctx;
+  const pg = config.postgres;
+  if (pg !== undefined) {
+    await connectServer(pg, pg.all ? pg.maintenanceDb : pg.databases[0]!).then(
+      (server) => log.info({ server: server.serverVersion, client: server.client.binDir }, `start check: PostgreSQL at ${pg.host}:${pg.port} answers`),
+      (error: unknown) => log.warn({ err: describe(error) }, `start check: PostgreSQL at ${pg.host}:${pg.port} does not answer yet; backups fail until it does`),
+    );
+  }
+  for (const target of await ctx.targets().catch(() => [])) {
+    await target.check().then(
+      () => log.info(`start check: ${target.url} answers`),
+      (error: unknown) => log.warn({ err: describe(error) }, `start check: ${target.url} does not answer; runs stay in the volume until it does`),
+    );
+  }
 }
 
 /**
@@ -106,6 +128,7 @@ export async function runDaemon(daemon: Context): Promise<number> {
     { schedule: config.daemon.schedule, timeZone: config.timeZone, next: job.nextRun()?.toISOString(), nextDrill: drillJob?.nextRun()?.toISOString() },
     'daemon started',
   );
+  if (config.daemon.validateOnStart) void validateOnStart(ctx);
   if (config.daemon.onStart) void job.trigger();
 
   // The first signal stops scheduling and waits for a running backup; a second aborts it at once.
