@@ -238,6 +238,7 @@ describe('daemon configuration', () => {
     expect(config.daemon).toEqual({
       schedule: '@daily',
       onStart: false,
+      validateOnStart: true,
       shutdownTimeoutMs: 60_000,
       healthMaxAgeMs: undefined,
       healthPort: undefined,
