@@ -100,6 +100,15 @@ describe('the daemon', () => {
       expect(metrics).toMatch(/^backup_sidecar_healthy 1$/m);
       expect(metrics).toMatch(/^backup_sidecar_last_run_success 1$/m);
       expect(metrics).toMatch(/^backup_sidecar_jobs_total [2-9]$/m);
+      expect(metrics).toMatch(/^backup_sidecar_build_info\{version="[^"]+",node="\d+\.\d+\.\d+"\} 1$/m);
+      expect(metrics).toMatch(/^backup_sidecar_artifact_bytes\{source="app",kind="postgres"\} [1-9]\d*$/m);
+      expect(metrics).toMatch(/^backup_sidecar_artifact_bytes\{source="media",kind="media"\} [1-9]\d*$/m);
+      expect(metrics).toMatch(/^backup_sidecar_artifact_duration_seconds\{source="app",kind="postgres"\} [\d.]+$/m);
+      expect(metrics).toMatch(/^backup_sidecar_backups_total\{outcome="ok"\} [2-9]$/m);
+      expect(metrics).toMatch(/^backup_sidecar_backups_total\{outcome="failed"\} 0$/m);
+      expect(metrics).toMatch(/^backup_sidecar_schedule_interval_seconds 2$/m);
+      const next = Number(/^backup_sidecar_next_run_timestamp_seconds ([\d.]+)$/m.exec(metrics)?.[1]);
+      expect(Math.abs(next - Date.now() / 1000)).toBeLessThan(3);
       expect(received.filter((r) => r.path === '/all' && r.body.status === 'ok').length).toBeGreaterThanOrEqual(2);
 
       await pg.halt();

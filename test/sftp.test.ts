@@ -110,6 +110,7 @@ describe('SFTP as a remote target', () => {
       try {
         const metrics = await until('/metrics', () => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => undefined));
         expect(metrics).toContain(`backup_sidecar_target_runs_missing{target="sftp://127.0.0.1:${sftp.port}${join(sftp.dir, 'down')}"} 1`);
+        expect(metrics).toContain(`backup_sidecar_target_newest_run_complete{target="sftp://127.0.0.1:${sftp.port}${join(sftp.dir, 'down')}"} 0`);
       } finally {
         daemon.kill('SIGTERM');
         await daemon;

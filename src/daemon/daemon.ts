@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import { Cron } from 'croner';
 import type { Context } from '../context.ts';
 import { describe } from '../errors.ts';
-import { healthOf } from '../health/health.ts';
+import { healthOf, scheduleInterval } from '../health/health.ts';
 import { metricsText, type DaemonCounters } from '../health/metrics.ts';
 import { drill } from '../run/drill.ts';
 import { notifyDrill } from '../run/webhooks.ts';
@@ -13,7 +13,7 @@ import { connectServer } from '../pg/server.ts';
 import { recordDaemonStart } from '../volume/status.ts';
 
 /** Serves / and /healthz (200 or 503, the reason as text) and /metrics (Prometheus). */
-async function healthServer(ctx: Context, port: number, counters: DaemonCounters): Promise<Server> {
+async function healthServer(ctx: Context, port: number, counters: DaemonCounters, schedule: () => { intervalSeconds: number; next: Date | undefined }): Promise<Server> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' || (path !== '/' && path !== '/healthz' && path !== '/metrics')) {
@@ -24,7 +24,7 @@ async function healthServer(ctx: Context, port: number, counters: DaemonCounters
       (health) => {
         // `/` answers like /healthz: docker-postgres-backup-local's probes ask there.
         if (path !== '/metrics') res.writeHead(health.healthy ? 200 : 503, { 'content-type': 'text/plain' }).end(`${health.reason}\n`);
-        else res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metricsText(health, counters));
+        else res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metricsText(health, counters, schedule()));
       },
       (error: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${describe(error)}\n`),
     );
@@ -63,7 +63,7 @@ async function validateOnStart(ctx: Context): Promise<void> {
  * SHUTDOWN_TIMEOUT or aborts it cleanly, and exits 0.
  */
 export async function runDaemon(daemon: Context): Promise<number> {
-  const counters: DaemonCounters = { runs: 0, failures: 0, skipped: 0, drills: 0, drillFailures: 0 };
+  const counters: DaemonCounters = { runs: 0, failures: 0, outcomes: { ok: 0, partial: 0, failed: 0 }, skipped: 0, drills: 0, drillFailures: 0 };
   const abort = new AbortController();
   // Backups and drills stop on this signal: the daemon aborts them only at its shutdown timeout.
   const ctx: Context = { ...daemon, signal: abort.signal };
@@ -76,6 +76,7 @@ export async function runDaemon(daemon: Context): Promise<number> {
     counters.runs += 1;
     const { outcome, error } = await backupJob(ctx);
     if (!outcome.ok) counters.failures += 1;
+    counters.outcomes[!outcome.ok ? 'failed' : error === undefined ? 'ok' : 'partial'] += 1;
     if (error !== undefined) log.error({ err: error.message }, outcome.ok ? 'backup done, with problems' : 'backup failed');
   };
   const job = new Cron(
@@ -120,7 +121,10 @@ export async function runDaemon(daemon: Context): Promise<number> {
           });
           return drilling;
         });
-  const server = config.daemon.healthPort === undefined ? undefined : await healthServer(ctx, config.daemon.healthPort, counters);
+  const server = config.daemon.healthPort === undefined ? undefined : await healthServer(ctx, config.daemon.healthPort, counters, () => {
+          const next = job.nextRuns(3);
+          return { intervalSeconds: scheduleInterval(next) / 1000, next: next[0] };
+        });
   await recordDaemonStart(config.backupDir, ctx.now()).catch((error: unknown) =>
     log.warn({ err: describe(error) }, 'could not record the daemon start in the volume; the health check reports unhealthy until the first backup'),
   );

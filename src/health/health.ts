@@ -29,11 +29,15 @@ export function suspiciousLine(runs: StoredRun[]): string {
 /** Two intervals of the schedule plus one hour: one missed run is tolerated, two are not. */
 export function defaultMaxAge(schedule: string, timeZone: string, from = new Date()): number {
   const job = new Cron(schedule, { timezone: timeZone, paused: true });
-  const [a, b, c] = job.nextRuns(3, from);
+  const interval = scheduleInterval(job.nextRuns(3, from));
   job.stop();
-  if (a === undefined || b === undefined) return 26 * 3_600_000;
-  const interval = Math.max(b.getTime() - a.getTime(), c === undefined ? 0 : c.getTime() - b.getTime());
-  return 2 * interval + 3_600_000;
+  return interval === 0 ? 26 * 3_600_000 : 2 * interval + 3_600_000;
+}
+
+/** The longest gap between the next three runs of a schedule, ms; 0 when it runs less than twice more. */
+export function scheduleInterval([a, b, c]: Date[]): number {
+  if (a === undefined || b === undefined) return 0;
+  return Math.max(b.getTime() - a.getTime(), c === undefined ? 0 : c.getTime() - b.getTime());
 }
 
 /**

@@ -1,11 +1,14 @@
 import { targetStates } from '../manifest.ts';
 import { PRE_RESTORE } from '../naming.ts';
+import { VERSION } from '../version.ts';
 import type { Health } from './health.ts';
 
 /** Counters the daemon keeps since it started. */
 export interface DaemonCounters {
   runs: number;
   failures: number;
+  /** Jobs by outcome: ok, partial (the run is good, offsite or a hook is not), failed. */
+  outcomes: { ok: number; partial: number; failed: number };
   skipped: number;
   drills: number;
   drillFailures: number;
@@ -21,7 +24,7 @@ function line(name: string, help: string, type: 'gauge' | 'counter', samples: [s
 }
 
 /** Prometheus text exposition of the health and the volume. Computed per scrape from the volume itself. */
-export function metricsText(health: Health, counters: DaemonCounters): string {
+export function metricsText(health: Health, counters: DaemonCounters, schedule: { intervalSeconds: number; next: Date | undefined }): string {
   const last = health.status?.last;
   const drill = health.lastDrill;
   const tiers = new Map<string, number>();
@@ -33,8 +36,18 @@ export function metricsText(health: Health, counters: DaemonCounters): string {
     for (const t of targetStates(r.manifest)) perTarget.set(t.url, (perTarget.get(t.url) ?? 0) + (t.state === 'complete' ? 0 : 1));
   }
   const seconds = (iso: string | undefined) => (iso === undefined ? 0 : Date.parse(iso) / 1000);
+  // The newest complete run of the tiers (not a safety backup): what the per-source and per-target metrics describe.
+  const newest = health.runs.find((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE)?.manifest;
+  const source = (a: { source: string; kind: string }) => `{source="${labelValue(a.source)}",kind="${a.kind}"}`;
   return `${[
+    line('backup_sidecar_build_info', 'The version of backup-sidecar and of Node.js serving these metrics.', 'gauge', [[`{version="${labelValue(VERSION)}",node="${process.versions.node}"}`, 1]]),
     line('backup_sidecar_healthy', '1 when healthcheck passes.', 'gauge', [['', health.healthy ? 1 : 0]]),
+    line('backup_sidecar_artifact_bytes', 'Size of each artifact of the newest run, per source.', 'gauge', (newest?.artifacts ?? []).map((a) => [source(a), a.size])),
+    line('backup_sidecar_artifact_duration_seconds', 'How long each artifact of the newest run took to produce and write.', 'gauge', (newest?.artifacts ?? []).filter((a) => a.durationMs !== undefined).map((a) => [source(a), a.durationMs! / 1000])),
+    line('backup_sidecar_target_newest_run_complete', '1 when the newest run is complete in the remote target.', 'gauge', (newest === undefined ? [] : targetStates(newest)).map((t) => [`{target="${labelValue(t.url)}"}`, t.state === 'complete' ? 1 : 0])),
+    line('backup_sidecar_schedule_interval_seconds', 'Time between two scheduled backups (the longest gap of the next three).', 'gauge', [['', schedule.intervalSeconds]]),
+    line('backup_sidecar_next_run_timestamp_seconds', 'When the next scheduled backup starts.', 'gauge', [['', schedule.next === undefined ? 0 : schedule.next.getTime() / 1000]]),
+    line('backup_sidecar_backups_total', 'Backup jobs of this daemon by outcome: ok, partial (offsite or a hook failed), failed.', 'counter', Object.entries(counters.outcomes).map(([o, n]) => [`{outcome="${o}"}`, n])),
     line('backup_sidecar_last_success_timestamp_seconds', 'Start time of the newest successful run.', 'gauge', [['', health.newest === undefined ? 0 : health.newest.time.getTime() / 1000]]),
     line('backup_sidecar_last_run_success', '1 when the last backup job succeeded.', 'gauge', [['', last?.ok === true ? 1 : 0]]),
     line('backup_sidecar_last_run_duration_seconds', 'Duration of the last backup job.', 'gauge', [['', last === undefined ? 0 : seconds(last.finishedAt) - seconds(last.startedAt)]]),

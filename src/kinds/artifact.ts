@@ -7,6 +7,8 @@ export const commonArtifact = {
   source: z.string(),
   size: z.number().int().nonnegative(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  /** How long producing and writing it took (absent before 0.2). */
+  durationMs: z.number().int().nonnegative().optional(),
   /** Encrypted (age): size and sha256 above are of the stored file; these of the plaintext. */
   encryption: z
     .object({ format: z.literal('age'), plainSha256: z.string().regex(/^[0-9a-f]{64}$/), plainSize: z.number().int().nonnegative() })

@@ -203,7 +203,7 @@ export async function backupRun(req: BackupRequest): Promise<BackupResult> {
       const live = targets.filter((t) => !offsiteErrors.has(t.url));
       const uploads = live.map((t) => ({ url: t.url, target: t, sink: t.upload(req.tier, id, file, { expectedSize: req.expectedSizes?.get(file) ?? 0 }) }));
       const result = await writeArtifact(source, join(partialDir, file), uploads, cipher, cleanup, runLog, signal, req.follow, req.expectedSizes?.get(file));
-      results[index] = result.artifact;
+      results[index] = { ...result.artifact, durationMs: Date.now() - began };
       for (const u of uploads) {
         const error = result.offsiteErrors.get(u.url);
         if (error === undefined) uploaded.get(u.target)!.push(file);
