@@ -13,6 +13,12 @@ export type { Kind };
  */
 export const KINDS: readonly Kind[] = [globalsKind, postgresKind, mediaKind];
 
+/** Artifacts in the registry's order (roles first), as restores apply and drills check them. */
+export function inKindOrder<A extends Artifact>(artifacts: readonly A[]): A[] {
+  const order = (a: Artifact) => KINDS.indexOf(kindOf(a));
+  return [...artifacts].sort((a, b) => order(a) - order(b));
+}
+
 /** The kind of an artifact (the manifest's schema admits only known kinds). */
 export function kindOf<A extends Artifact>(artifact: A): Kind<A> {
   return KINDS.find((k) => k.name === artifact.kind) as unknown as Kind<A>;

@@ -1,6 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { link, mkdir, rm } from 'node:fs/promises';
+import { link } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { DecryptionConfig } from '../config/config.ts';
@@ -21,9 +20,7 @@ export async function decryptSelection(selection: Selection, decryption: Decrypt
   if (selection.artifacts.every((a) => a.encryption === null)) return selection;
   const { fileDecrypter } = await import('../crypto/age.ts');
   const open = fileDecrypter(decryption, `run ${selection.manifest.runId}`);
-  const dir = join(workDir, `decrypted-${randomBytes(4).toString('hex')}`);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  cleanup.add(`remove the decrypted copy ${dir}`, () => rm(dir, { recursive: true, force: true }));
+  const dir = await cleanup.folder(workDir, 'decrypted', 'the decrypted copy');
   const artifacts: Artifact[] = [];
   for (const artifact of selection.artifacts) {
     const source = join(selection.runDir, artifact.file);

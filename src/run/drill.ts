@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { Context } from '../context.ts';
 import { UsageError } from '../errors.ts';
 import type { DrillSession } from '../kinds/kind.ts';
-import { kindOf } from '../kinds/registry.ts';
+import { inKindOrder, kindOf } from '../kinds/registry.ts';
 import { PARTIAL_DIR } from '../naming.ts';
 import { connectServer, type PgServer } from '../pg/server.ts';
 import { withCleanup } from '../util/cleanup.ts';
@@ -13,7 +13,8 @@ import { RestoreJournal } from '../volume/restore-journal.ts';
 import { checkRunSignature } from '../volume/signature.ts';
 import { decryptSelection } from './decrypt.ts';
 import { resolveWithOffsite } from './download.ts';
-import { checkChecksums, requireVolume } from './restore.ts';
+import { checkChecksums } from './restore.ts';
+import { requireVolume } from '../volume/resolve.ts';
 
 /**
  * A restore drill: proves a run restorable without touching anything real. Checksums first; then each
@@ -23,7 +24,7 @@ import { checkChecksums, requireVolume } from './restore.ts';
  */
 export async function drill(ctx: Context, ref: string, trustUnsigned = false): Promise<{ report: DrillReport; runDir: string }> {
   const { config, log, signal } = ctx;
-  await requireVolume(ctx);
+  await requireVolume(config.backupDir, ctx.hasRemoteTargets);
   return withVolumeLock(config.backupDir, log, () => withCleanup(log, async (cleanup) => {
     const journal = new RestoreJournal(config.backupDir);
     cleanup.add('close the journal', () => journal.close());
@@ -50,8 +51,7 @@ export async function drill(ctx: Context, ref: string, trustUnsigned = false): P
         // Connected once, on the first dump; the connection is a check of its own.
         server: () => (server ??= connectDrillServer(ctx, checks)),
       };
-      const order = (kind: ReturnType<typeof kindOf>) => ctx.kinds.indexOf(kind);
-      const artifacts = [...selection.artifacts].sort((a, b) => order(kindOf(a)) - order(kindOf(b)));
+      const artifacts = inKindOrder(selection.artifacts);
       const work = { dir: join(config.backupDir, PARTIAL_DIR), cleanup, signal };
       for (const artifact of artifacts) {
         const kind = kindOf(artifact);

@@ -3,9 +3,8 @@ import type { Context } from '../context.ts';
 import { RunError, UsageError, describe, stopped } from '../errors.ts';
 import type { RestoreOptions, RestorePlan, RestoreSession } from '../kinds/kind.ts';
 import { databaseExists, keptName, leftDatabases, pruneKept, swapDatabase } from '../kinds/postgres/restore.ts';
-import { kindOf } from '../kinds/registry.ts';
+import { inKindOrder, kindOf } from '../kinds/registry.ts';
 import type { BackupSource } from '../kinds/source.ts';
-import type { Artifact } from '../manifest.ts';
 import { PARTIAL_DIR, PRE_RESTORE, formatRunId } from '../naming.ts';
 import { query } from '../pg/psql.ts';
 import { connectServer } from '../pg/server.ts';
@@ -14,7 +13,7 @@ import { confirm } from '../util/confirm.ts';
 import { hashFile } from '../util/hash.ts';
 import { folderOverlap } from '../util/paths.ts';
 import { withVolumeLock } from '../volume/lock.ts';
-import { missingVolume, type Selection } from '../volume/resolve.ts';
+import { requireVolume, type Selection } from '../volume/resolve.ts';
 import { RestoreJournal } from '../volume/restore-journal.ts';
 import { checkRunSignature } from '../volume/signature.ts';
 import { backupRun } from './backup.ts';
@@ -36,12 +35,6 @@ export interface RestoreResult {
   /** RESTORE_SAFETY=keep: the replaced databases, as they are now named. */
   kept: string[];
   outcomes: RestoreOutcome[];
-}
-
-/** Without a remote target to download from, a missing BACKUP_DIR (a volume not mounted) is said so before the lock would create it. */
-export async function requireVolume(ctx: Context): Promise<void> {
-  const missing = ctx.hasRemoteTargets ? undefined : await missingVolume(ctx.config.backupDir);
-  if (missing !== undefined) throw new UsageError(missing);
 }
 
 /** Checks every selected artifact against the manifest's sha256; a mismatch refuses the whole restore. */
@@ -70,10 +63,7 @@ function plan(ctx: Context, selection: Selection, options: RestoreOptions): Rest
   if (overlap !== undefined) {
     throw new UsageError(`--target-dir ${options.targetDir} ${overlap} BACKUP_DIR (${ctx.config.backupDir}): a restore empties its target folder first; choose a folder outside the backups volume`);
   }
-  const order = (a: Artifact) => ctx.kinds.indexOf(kindOf(a));
-  return [...selection.artifacts]
-    .sort((a, b) => order(a) - order(b))
-    .map((artifact) => ({ artifact, path: join(selection.runDir, artifact.file), target: kindOf(artifact).restoreTarget(artifact, ctx, options) }));
+  return inKindOrder(selection.artifacts).map((artifact) => ({ artifact, path: join(selection.runDir, artifact.file), target: kindOf(artifact).restoreTarget(artifact, ctx, options) }));
 }
 
 /**
@@ -83,7 +73,7 @@ function plan(ctx: Context, selection: Selection, options: RestoreOptions): Rest
  */
 export async function restore(ctx: Context, options: RestoreOptions): Promise<RestoreResult> {
   const { config, log, signal } = ctx;
-  await requireVolume(ctx);
+  await requireVolume(config.backupDir, ctx.hasRemoteTargets);
   return withVolumeLock(config.backupDir, log, () =>
     withCleanup(log, async (cleanup) => {
       const stored = await resolveWithOffsite(config.backupDir, await ctx.targets(), options.ref, ctx.trust(options.trustUnsigned), log, cleanup, ctx.follow);

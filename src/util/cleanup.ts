@@ -1,3 +1,6 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from '../log.ts';
 import { describe } from '../errors.ts';
 
@@ -23,6 +26,14 @@ export class Cleanup {
       const i = this.actions.indexOf(action);
       if (i >= 0) this.actions.splice(i, 1);
     };
+  }
+
+  /** Makes a private folder `<prefix>-<random>` below `parent` and registers its removal. */
+  async folder(parent: string, prefix: string, what: string): Promise<string> {
+    const dir = join(parent, `${prefix}-${randomBytes(4).toString('hex')}`);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    this.add(`remove ${what} ${dir}`, () => rm(dir, { recursive: true, force: true }));
+    return dir;
   }
 
   async runAll(): Promise<void> {

@@ -30,6 +30,12 @@ export async function missingVolume(backupDir: string): Promise<string | undefin
   return info?.isDirectory() === true ? undefined : `BACKUP_DIR ${backupDir} does not exist: mount the backups volume there, or set BACKUP_DIR to where it is mounted`;
 }
 
+/** Without a remote target to download from, a missing BACKUP_DIR is a usage error, said before the lock would create the folder. */
+export async function requireVolume(backupDir: string, remotes: boolean): Promise<void> {
+  const missing = remotes ? undefined : await missingVolume(backupDir);
+  if (missing !== undefined) throw new UsageError(missing);
+}
+
 /** A file name without the suffixes a setting adds: app.dump.zst.age -> app.dump. */
 function bareName(file: string): string {
   return file.replace(/\.age$/, '').replace(/\.dump\.zst$/, '.dump');

@@ -1,6 +1,4 @@
-import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, join } from 'node:path';
 import { ZST_SUFFIX } from '../../naming.ts';
@@ -46,9 +44,7 @@ export const postgresKind: Kind<PostgresArtifact> = {
 
   async plainFile(path, artifact, { dir, cleanup, signal }) {
     if (artifact.fileCompression === 'none') return path;
-    const folder = join(dir, `plain-${randomBytes(4).toString('hex')}`);
-    await mkdir(folder, { recursive: true, mode: 0o700 });
-    cleanup.add(`remove the decompressed copy ${folder}`, () => rm(folder, { recursive: true, force: true }));
+    const folder = await cleanup.folder(dir, 'plain', 'the decompressed copy');
     const plain = join(folder, basename(artifact.file, ZST_SUFFIX));
     await decompressFile(path, plain, signal);
     return plain;
