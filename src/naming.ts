@@ -14,6 +14,8 @@ export const PARTIAL_DIR = '.partial';
 export const MANIFEST = 'manifest.json';
 /** The manifest's HMAC (BACKUP_SIGNING_KEY), beside it. */
 export const SIGNATURE = 'manifest.json.sig';
+/** In a run flagged for a size drop: a person's acknowledgement (`backup-sidecar ack`), which lets retention go on. */
+export const ACK_FILE = 'ack.json';
 /** The volume's lock (a folder, made by proper-lockfile). */
 export const LOCK_FILE = '.lock';
 

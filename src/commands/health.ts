@@ -1,17 +1,17 @@
-import { statfs } from 'node:fs/promises';
-import { Cron } from 'croner';
 import ms from 'ms';
 import prettyBytes from 'pretty-bytes';
 import type { Config } from '../config/config.ts';
 import type { Context } from '../context.ts';
 import { describe } from '../errors.ts';
-import { healthOf, suspiciousLine } from '../health/health.ts';
+import { healthOf, scheduleOf, suspiciousLine } from '../health/health.ts';
 import { leftDatabases } from '../kinds/postgres/restore.ts';
 import { targetStates } from '../manifest.ts';
 import { connectServer } from '../pg/server.ts';
 import { RUN_TIERS } from '../naming.ts';
 import { drillSummary } from '../volume/drill-report.ts';
-import { runSize } from '../volume/runs.ts';
+import { runSize, volumeDrops } from '../volume/runs.ts';
+import { dropWords, openDrops } from '../retention/drops.ts';
+import { freeSpace } from '../util/fs.ts';
 import { table } from './list.ts';
 
 /** `healthcheck`: exit 0 when healthy, 1 otherwise; the reason on one line either way. */
@@ -36,13 +36,15 @@ export async function statusCommand(ctx: Context): Promise<number> {
   }
   out.push(rows.length > 1 ? table(rows) : 'no runs yet');
   if (health.suspicious.length > 0) out.push(suspiciousLine(health.suspicious));
+  for (const d of openDrops(volumeDrops(health.runs, config.sizeDrop, ctx.notAfter()))) {
+    out.push(`SIZE DROP in run ${d.runId}: ${dropWords(d)}; run ${d.previousRunId} is kept until \`backup-sidecar ack ${d.runId}\``);
+  }
   const damaged = health.runs.filter((r) => r.manifest === undefined);
   if (damaged.length > 0) out.push(`damaged runs (no valid manifest): ${damaged.map((r) => `${r.tier}/${r.id}`).join(', ')}`);
   const total = health.runs.reduce((s, r) => s + runSize(r), 0);
   out.push(`total: ${health.runs.length} runs, ${prettyBytes(total)} in ${config.backupDir}`);
-  const fs = await statfs(config.backupDir).catch(() => undefined);
-  if (fs !== undefined) {
-    const free = fs.bavail * fs.bsize;
+  const free = await freeSpace(config.backupDir);
+  if (free !== undefined) {
     const low = free < config.diskFreeMin;
     out.push(`free space: ${prettyBytes(free)}${low ? `: WARNING, below DISK_FREE_MIN (${prettyBytes(config.diskFreeMin)})` : ''}`);
   }
@@ -61,12 +63,7 @@ export async function statusCommand(ctx: Context): Promise<number> {
   const failure = health.status?.lastFailure;
   if (failure != null && failure !== last) out.push(`last failure: ${failure.finishedAt}: ${(failure.error ?? '').split('\n')[0]}`);
   out.push(health.lastDrill === undefined ? 'last restore drill: none yet (verify --restore, VERIFY_SCHEDULE)' : `last restore drill: ${drillSummary(health.lastDrill)}`);
-  const next = (schedule: string) => {
-    const job = new Cron(schedule, { timezone: config.timeZone, paused: true });
-    const at = job.nextRun(now)?.toISOString() ?? 'never';
-    job.stop();
-    return `${schedule} (${config.timeZone}), next at ${at}`;
-  };
+  const next = (schedule: string) => `${schedule} (${config.timeZone}), next at ${scheduleOf(schedule, config.timeZone, now).next?.toISOString() ?? 'never'}`;
   out.push(`schedule: ${next(config.daemon.schedule)}`);
   if (config.daemon.verifySchedule !== undefined) out.push(`drill schedule: ${next(config.daemon.verifySchedule)}`);
   process.stdout.write(`${out.join('\n')}\n`);

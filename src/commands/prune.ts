@@ -1,5 +1,5 @@
 import type { Context } from '../context.ts';
-import { pruneOffsite, pruneVolume, type PruneReport } from '../run/prune.ts';
+import { pruneOffsite, pruneVolume, sizeDropHolds, type PruneReport } from '../run/prune.ts';
 import { withVolumeLock } from '../volume/lock.ts';
 import { table } from './list.ts';
 
@@ -8,8 +8,9 @@ export async function pruneCommand(ctx: Context, dryRun: boolean): Promise<numbe
   const { config, log, signal } = ctx;
   const targets = await ctx.targets();
   const reports: PruneReport[] = await withVolumeLock(config.backupDir, log, async () => {
-    const all = [await pruneVolume(config.backupDir, ctx.retention(), log, dryRun, targets.length > 0, config.signing)];
-    for (const target of targets) all.push(await pruneOffsite(target, ctx.retention(target.retention), log, dryRun, config.signing));
+    const { holds } = await sizeDropHolds(config.backupDir, config.signing, config.sizeDrop, ctx.notAfter());
+    const all = [await pruneVolume(config.backupDir, { ...ctx.retention(), holds }, log, dryRun, targets.length > 0, config.signing)];
+    for (const target of targets) all.push(await pruneOffsite(target, { ...ctx.retention(target.retention), holds }, log, dryRun, config.signing));
     return all;
   }, { waitMs: config.lockWaitMs, signal });
   const rows = [['WHERE', 'TIER', 'RUN', 'ACTION', 'REASON']];

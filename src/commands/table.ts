@@ -164,6 +164,15 @@ export const COMMANDS: CommandSpec[] = [
     run: async (_parsed, ctx) => (await import('./health.ts')).statusCommand(ctx),
   },
   {
+    name: 'ack',
+    args: '<run-id>',
+    summary: 'acknowledge the size drop a run was flagged for (SIZE_DROP_WARN): the run before it, kept until then, goes back to normal retention',
+    options: {},
+    positionals: { max: 1, min: 1, misuse: 'ack takes the id of the flagged run (status names it)' },
+    example: 'backup-sidecar ack 20261204T020000Z',
+    run: async ({ positionals }, ctx) => (await import('./ack.ts')).ackCommand(ctx, positionals[0]!),
+  },
+  {
     name: 'print-config',
     args: '',
     summary: 'the effective configuration, secrets masked, and what is wrong with it',

@@ -122,6 +122,10 @@ export interface DaemonConfig {
   /** Undefined: derived from the schedule. */
   healthMaxAgeMs: number | undefined;
   healthPort: number | undefined;
+  /** HEALTHCHECK_BIND; undefined: every interface. */
+  healthBind: string | undefined;
+  /** Basic auth of the status page (STATUS_PASSWORD[_FILE]); undefined: open. */
+  statusPassword: string | undefined;
   /** Cron of restore drills; undefined: none. */
   verifySchedule: string | undefined;
   /** Unhealthy when the last drill failed. */
@@ -160,6 +164,13 @@ export interface HooksConfig {
   env: Record<string, string>;
 }
 
+export interface SizeDropConfig {
+  /** A run is flagged below this share of the previous run's size or row count; 0: never. */
+  warn: number;
+  /** Tables with fewer rows before are not compared. */
+  minRows: number;
+}
+
 export interface Config {
   postgres: PostgresConfig | undefined;
   media: MediaFolder[];
@@ -185,6 +196,10 @@ export interface Config {
   hooks: HooksConfig;
   /** Undefined: runs are unsigned, and the bucket is trusted for content. */
   signing: SigningKeys | undefined;
+  /** Lines kept in .history.jsonl (HISTORY_MAX). */
+  historyMax: number;
+  /** Size anomalies: SIZE_DROP_WARN as a fraction (0: off), SIZE_DROP_MIN_ROWS. */
+  sizeDrop: SizeDropConfig;
   /** status warns below this many free bytes in the volume. */
   diskFreeMin: number;
   /** How long to wait for the volume lock another process holds (LOCK_WAIT). */

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import bytes from 'bytes';
 import { Cron } from 'croner';
 import ms from 'ms';
@@ -92,6 +93,19 @@ const cronExpression = z
   );
 
 const port = wholeNumber(1, 65535);
+
+/** A share such as 50% (or 50): returned as a fraction, 0.5. */
+const percent = z
+  .string()
+  .trim()
+  .transform((raw, ctx) => {
+    const n = /^\d+(\.\d+)?%?$/.test(raw) ? Number(raw.replace('%', '')) : Number.NaN;
+    if (!(n >= 0 && n <= 100)) {
+      ctx.addIssue({ code: 'custom', message: 'expected a percentage from 0% to 100%, such as 50%' });
+      return z.NEVER;
+    }
+    return n / 100;
+  });
 
 /** A retention count: 0 keeps none of that tier, -1 keeps them forever. */
 const keep = (fallback: number) => wholeNumber(-1, 100_000).default(fallback);
@@ -584,6 +598,33 @@ export const ENV = {
     schema: port.optional(),
     description: 'The daemon serves /healthz (200 or 503) and /metrics (Prometheus) on this port.',
     example: '8080',
+  },
+  HEALTHCHECK_BIND: {
+    schema: optionalText.refine((a) => a === undefined || isIP(a) !== 0, { message: 'expected an IP address such as 127.0.0.1, 0.0.0.0 or ::' }),
+    description: 'The address HEALTHCHECK_PORT listens on. Default: every interface (0.0.0.0 and ::); 127.0.0.1 keeps the page to this host.',
+    example: '127.0.0.1',
+  },
+  STATUS_PASSWORD: {
+    schema: optionalText,
+    description: 'Basic auth (any user name, this password) for the status page / and /?format=json; /healthz and /metrics stay open for probes and scrapers. Usually STATUS_PASSWORD_FILE.',
+    example: 'change-me',
+    secret: true,
+  },
+  HISTORY_MAX: {
+    schema: wholeNumber(10, 1_000_000).default(1000),
+    description: 'Lines kept in BACKUP_DIR/.history.jsonl (one per backup job and drill, kept whatever retention removes), for the status page charts.',
+    example: '5000',
+  },
+  SIZE_DROP_WARN: {
+    schema: percent.default(0.5),
+    description:
+      'Flags a run whose artifact is smaller than this share of the same source in the previous run, or one of whose tables has fewer than this share of its rows. The last run before the drop is kept until `backup-sidecar ack <run-id>`. 0%: off.',
+    example: '30%',
+  },
+  SIZE_DROP_MIN_ROWS: {
+    schema: wholeNumber(0, 2 ** 53).default(100),
+    description: 'SIZE_DROP_WARN compares the row count of tables that had at least this many rows (queues and session tables come and go).',
+    example: '1000',
   },
   DISK_FREE_MIN: {
     schema: size(0, 2 ** 53).default(1024 ** 3),

@@ -3,8 +3,11 @@ import { createServer, type Server } from 'node:http';
 import { Cron } from 'croner';
 import type { Context } from '../context.ts';
 import { describe } from '../errors.ts';
-import { healthOf, scheduleInterval } from '../health/health.ts';
-import { metricsText, type DaemonCounters } from '../health/metrics.ts';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { healthOf } from '../health/health.ts';
+import { metricsOf, type DaemonCounters } from '../health/metrics.ts';
+import { PAGE_CSP, statusPage } from '../health/page.ts';
+import { buildStatusReport } from '../health/report.ts';
 import { drill } from '../run/drill.ts';
 import { notifyDrill } from '../run/webhooks.ts';
 import { backupJob } from '../run/job.ts';
@@ -12,26 +15,53 @@ import { onSignal } from '../signals.ts';
 import { connectServer } from '../pg/server.ts';
 import { recordDaemonStart } from '../volume/status.ts';
 
-/** Serves / and /healthz (200 or 503, the reason as text) and /metrics (Prometheus). */
-async function healthServer(ctx: Context, port: number, counters: DaemonCounters, schedule: () => { intervalSeconds: number; next: Date | undefined }): Promise<Server> {
+/** Whether a request carries the status page's password (basic auth, any user name), compared in constant time. */
+function authorized(header: string | undefined, password: string): boolean {
+  const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? '');
+  if (match === null) return false;
+  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const given = decoded.slice(decoded.indexOf(':') + 1);
+  const digest = (text: string) => createHash('sha256').update(text).digest();
+  return decoded.includes(':') && timingSafeEqual(digest(given), digest(password));
+}
+
+/**
+ * Serves the status page on / (HTML, or with ?format=json the report; behind STATUS_PASSWORD when set),
+ * /healthz (200 or 503, the reason as text) and /metrics (Prometheus), on HEALTHCHECK_BIND.
+ */
+async function healthServer(ctx: Context, port: number, counters: DaemonCounters): Promise<Server> {
+  const { config } = ctx;
   const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const path = url.pathname;
     if (req.method !== 'GET' || (path !== '/' && path !== '/healthz' && path !== '/metrics')) {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz or /metrics\n');
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /, /healthz or /metrics\n');
       return;
     }
-    healthOf(ctx).then(
-      (health) => {
-        // `/` answers like /healthz: docker-postgres-backup-local's probes ask there.
-        if (path !== '/metrics') res.writeHead(health.healthy ? 200 : 503, { 'content-type': 'text/plain' }).end(`${health.reason}\n`);
-        else res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metricsText(health, counters, schedule()));
-      },
-      (error: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${describe(error)}\n`),
-    );
+    const password = config.daemon.statusPassword;
+    if (path === '/' && password !== undefined && !authorized(req.headers.authorization, password)) {
+      res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Basic realm="backup-sidecar", charset="UTF-8"' }).end('the status page needs the password of STATUS_PASSWORD_FILE; /healthz and /metrics are open\n');
+      return;
+    }
+    const answer = async () => {
+      if (path === '/healthz') {
+        const health = await healthOf(ctx);
+        res.writeHead(health.healthy ? 200 : 503, { 'content-type': 'text/plain' }).end(`${health.reason}\n`);
+      } else if (path === '/metrics') {
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(await metricsOf(ctx, counters));
+      } else {
+        // `/` answers with the health status code too: docker-postgres-backup-local's probes ask there.
+        const report = await buildStatusReport(ctx);
+        const code = report.health.healthy ? 200 : 503;
+        if (url.searchParams.get('format') === 'json') res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(`${JSON.stringify(report, null, 2)}\n`);
+        else res.writeHead(code, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': PAGE_CSP, 'x-content-type-options': 'nosniff' }).end(statusPage(report));
+      }
+    };
+    answer().catch((error: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${describe(error)}\n`));
   });
-  server.listen(port);
+  server.listen(port, config.daemon.healthBind);
   await once(server, 'listening');
-  ctx.log.info({ port }, 'serving /healthz and /metrics');
+  ctx.log.info({ port, bind: config.daemon.healthBind ?? 'every interface', auth: config.daemon.statusPassword === undefined ? 'none' : 'basic auth on /' }, 'serving the status page on /, /healthz and /metrics');
   return server;
 }
 
@@ -121,10 +151,7 @@ export async function runDaemon(daemon: Context): Promise<number> {
           });
           return drilling;
         });
-  const server = config.daemon.healthPort === undefined ? undefined : await healthServer(ctx, config.daemon.healthPort, counters, () => {
-          const next = job.nextRuns(3);
-          return { intervalSeconds: scheduleInterval(next) / 1000, next: next[0] };
-        });
+  const server = config.daemon.healthPort === undefined ? undefined : await healthServer(ctx, config.daemon.healthPort, counters);
   await recordDaemonStart(config.backupDir, ctx.now()).catch((error: unknown) =>
     log.warn({ err: describe(error) }, 'could not record the daemon start in the volume; the health check reports unhealthy until the first backup'),
   );

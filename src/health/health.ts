@@ -28,10 +28,16 @@ export function suspiciousLine(runs: StoredRun[]): string {
 
 /** Two intervals of the schedule plus one hour: one missed run is tolerated, two are not. */
 export function defaultMaxAge(schedule: string, timeZone: string, from = new Date()): number {
-  const job = new Cron(schedule, { timezone: timeZone, paused: true });
-  const interval = scheduleInterval(job.nextRuns(3, from));
-  job.stop();
+  const interval = scheduleOf(schedule, timeZone, from).intervalMs;
   return interval === 0 ? 26 * 3_600_000 : 2 * interval + 3_600_000;
+}
+
+/** A cron schedule seen from `from`: its next run, and its interval (see scheduleInterval). */
+export function scheduleOf(schedule: string, timeZone: string, from: Date): { next: Date | undefined; intervalMs: number } {
+  const job = new Cron(schedule, { timezone: timeZone, paused: true });
+  const runs = job.nextRuns(3, from);
+  job.stop();
+  return { next: runs[0], intervalMs: scheduleInterval(runs) };
 }
 
 /** The longest gap between the next three runs of a schedule, ms; 0 when it runs less than twice more. */

@@ -1,7 +1,11 @@
-import { targetStates } from '../manifest.ts';
+import { targetStates, type Manifest } from '../manifest.ts';
 import { PRE_RESTORE } from '../naming.ts';
 import { VERSION } from '../version.ts';
-import type { Health } from './health.ts';
+import type { Context } from '../context.ts';
+import { openDrops, type Drop } from '../retention/drops.ts';
+import { freeSpace } from '../util/fs.ts';
+import { volumeDrops } from '../volume/runs.ts';
+import { healthOf, scheduleOf, type Health } from './health.ts';
 
 /** Counters the daemon keeps since it started. */
 export interface DaemonCounters {
@@ -23,8 +27,29 @@ function line(name: string, help: string, type: 'gauge' | 'counter', samples: [s
   return [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...samples.map(([labels, v]) => `${name}${labels} ${v}`)].join('\n');
 }
 
+/** What the metrics say beyond the health: the schedule, the open size drops, the volume's free space. */
+export interface MetricsExtra {
+  schedule: { intervalSeconds: number; next: Date | undefined };
+  drops: readonly Drop[];
+  freeBytes: number | undefined;
+  diskFreeMin: number;
+}
+
+/** The metrics of the volume now: health, schedule, open size drops and free space read for this scrape. */
+export async function metricsOf(ctx: Context, counters: DaemonCounters): Promise<string> {
+  const { config } = ctx;
+  const health = await healthOf(ctx);
+  const schedule = scheduleOf(config.daemon.schedule, config.timeZone, ctx.now());
+  return metricsText(health, counters, {
+    schedule: { intervalSeconds: schedule.intervalMs / 1000, next: schedule.next },
+    drops: openDrops(volumeDrops(health.runs, config.sizeDrop, ctx.notAfter())),
+    freeBytes: await freeSpace(config.backupDir),
+    diskFreeMin: config.diskFreeMin,
+  });
+}
+
 /** Prometheus text exposition of the health and the volume. Computed per scrape from the volume itself. */
-export function metricsText(health: Health, counters: DaemonCounters, schedule: { intervalSeconds: number; next: Date | undefined }): string {
+export function metricsText(health: Health, counters: DaemonCounters, { schedule, drops, freeBytes, diskFreeMin }: MetricsExtra): string {
   const last = health.status?.last;
   const drill = health.lastDrill;
   const tiers = new Map<string, number>();
@@ -45,6 +70,9 @@ export function metricsText(health: Health, counters: DaemonCounters, schedule: 
     line('backup_sidecar_artifact_bytes', 'Size of each artifact of the newest run, per source.', 'gauge', (newest?.artifacts ?? []).map((a) => [source(a), a.size])),
     line('backup_sidecar_artifact_duration_seconds', 'How long each artifact of the newest run took to produce and write.', 'gauge', (newest?.artifacts ?? []).filter((a) => a.durationMs !== undefined).map((a) => [source(a), a.durationMs! / 1000])),
     line('backup_sidecar_target_newest_run_complete', '1 when the newest run is complete in the remote target.', 'gauge', (newest === undefined ? [] : targetStates(newest)).map((t) => [`{target="${labelValue(t.url)}"}`, t.state === 'complete' ? 1 : 0])),
+    line('backup_sidecar_size_drop', '1 while a size drop of this source is not acknowledged (SIZE_DROP_WARN; backup-sidecar ack <run-id>).', 'gauge', sourcesOf(newest, drops).map((a) => [source(a), drops.some((d) => d.source === a.source && d.kind === a.kind) ? 1 : 0])),
+    line('backup_sidecar_volume_free_bytes', 'Free space in the volume.', 'gauge', freeBytes === undefined ? [] : [['', freeBytes]]),
+    line('backup_sidecar_volume_free_min_bytes', 'DISK_FREE_MIN: status and the page warn below it.', 'gauge', [['', diskFreeMin]]),
     line('backup_sidecar_schedule_interval_seconds', 'Time between two scheduled backups (the longest gap of the next three).', 'gauge', [['', schedule.intervalSeconds]]),
     line('backup_sidecar_next_run_timestamp_seconds', 'When the next scheduled backup starts.', 'gauge', [['', schedule.next === undefined ? 0 : schedule.next.getTime() / 1000]]),
     line('backup_sidecar_backups_total', 'Backup jobs of this daemon by outcome: ok, partial (offsite or a hook failed), failed.', 'counter', Object.entries(counters.outcomes).map(([o, n]) => [`{outcome="${o}"}`, n])),
@@ -65,4 +93,10 @@ export function metricsText(health: Health, counters: DaemonCounters, schedule: 
     line('backup_sidecar_drills_total', 'Restore drills run by this daemon.', 'counter', [['', counters.drills]]),
     line('backup_sidecar_drill_failures_total', 'Restore drills that failed, in this daemon.', 'counter', [['', counters.drillFailures]]),
   ].join('\n')}\n`;
+}
+
+/** The sources the size-drop metric speaks of: those of the newest run, and any with an open drop. */
+function sourcesOf(newest: Manifest | undefined, drops: readonly Drop[]): { source: string; kind: string }[] {
+  const all = [...(newest?.artifacts ?? []), ...drops];
+  return all.filter((a, i) => all.findIndex((b) => b.source === a.source && b.kind === a.kind) === i);
 }

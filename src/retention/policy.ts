@@ -31,6 +31,8 @@ export interface RetentionOptions {
    * reported, and never counts as the newest, so it cannot age every genuine run out.
    */
   notAfter: Date;
+  /** Runs kept whatever their age, by id, with the reason (the good copy before an unacknowledged size drop). */
+  holds?: ReadonlyMap<string, string>;
 }
 
 /** Whether a run's time lies beyond what the clock allows (see RetentionOptions.notAfter). */
@@ -161,6 +163,8 @@ export function decide(runs: readonly RetentionRun[], options: RetentionOptions)
     }
     if (refusal !== undefined) return keep(refusal);
     if (run.pinned !== undefined) return keep(run.pinned);
+    const held = options.holds?.get(run.id);
+    if (held !== undefined) return keep(held);
     if (run.id === newest!.run.id) return keep('the newest complete run');
     if (time.getTime() > newest!.time.getTime()) return keep(`newer than the newest complete run${run.untrusted === undefined ? '' : ` (${run.untrusted})`}`);
     if (last.has(run.id)) return keep(`one of the ${options.policy.last} newest complete runs (BACKUP_KEEP_LAST)`);

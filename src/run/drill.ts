@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Context } from '../context.ts';
-import { UsageError } from '../errors.ts';
+import { UsageError, describe } from '../errors.ts';
 import type { DrillSession } from '../kinds/kind.ts';
 import { inKindOrder, kindOf } from '../kinds/registry.ts';
 import { PARTIAL_DIR } from '../naming.ts';
@@ -9,6 +9,7 @@ import { withCleanup } from '../util/cleanup.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import { VERIFY_FILE, failedCheck, timed, type DrillCheck, type DrillReport } from '../volume/drill-report.ts';
 import { withVolumeLock } from '../volume/lock.ts';
+import { HISTORY, appendHistory } from '../volume/history.ts';
 import { RestoreJournal } from '../volume/restore-journal.ts';
 import { checkRunSignature } from '../volume/signature.ts';
 import { decryptSelection } from './decrypt.ts';
@@ -69,6 +70,10 @@ export async function drill(ctx: Context, ref: string, trustUnsigned = false): P
       checks,
     };
     await writeFileAtomic(join(stored.runDir, VERIFY_FILE), `${JSON.stringify(report, null, 2)}\n`);
+    const failed = checks.filter((c) => !c.ok).map((c) => `${c.check}: ${c.detail.split('\n')[0]}`);
+    await appendHistory(config.backupDir, { event: 'drill', finishedAt: report.finishedAt, runId: report.runId, ok: report.ok, durationMs: report.durationMs, failed }, config.historyMax).catch(
+      (error: unknown) => log.warn({ err: describe(error) }, `cannot add the drill to ${HISTORY}; the status page misses it`),
+    );
     log.info({ run: report.runId, ok: report.ok, durationMs: report.durationMs }, report.ok ? 'drill passed' : 'drill failed');
     return { report, runDir: stored.runDir };
   }), { waitMs: config.lockWaitMs, signal });

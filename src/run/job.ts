@@ -10,9 +10,11 @@ import { recordOutcome, type JobOutcome } from '../volume/status.ts';
 import { backupRun, type BackupResult } from './backup.ts';
 import { dropRestoreLeftovers } from './leftovers.ts';
 import { runHook } from './hooks.ts';
-import { notify, notifyStart } from './webhooks.ts';
+import { jobStatus, notify, notifyStart } from './webhooks.ts';
 import { shipPending } from './catch-up.ts';
-import { pruneOffsite, pruneVolume } from './prune.ts';
+import { pruneOffsite, pruneVolume, sizeDropHolds } from './prune.ts';
+import { dropWords, type Drop } from '../retention/drops.ts';
+import { HISTORY, appendHistory, type BackupEntry } from '../volume/history.ts';
 import { backupSources } from './sources.ts';
 
 export interface JobResult {
@@ -36,6 +38,7 @@ export async function backupJob(ctx: Context, forcedTier?: Tier): Promise<JobRes
   let run: BackupResult | undefined;
   let failure: Error | undefined;
   let targets: OffsiteStore[] = [];
+  let drops: Drop[] = [];
   await notifyStart(config.hooks, started, log);
   try {
     if (config.hooks.preCommand !== undefined) await runHook('BACKUP_PRE_COMMAND', config.hooks.preCommand, config.hooks.env, log, signal);
@@ -51,18 +54,22 @@ export async function backupJob(ctx: Context, forcedTier?: Tier): Promise<JobRes
       const { sources, server } = await backupSources(ctx);
       if (server !== undefined) await dropRestoreLeftovers(config.backupDir, server, config.postgres!.maintenanceDb, log);
       const result = await backupRun({ backupDir: config.backupDir, tier, label: config.label, sources, server, log, now, offsite: targets, expectedSizes, signal, parallel: config.postgres?.parallel, encryption: config.encryption, signing: config.signing, follow: ctx.follow });
+      // Size drops: said now, and their good copies held by every prune below until acknowledged.
+      const { drops: found, holds } = await sizeDropHolds(config.backupDir, config.signing, config.sizeDrop, ctx.notAfter());
+      drops = found.filter((d) => d.runId === result.manifest.runId);
+      for (const d of drops) log.warn({ run: d.runId, previous: d.previousRunId }, `${dropWords(d)}: is that expected? \`backup-sidecar ack ${d.runId}\` says so; until then run ${d.previousRunId} is kept`);
       if (result.offsiteError !== undefined) problems.push(`not offsite: ${result.offsiteError.message}; the run is kept in the volume and the next run uploads it`);
       // Each target catches up and is pruned on its own; one that failed this run waits for the next.
       for (const target of targets.filter((t) => result.manifest.targets.find((s) => s.url === t.url)?.state === 'complete')) {
         try {
-          const shipped = await shipPending(config.backupDir, target, ctx.retention(target.retention), log, now, config.signing);
+          const shipped = await shipPending(config.backupDir, target, { ...ctx.retention(target.retention), holds }, log, now, config.signing);
           if (shipped.error !== undefined) problems.push(`${shipped.waiting.length} earlier run(s) still not offsite in ${target.url}: ${shipped.error.message}`);
-          await pruneOffsite(target, ctx.retention(target.retention), log, false, config.signing);
+          await pruneOffsite(target, { ...ctx.retention(target.retention), holds }, log, false, config.signing);
         } catch (error) {
           problems.push(describe(error));
         }
       }
-      await pruneVolume(config.backupDir, ctx.retention(), log, false, targets.length > 0, config.signing);
+      await pruneVolume(config.backupDir, { ...ctx.retention(), holds }, log, false, targets.length > 0, config.signing);
       return result;
     }, { waitMs: config.lockWaitMs, signal });
   } catch (error) {
@@ -87,6 +94,20 @@ export async function backupJob(ctx: Context, forcedTier?: Tier): Promise<JobRes
   };
   await recordOutcome(config.backupDir, outcome).catch((e: unknown) => log.warn({ err: describe(e) }, 'cannot record the outcome in the volume'));
   const targetsState = (run?.manifest.targets ?? []).map((t) => ({ url: t.url, state: t.state }));
-  await notify(config.hooks, { ...outcome, durationMs: finished.getTime() - started.getTime(), dir: run?.runDir ?? null, targets: targetsState }, log);
+  const dropped = drops.map((d) => ({ source: d.source, kind: d.kind, what: d.what, table: d.table, before: d.before, after: d.after }));
+  const entry: BackupEntry = {
+    event: 'backup',
+    startedAt: outcome.startedAt,
+    finishedAt: outcome.finishedAt,
+    status: jobStatus(outcome),
+    runId: outcome.runId,
+    tier: outcome.tier,
+    artifacts: (run?.manifest.artifacts ?? []).map((a) => ({ source: a.source, kind: a.kind, size: a.size, durationMs: a.durationMs ?? null })),
+    targets: targetsState,
+    drops: dropped,
+    error: outcome.error,
+  };
+  await appendHistory(config.backupDir, entry, config.historyMax).catch((e: unknown) => log.warn({ err: describe(e) }, `cannot add the run to ${HISTORY}; the status page misses it`));
+  await notify(config.hooks, { ...outcome, durationMs: finished.getTime() - started.getTime(), dir: run?.runDir ?? null, targets: targetsState, drops: dropped }, log);
   return { run, outcome, error };
 }

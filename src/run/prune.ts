@@ -7,7 +7,9 @@ import type { OffsiteStore, RemoteRun } from '../offsite/store.ts';
 import { signatureDoubt, signatureState, type SigningKeys } from '../crypto/signing.ts';
 import { decide, referenceRun, type Decision, type RetentionOptions } from '../retention/policy.ts';
 import { ensureDir, fsProblem } from '../util/fs.ts';
-import { listRuns } from '../volume/runs.ts';
+import { listRuns, volumeDrops } from '../volume/runs.ts';
+import { dropHolds, type Drop } from '../retention/drops.ts';
+import type { SizeDropConfig } from '../config/config.ts';
 import { targetStates, type Manifest } from '../manifest.ts';
 
 export interface PruneReport {
@@ -95,4 +97,13 @@ export async function pruneOffsite(store: OffsiteStore, options: RetentionOption
     log.info({ runs: doomed.length, keys, store: store.url }, 'pruned offsite');
   }
   return { where: store.url, decisions, removed };
+}
+
+/**
+ * The size drops in the volume, and the runs retention keeps for them until a person acknowledges each
+ * (`backup-sidecar ack`): the same holds apply to the volume and every remote target.
+ */
+export async function sizeDropHolds(backupDir: string, signing: SigningKeys | undefined, sizeDrop: SizeDropConfig, notAfter: Date): Promise<{ drops: Drop[]; holds: Map<string, string> }> {
+  const drops = volumeDrops(await listRuns(backupDir, signing), sizeDrop, notAfter);
+  return { drops, holds: dropHolds(drops) };
 }

@@ -17,8 +17,13 @@ const TIMEOUT_MS = 10_000;
 
 type Event = { status: JobStatus | 'start'; payload: Record<string, unknown> };
 
+function hasDrops(payload: Record<string, unknown>): payload is { drops: DropNote[] } {
+  return Array.isArray(payload.drops) && payload.drops.length > 0;
+}
+
 /** One line for people: what happened, for chat formats and healthchecks.io. */
-export function summary({ status, payload }: Event): string {
+export function summary(event: Event): string {
+  const { status, payload } = event;
   const what = payload.event === 'drill' ? 'restore drill' : 'backup';
   if (status === 'start') return `backup-sidecar: ${what} started`;
   const run = typeof payload.runId === 'string' ? ` of run ${payload.runId}` : '';
@@ -28,7 +33,8 @@ export function summary({ status, payload }: Event): string {
   const offsite = made && typeof payload.offsite === 'string' && payload.offsite !== 'off' ? `, offsite ${payload.offsite}` : '';
   const error = typeof payload.error === 'string' ? `: ${payload.error.split('\n')[0]}` : '';
   const word = status === 'ok' ? 'ok' : status === 'partial' ? 'PARTIAL' : 'FAILED';
-  return `backup-sidecar: ${what}${run} ${word}${bytes}${offsite}${error}`;
+  const drops = hasDrops(payload) ? `; SIZE DROP: ${payload.drops.map((d) => (d.what === 'size' ? `${d.kind} ${d.source} ${prettyBytes(d.before)} → ${prettyBytes(d.after)}` : `${d.kind} ${d.source} table ${d.table} ${d.before} → ${d.after} rows`)).join(', ')} (expected? backup-sidecar ack ${String(event.payload.runId)})` : '';
+  return `backup-sidecar: ${what}${run} ${word}${bytes}${offsite}${error}${drops}`;
 }
 
 /** The request a format asks for: JSON as is, chat payloads, or plain text (ntfy reads its headers). */
@@ -40,7 +46,7 @@ export function requestFor(format: WebhookFormat, event: Event): { headers: Reco
     case 'discord':
       return { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ content: line }) };
     case 'ntfy': {
-      const bad = event.status === 'failed' || event.status === 'partial';
+      const bad = event.status === 'failed' || event.status === 'partial' || hasDrops(event.payload);
       return { headers: { 'content-type': 'text/plain', title: 'backup-sidecar', priority: bad ? 'high' : 'default', tags: bad ? 'warning' : 'white_check_mark' }, body: line };
     }
     case 'text':
@@ -88,7 +94,7 @@ async function post(hooks: HooksConfig, event: Event, log: Logger): Promise<void
       ? [{ name: 'WEBHOOK_PRE_BACKUP_URL', url: hooks.webhookPreUrl }]
       : [
           { name: 'WEBHOOK_URL', url: hooks.webhookUrl },
-          { name: 'WEBHOOK_ERROR_URL', url: status === 'ok' ? undefined : hooks.webhookErrorUrl },
+          { name: 'WEBHOOK_ERROR_URL', url: status === 'ok' && !hasDrops(payload) ? undefined : hooks.webhookErrorUrl },
           { name: 'WEBHOOK_POST_BACKUP_URL', url: status === 'ok' && payload.event === 'backup' ? hooks.webhookPostUrl : undefined },
         ];
   const calls = candidates
@@ -103,13 +109,31 @@ async function post(hooks: HooksConfig, event: Event, log: Logger): Promise<void
   await Promise.all(calls);
 }
 
-/** The webhooks after a backup job: `event: "backup"`, the outcome, each remote target's state, duration and run folder. */
+/** How a job went, from its recorded outcome. */
+export function jobStatus(outcome: JobOutcome): JobStatus {
+  return !outcome.ok ? 'failed' : outcome.error === null ? 'ok' : 'partial';
+}
+
+/** A size drop as the webhooks and the history carry it. */
+export interface DropNote {
+  source: string;
+  kind: string;
+  what: 'size' | 'rows';
+  table: string | null;
+  before: number;
+  after: number;
+}
+
+/**
+ * The webhooks after a backup job: `event: "backup"`, the outcome, each remote target's state, duration,
+ * run folder, and the size drops the run was flagged for (which also reach WEBHOOK_ERROR_URL).
+ */
 export async function notify(
   hooks: HooksConfig,
-  outcome: JobOutcome & { durationMs: number; dir: string | null; targets: { url: string; state: string }[] },
+  outcome: JobOutcome & { durationMs: number; dir: string | null; targets: { url: string; state: string }[]; drops: DropNote[] },
   log: Logger,
 ): Promise<void> {
-  await post(hooks, { status: !outcome.ok ? 'failed' : outcome.error === null ? 'ok' : 'partial', payload: { event: 'backup', ...outcome } }, log);
+  await post(hooks, { status: jobStatus(outcome), payload: { event: 'backup', ...outcome } }, log);
 }
 
 /** WEBHOOK_PRE_BACKUP_URL and HEALTHCHECKS_URL/start, when a backup job starts: `{"status":"start","event":"backup","startedAt":…}`. */

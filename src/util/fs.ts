@@ -1,4 +1,4 @@
-import { access, open, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { access, open, mkdir, readFile, rename, rm, writeFile, statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** Folders in the volume are private: the backups hold the whole database. */
@@ -63,4 +63,10 @@ export async function readJsonFile<T>(path: string, schema: { parse(data: unknow
   } catch {
     return undefined;
   }
+}
+
+/** Free bytes for an unprivileged writer in the file system of `dir`; undefined when it cannot be read. */
+export async function freeSpace(dir: string): Promise<number | undefined> {
+  const fs = await statfs(dir).catch(() => undefined);
+  return fs === undefined ? undefined : fs.bavail * fs.bsize;
 }

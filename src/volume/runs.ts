@@ -1,8 +1,10 @@
-import { readdir } from 'node:fs/promises';
+import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { SizeDropConfig } from '../config/config.ts';
 import { describe } from '../errors.ts';
+import { findDrops, type Drop } from '../retention/drops.ts';
 import { readManifest, type Manifest } from '../manifest.ts';
-import { RUN_TIERS, parseRunId, type RunTier } from '../naming.ts';
+import { ACK_FILE, PRE_RESTORE, RUN_TIERS, parseRunId, type RunTier } from '../naming.ts';
 import type { SignatureState, SigningKeys } from '../crypto/signing.ts';
 import { readDrillReport, type DrillReport } from './drill-report.ts';
 import { runSignature } from './signature.ts';
@@ -32,6 +34,8 @@ export interface StoredRun {
   drill: DrillReport | undefined;
   /** With a signing key: whether manifest.json.sig matches; undefined without a key. */
   signature: SignatureState | undefined;
+  /** Whether a person acknowledged this run's size drop (ack.json). */
+  acknowledged: boolean;
 }
 
 /** Every run in the volume, newest first, its signature checked when a key is given. Names that are not ours are ignored. */
@@ -53,7 +57,8 @@ export async function listRuns(backupDir: string, signing?: SigningKeys): Promis
         problem = describe(error);
       }
       const signature = signing === undefined || manifest === undefined ? undefined : await runSignature(dir, signing);
-      runs.push({ id: parsed.id, tier, dir, time: parsed.time, label: parsed.label, manifest, problem, drill: await readDrillReport(dir), signature });
+      const acknowledged = (await lstat(join(dir, ACK_FILE)).catch(() => undefined))?.isFile() === true;
+      runs.push({ id: parsed.id, tier, dir, time: parsed.time, label: parsed.label, manifest, problem, drill: await readDrillReport(dir), signature, acknowledged });
     }
   }
   return runs.sort((a, b) => b.time.getTime() - a.time.getTime() || b.id.localeCompare(a.id));
@@ -61,4 +66,16 @@ export async function listRuns(backupDir: string, signing?: SigningKeys): Promis
 
 export function runSize(run: StoredRun): number {
   return run.manifest?.artifacts.reduce((sum, a) => sum + a.size, 0) ?? 0;
+}
+
+/**
+ * The size drops among the runs that count (complete, not a safety backup, not dated after `notAfter`,
+ * signature not wrong), newest run first.
+ */
+export function volumeDrops(runs: readonly StoredRun[], sizeDrop: SizeDropConfig, notAfter: Date): Drop[] {
+  const counted = runs.filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE && r.time.getTime() <= notAfter.getTime() && r.signature !== 'invalid');
+  return findDrops(
+    counted.map((r) => ({ id: r.id, time: r.time, acknowledged: r.acknowledged, artifacts: r.manifest!.artifacts.map((a) => ({ source: a.source, kind: a.kind, size: a.size, rowCounts: a.kind === 'postgres' ? a.rowCounts : undefined })) })),
+    sizeDrop,
+  );
 }
