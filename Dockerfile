@@ -99,10 +99,11 @@ RUN chmod 0755 /usr/local/bin/entrypoint.sh; \
     backup-sidecar --version
 ENV NODE_ENV=production \
     BACKUP_DIR=/backups \
+    HEALTHCHECK_BIND=0.0.0.0 \
     PUID=1000 \
     PGID=1000
 VOLUME /backups
-# HEALTHCHECK_PORT serves /healthz and /metrics when set; the check itself reads the volume.
+# HEALTHCHECK_PORT serves the status page, /healthz and /metrics when set; the check itself reads the volume.
 HEALTHCHECK --interval=1m --timeout=30s --start-period=10m --retries=3 CMD ["healthcheck"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/entrypoint.sh"]

@@ -84,7 +84,7 @@ describe('status page (pure)', () => {
     schedule: { cron: '@daily', timeZone: 'UTC', next: '2026-12-05T00:00:00.000Z', intervalSeconds: 86400, drillCron: null, nextDrill: null },
     tiers: [{ tier: 'daily', runs: 1, newest: { runId: '20261204T000000Z', startedAt: '2026-12-04T00:00:00.000Z', ageSeconds: 43200, bytes: 1000 } }],
     runs: [
-      { runId: '20261204T000000Z', tier: 'daily', startedAt: '2026-12-04T00:00:00.000Z', finishedAt: '2026-12-04T00:00:01.000Z', status: 'ok', bytes: 1000, artifacts: [{ source: '"><img src=x onerror=alert(1)>', kind: 'media', size: 1000, durationSeconds: 1 }], targets: [], drill: null, inVolume: true, error: null },
+      { runId: '20261204T000000Z', tier: 'daily', startedAt: '2026-12-04T00:00:00.000Z', finishedAt: '2026-12-04T00:00:01.000Z', status: 'ok', bytes: 1000, artifacts: [{ source: '"><img src=x onerror=alert(1)>', kind: 'media', size: 1000, durationSeconds: 1 }], targets: [], drill: null, inVolume: true, drop: null, error: null },
     ],
     drops: [],
     disk: { freeBytes: 10, minBytes: 100, low: true },

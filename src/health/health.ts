@@ -4,6 +4,7 @@ import type { Context } from '../context.ts';
 import { PRE_RESTORE } from '../naming.ts';
 import { isFutureDated } from '../retention/policy.ts';
 import { drillSummary, type DrillReport } from '../volume/drill-report.ts';
+import { readHistory } from '../volume/history.ts';
 import { listRuns, type StoredRun } from '../volume/runs.ts';
 import { readDaemonStart, readStatus, type StatusFile } from '../volume/status.ts';
 
@@ -15,7 +16,7 @@ export interface Health {
   newest: StoredRun | undefined;
   runs: StoredRun[];
   status: StatusFile | undefined;
-  /** The most recent restore drill of any run in the volume. */
+  /** The most recent restore drill, of a run in the volume or (.history.jsonl) one pruned since. */
   lastDrill: DrillReport | undefined;
   /** Runs dated after now plus CLOCK_SKEW_MAX: forged, or left by a clock that jumped. */
   suspicious: StoredRun[];
@@ -63,8 +64,9 @@ export async function healthOf(ctx: Context): Promise<Health> {
   const suspicious = runs.filter((r) => isFutureDated(r.time, notAfter));
   // Nor is a run whose signature is wrong (runs made before a key was set are unsigned, and still count).
   const newest = runs.find((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE && !isFutureDated(r.time, notAfter) && r.signature !== 'invalid');
-  const lastDrill = runs
-    .map((r) => r.drill)
+  // The history remembers drills of runs retention has removed since.
+  const logged = (await readHistory(config.backupDir)).filter((e) => e.event === 'drill');
+  const lastDrill = [...runs.map((r) => r.drill), ...logged]
     .filter((d): d is DrillReport => d !== undefined)
     .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt))[0];
   const base = { maxAgeMs, newest, runs, status, lastDrill, suspicious };

@@ -78,6 +78,7 @@ export function metricsText(health: Health, counters: DaemonCounters, { schedule
     line('backup_sidecar_backups_total', 'Backup jobs of this daemon by outcome: ok, partial (offsite or a hook failed), failed.', 'counter', Object.entries(counters.outcomes).map(([o, n]) => [`{outcome="${o}"}`, n])),
     line('backup_sidecar_last_success_timestamp_seconds', 'Start time of the newest successful run.', 'gauge', [['', health.newest === undefined ? 0 : health.newest.time.getTime() / 1000]]),
     line('backup_sidecar_last_run_success', '1 when the last backup job succeeded.', 'gauge', [['', last?.ok === true ? 1 : 0]]),
+    line('backup_sidecar_last_run_timestamp_seconds', 'When the last backup job finished (0: none yet).', 'gauge', [['', seconds(last?.finishedAt)]]),
     line('backup_sidecar_last_run_duration_seconds', 'Duration of the last backup job.', 'gauge', [['', last === undefined ? 0 : seconds(last.finishedAt) - seconds(last.startedAt)]]),
     line('backup_sidecar_last_run_bytes', 'Bytes written by the last backup job.', 'gauge', [['', last?.bytes ?? 0]]),
     line('backup_sidecar_runs', 'Complete runs in the volume, per tier.', 'gauge', [...tiers].map(([t, n]) => [`{tier="${t}"}`, n])),

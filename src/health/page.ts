@@ -108,14 +108,14 @@ export function statusPage(report: StatusReport): string {
           .map((t) => `<tr><td>${esc(t.tier)}</td><td>${t.runs}</td><td><code>${esc(t.newest.runId)}</code></td><td>${esc(age(t.newest.ageSeconds))}</td><td>${prettyBytes(t.newest.bytes)}</td></tr>`)
           .join('')}</tbody></table>`;
   const targets = [...new Set(report.runs.flatMap((r) => r.targets.map((t) => t.url)))];
-  const flagged = new Set(report.drops.map((d) => d.runId));
   const rows = [...report.runs]
     .reverse()
     .map((r) => {
       const perTarget = targets.map((url) => `<td>${stateBadge(r.targets.find((t) => t.url === url)?.state ?? '–')}</td>`).join('');
       const drill = r.drill === null ? '<span class="muted">–</span>' : stateBadge(r.drill.ok ? 'passed' : 'failed');
-      const note = [flagged.has(r.runId ?? '') ? '<strong class="drop">drop</strong>' : '', r.inVolume ? '' : '<span class="muted">pruned</span>', r.error === null ? '' : esc(r.error.split('\n')[0]!)].filter((x) => x !== '').join(' ');
-      return `<tr class="${r.status}"><td>${esc(r.startedAt.replace('T', ' ').slice(0, 19))}</td><td><code>${esc(r.runId ?? '–')}</code></td><td>${esc(r.tier ?? '–')}</td><td>${stateBadge(r.status)}</td><td>${r.status === 'failed' ? '–' : prettyBytes(r.bytes)}</td>${perTarget}<td>${drill}</td><td>${note}</td></tr>`;
+      const drop = r.drop === 'open' ? '<strong class="drop">drop</strong>' : r.drop === 'acknowledged' ? '<span class="muted">drop (acknowledged)</span>' : '';
+      const note = [drop, r.inVolume || r.runId === null ? '' : '<span class="muted">pruned</span>', r.error === null ? '' : esc(r.error.split('\n')[0]!)].filter((x) => x !== '').join(' ');
+      return `<tr class="${r.status}"><td>${esc(r.startedAt.replace('T', ' ').slice(0, 19))}</td><td><code>${esc(r.runId ?? '–')}</code></td><td>${esc(r.tier ?? '–')}</td><td>${stateBadge(r.status)}</td><td>${r.status === 'failed' ? '–' : prettyBytes(r.bytes)}</td>${perTarget}<td>${drill}</td><td class="note">${note}</td></tr>`;
     })
     .join('');
   const runsTable =
@@ -125,7 +125,7 @@ export function statusPage(report: StatusReport): string {
   const suspicious = report.suspicious.length === 0 ? '' : `<section class="panel bad"><h2>Suspicious runs</h2><p>Dated in the future, kept but never counted: ${esc(report.suspicious.join(', '))}. Check the clock, and who can write the volume.</p></section>`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="refresh" content="${REFRESH_SECONDS}">
+<meta http-equiv="refresh" content="${REFRESH_SECONDS}"><link rel="icon" href="data:,">
 <title>${health.healthy ? 'OK' : 'FAILING'}: backup-sidecar</title>
 <style>
 body{font:14px/1.45 system-ui,sans-serif;margin:0;padding:1.5rem;color:#111827;background:#f9fafb;max-width:1100px}
@@ -138,7 +138,7 @@ section{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:1rem;
 dl{display:grid;grid-template-columns:repeat(auto-fit,minmax(230px,1fr));gap:.75rem;margin:0}
 .fact dt{color:#6b7280;font-size:.85rem}.fact dd{margin:0}.fact.bad dd{color:#b91c1c;font-weight:600}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #f3f4f6;white-space:nowrap}
-th{color:#6b7280;font-weight:500}tr.failed td{background:#fef2f2}
+th{color:#6b7280;font-weight:500}td.note{white-space:normal}tr.failed td{background:#fef2f2}
 .badge{display:inline-block;padding:0 .45rem;border-radius:9px;font-size:.8rem;border:1px solid}
 .badge.good{color:#047857}.badge.warn{color:#b45309}.badge.bad{color:#b91c1c}
 .drop{color:#b45309}.muted{color:#9ca3af}

@@ -61,6 +61,8 @@ export const statusReport = z.object({
       drill: z.object({ ok: z.boolean(), finishedAt: iso, failed: z.array(z.string()) }).nullable(),
       /** Whether the run folder is still in the volume (retention removes old ones; the history keeps them). */
       inVolume: z.boolean(),
+      /** Flagged for a size drop: open until `backup-sidecar ack`, then acknowledged. */
+      drop: z.enum(['open', 'acknowledged']).nullable(),
       error: z.string().nullable(),
     }),
   ),
@@ -90,6 +92,7 @@ function fromVolume(run: StoredRun): ReportRun {
     targets,
     drill: null,
     inVolume: true,
+    drop: null,
     error: null,
   };
 }
@@ -106,6 +109,7 @@ function fromHistory(entry: BackupEntry): ReportRun {
     targets: entry.targets,
     drill: null,
     inVolume: false,
+    drop: entry.drops.length > 0 ? 'acknowledged' : null,
     error: entry.error,
   };
 }
@@ -139,11 +143,12 @@ export async function buildStatusReport(ctx: Context): Promise<StatusReport> {
   const shown = runs.slice(-PAGE_RUNS);
   for (const run of shown) {
     if (run.runId === null) continue;
-    const fromFile = inVolume.get(run.runId)?.drill;
-    const logged = drills.get(run.runId);
-    if (fromFile !== undefined) run.drill = { ok: fromFile.ok, finishedAt: fromFile.finishedAt, failed: fromFile.checks.filter((c) => !c.ok).map((c) => `${c.check}: ${c.detail.split('\n')[0]}`) };
-    else if (logged !== undefined) run.drill = { ok: logged.ok, finishedAt: logged.finishedAt, failed: logged.failed };
+    const drill = inVolume.get(run.runId)?.drill ?? drills.get(run.runId);
+    if (drill !== undefined) run.drill = { ok: drill.ok, finishedAt: drill.finishedAt, failed: drill.checks.filter((c) => !c.ok).map((c) => `${c.check}: ${c.detail.split('\n')[0]}`) };
   }
+
+  const drops = openDrops(volumeDrops(health.runs, config.sizeDrop, ctx.notAfter())).map(({ acknowledged: _, ...d }) => d);
+  for (const run of shown) if (drops.some((d) => d.runId === run.runId)) run.drop = 'open';
 
   const tiers: StatusReport['tiers'] = [];
   for (const tier of RUN_TIERS) {
@@ -173,7 +178,7 @@ export async function buildStatusReport(ctx: Context): Promise<StatusReport> {
     },
     tiers,
     runs: shown,
-    drops: openDrops(volumeDrops(health.runs, config.sizeDrop, ctx.notAfter())).map(({ acknowledged: _, ...d }) => d),
+    drops,
     disk: { freeBytes, minBytes: config.diskFreeMin, low: freeBytes !== null && freeBytes < config.diskFreeMin },
     lastError: failure === undefined ? null : { at: failure.finishedAt, message: (failure.error ?? 'unknown error').split('\n')[0] },
     lastDrill: health.lastDrill === undefined ? null : { runId: health.lastDrill.runId, ok: health.lastDrill.ok, finishedAt: health.lastDrill.finishedAt },

@@ -70,8 +70,7 @@ export async function drill(ctx: Context, ref: string, trustUnsigned = false): P
       checks,
     };
     await writeFileAtomic(join(stored.runDir, VERIFY_FILE), `${JSON.stringify(report, null, 2)}\n`);
-    const failed = checks.filter((c) => !c.ok).map((c) => `${c.check}: ${c.detail.split('\n')[0]}`);
-    await appendHistory(config.backupDir, { event: 'drill', finishedAt: report.finishedAt, runId: report.runId, ok: report.ok, durationMs: report.durationMs, failed }, config.historyMax).catch(
+    await appendHistory(config.backupDir, { event: 'drill', ...report }, config.historyMax).catch(
       (error: unknown) => log.warn({ err: describe(error) }, `cannot add the drill to ${HISTORY}; the status page misses it`),
     );
     log.info({ run: report.runId, ok: report.ok, durationMs: report.durationMs }, report.ok ? 'drill passed' : 'drill failed');

@@ -3,6 +3,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../util/fs.ts';
+import { drillReport } from './drill-report.ts';
 
 /**
  * `.history.jsonl` in the volume: one line per backup job and per restore drill, kept whatever retention
@@ -27,15 +28,8 @@ export const backupEntry = z.object({
   error: z.string().nullable(),
 });
 
-export const drillEntry = z.object({
-  event: z.literal('drill'),
-  finishedAt: z.iso.datetime(),
-  runId: z.string(),
-  ok: z.boolean(),
-  durationMs: count,
-  /** The failed checks, one line each. */
-  failed: z.array(z.string()),
-});
+/** A restore drill: its whole report (verify.json), which outlives the run retention removes. */
+export const drillEntry = drillReport.extend({ event: z.literal('drill') });
 
 export const historyEntry = z.discriminatedUnion('event', [backupEntry, drillEntry]);
 export type HistoryEntry = z.infer<typeof historyEntry>;
