@@ -11,7 +11,7 @@ let work: string;
 let env: Record<string, string>;
 
 async function tierFiles(): Promise<string[]> {
-  return (await filesBelow(env.BACKUP_DIR!)).filter((f) => !f.startsWith('.lock') && f !== '.status.json');
+  return (await filesBelow(env.BACKUP_DIR!)).filter((f) => !f.startsWith('.lock') && f !== '.status.json' && f !== '.history.jsonl');
 }
 
 beforeAll(async () => {
@@ -78,7 +78,7 @@ describe('unhappy paths leave nothing half-written', () => {
     if (r.stderr.includes('unshare failed') || r.stderr.includes('mount:')) throw new Error(`cannot make a small tmpfs for the disk-full test here: ${r.stderr}`);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/backup-sidecar: disk full while writing app\.dump\.zst: free space in the volume/);
-    expect(r.stdout.split('FILES:')[1]!.trim().split('\n').filter((f) => f !== '' && !f.includes('/.lock') && !f.endsWith('/.status.json'))).toEqual([]);
+    expect(r.stdout.split('FILES:')[1]!.trim().split('\n').filter((f) => f !== '' && !f.includes('/.lock') && !f.endsWith('/.status.json') && !f.endsWith('/.history.jsonl'))).toEqual([]);
   });
 
   it('leftovers of a killed run are removed by the next run', async () => {
@@ -130,6 +130,6 @@ describe('PostgreSQL client choice', () => {
     const r = await runCli(['backup'], { ...noBinDir, POSTGRES_DB: 'postgres', BACKUP_DIR: join(work, 'b17') });
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/no PostgreSQL client can dump server 17\.\d+: clients found: 15\.\d+ \(\/usr\/lib\/postgresql\/15\/bin\); install the client of major 17 or newer/);
-    expect((await filesBelow(join(work, 'b17'))).filter((f) => f !== '.status.json')).toEqual([]);
+    expect((await filesBelow(join(work, 'b17'))).filter((f) => f !== '.status.json' && f !== '.history.jsonl')).toEqual([]);
   });
 });

@@ -87,6 +87,6 @@ describe('POSTGRES_GLOBALS', () => {
     const r = await runCli(['backup'], { ...env, POSTGRES_USER: 'app_owner', POSTGRES_PASSWORD: 'owner-pw-1', BACKUP_DIR: dir });
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/pg_dumpall --globals-only failed \(POSTGRES_GLOBALS needs a superuser\): .*permission denied/);
-    expect(await filesBelow(dir)).toEqual(['.status.json']);
+    expect(await filesBelow(dir)).toEqual(['.history.jsonl', '.status.json']);
   });
 });

@@ -87,7 +87,7 @@ describe('backup then restore, for real', () => {
     runDir = r.stdout.trim().split(' ')[0]!;
     // The first run in an empty volume is the first of its year.
     expect(runDir).toMatch(/\/backups\/yearly\/\d{8}T\d{6}Z_v1\.2\.3-rc$/);
-    expect((await filesBelow(join(work, 'backups'))).filter((f) => f !== '.status.json')).toEqual(
+    expect((await filesBelow(join(work, 'backups'))).filter((f) => f !== '.status.json' && f !== '.history.jsonl')).toEqual(
       [`${runDir}/app.dump.zst`, `${runDir}/manifest.json`, `${runDir}/other%20db.dump.zst`, `${runDir}/uploads.tar.gz`].map((p) => p.slice(join(work, 'backups').length + 1)),
     );
     manifest = await readJson<Manifest>(join(runDir, 'manifest.json'));

@@ -209,6 +209,12 @@ describe('status page', () => {
     expect(documented).toEqual(z.toJSONSchema(statusReport));
   });
 
+  it('a HEALTHCHECK_BIND that is not an address of this host: the daemon exits 1 with one line naming it', async () => {
+    const result = await execa(process.execPath, [CLI, 'daemon'], { env: { ...env, PATH: process.env.PATH ?? '', HEALTHCHECK_PORT: String(await freePort()), HEALTHCHECK_BIND: '192.0.2.1', VALIDATE_ON_START: 'false' }, extendEnv: false, reject: false, timeout: 30_000 });
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/cannot listen on 192\.0\.2\.1 port \d+ \(EADDRNOTAVAIL\): check HEALTHCHECK_BIND/);
+  });
+
   it('HEALTHCHECK_BIND and SIZE_DROP_WARN: a bad value is one line naming the variable', async () => {
     for (const [name, value, expected] of [
       ['HEALTHCHECK_BIND', 'localhost:80', 'expected an IP address'],

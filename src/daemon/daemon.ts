@@ -1,9 +1,9 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { Cron } from 'croner';
 import type { Context } from '../context.ts';
-import { describe } from '../errors.ts';
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { RunError, describe } from '../errors.ts';
 import { healthOf } from '../health/health.ts';
 import { metricsOf, type DaemonCounters } from '../health/metrics.ts';
 import { PAGE_CSP, statusPage } from '../health/page.ts';
@@ -60,7 +60,12 @@ async function healthServer(ctx: Context, port: number, counters: DaemonCounters
     answer().catch((error: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${describe(error)}\n`));
   });
   server.listen(port, config.daemon.healthBind);
-  await once(server, 'listening');
+  try {
+    await once(server, 'listening');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? describe(error);
+    throw new RunError(`cannot listen on ${config.daemon.healthBind ?? 'every interface'} port ${port} (${code}): check HEALTHCHECK_BIND (an address of this host) and HEALTHCHECK_PORT (free, and above 1023 for a non-root user)`);
+  }
   ctx.log.info({ port, bind: config.daemon.healthBind ?? 'every interface', auth: config.daemon.statusPassword === undefined ? 'none' : 'basic auth on /' }, 'serving the status page on /, /healthz and /metrics');
   return server;
 }

@@ -31,8 +31,14 @@ export async function writeFileAtomic(path: string, data: string): Promise<void>
   const tmp = `${path}.tmp`;
   // Never through a link someone left at the temporary name: remove it, then create the file anew.
   await rm(tmp, { force: true });
-  await writeFile(tmp, data, { mode: FILE_MODE, flush: true, flag: 'wx' });
-  await rename(tmp, path);
+  try {
+    await writeFile(tmp, data, { mode: FILE_MODE, flush: true, flag: 'wx' });
+    await rename(tmp, path);
+  } catch (error) {
+    // A full disk leaves no half-written temporary file behind.
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw error;
+  }
   await fsyncDir(dirname(path));
 }
 
