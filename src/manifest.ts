@@ -2,19 +2,20 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { RunError } from './errors.ts';
-import { AGE_SUFFIX, MANIFEST, RUN_TIERS, parseRunId } from './naming.ts';
+import { AGE_SUFFIX, BASE_BACKUP_FILE, MANIFEST, RUN_TIERS, parseRunId } from './naming.ts';
 import type { ArtifactPart } from './kinds/artifact.ts';
 import { globalsPart, type GlobalsArtifact } from './kinds/globals/artifact.ts';
 import { mediaPart, type MediaArtifact } from './kinds/media/artifact.ts';
 import { postgresPart, type PostgresArtifact } from './kinds/postgres/artifact.ts';
+import { baseBackupPart, type BaseBackupArtifact } from './kinds/basebackup/artifact.ts';
 
-export type { GlobalsArtifact, MediaArtifact, PostgresArtifact };
+export type { BaseBackupArtifact, GlobalsArtifact, MediaArtifact, PostgresArtifact };
 
 /** Each kind's part of the manifest (a new kind adds its own here, and its behaviour in kinds/registry.ts). */
-const PARTS = [globalsPart, postgresPart, mediaPart] as const;
+const PARTS = [globalsPart, postgresPart, mediaPart, baseBackupPart] as const;
 
 /** Every file name is checked against the naming rules before any file is opened: see ArtifactPart.fileName. */
-export const artifact = z.discriminatedUnion('kind', [globalsPart.schema, postgresPart.schema, mediaPart.schema]).superRefine((a, ctx) => {
+export const artifact = z.discriminatedUnion('kind', [globalsPart.schema, postgresPart.schema, mediaPart.schema, baseBackupPart.schema]).superRefine((a, ctx) => {
   const name = (PARTS as readonly ArtifactPart[]).find((p) => p.kind === a.kind)?.fileName(a);
   const expected = name === undefined ? undefined : `${name}${a.encryption === null ? '' : AGE_SUFFIX}`;
   if (a.file !== expected) {
@@ -58,6 +59,21 @@ export const manifestSchema = z.object({
 export type Artifact = z.infer<typeof artifact>;
 export type Manifest = z.infer<typeof manifestSchema>;
 export type OffsiteState = z.infer<typeof offsiteState>;
+
+/**
+ * Runs come in two series, each with its own tiers, retention and `latest`: dumps (databases, media, roles)
+ * and base backups (WAL_ARCHIVE).
+ */
+export type Series = 'dumps' | 'basebackup';
+
+export function seriesOf(manifest: Manifest): Series {
+  return manifest.artifacts.some((a) => a.kind === 'basebackup') ? 'basebackup' : 'dumps';
+}
+
+/** The series of a run known only by its file names (a remote listing). */
+export function seriesOfFiles(files: readonly string[]): Series {
+  return files.some((f) => f === BASE_BACKUP_FILE || f === `${BASE_BACKUP_FILE}${AGE_SUFFIX}`) ? 'basebackup' : 'dumps';
+}
 
 /** The state of each remote target of a run. */
 export function targetStates(manifest: Manifest): OffsiteState[] {

@@ -90,6 +90,10 @@ export function tarballFileName(media: string, compression: 'gzip' | 'zstd'): st
 
 /** Roles and tablespaces of the server (POSTGRES_GLOBALS); no database dump ends in .sql. */
 export const GLOBALS_FILE = 'globals.sql';
+/** A base backup (pg_basebackup's tar, through zstd). */
+export const BASE_BACKUP_FILE = 'base.tar.zst';
+/** The WAL archive, under BACKUP_DIR: pg_receivewal's folder, and compressed segments by timeline. */
+export const WAL_DIR = 'wal';
 
 /** Encrypted files (age, age-encryption.org/v1) carry this suffix. */
 export const AGE_SUFFIX = '.age';

@@ -1,14 +1,15 @@
 import prettyBytes from 'pretty-bytes';
 import type { Context } from '../context.ts';
+import type { Series } from '../manifest.ts';
 import type { Tier } from '../naming.ts';
 import { backupJob } from '../run/job.ts';
 
 /**
- * `backup [--tier T]`: one backup job (see backupJob). Exit 1 when the run failed, or when it succeeded
+ * `backup [--tier T]` (and `basebackup`, a run of the base backup series): one backup job (see backupJob). Exit 1 when the run failed, or when it succeeded
  * but its offsite copy or a hook did not: the local run is kept either way.
  */
-export async function backupCommand(ctx: Context, tier: Tier | undefined): Promise<number> {
-  const { run, error } = await backupJob(ctx, tier);
+export async function backupCommand(ctx: Context, tier: Tier | undefined, series: Series = 'dumps'): Promise<number> {
+  const { run, error } = await backupJob(ctx, tier, series);
   if (run !== undefined) {
     const m = run.manifest;
     const bytes = m.artifacts.reduce((s, a) => s + a.size, 0);

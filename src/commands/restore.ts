@@ -1,5 +1,6 @@
 import type { Context } from '../context.ts';
 import { restore, rollback, type RestoreOptions } from '../run/restore.ts';
+import type { PitrOptions } from '../run/pitr.ts';
 
 /** `restore <file|run|latest>`: prints one line per restored target and the safety backup. */
 export async function restoreCommand(ctx: Context, options: RestoreOptions): Promise<number> {
@@ -15,5 +16,12 @@ export async function restoreCommand(ctx: Context, options: RestoreOptions): Pro
 export async function rollbackCommand(ctx: Context, database: string, yes: boolean): Promise<number> {
   const result = await rollback(ctx, database, yes);
   process.stdout.write(`rolled back ${database} to ${result.from}${result.keptAs === undefined ? '' : `; what it replaced is kept as ${result.keptAs}`}\n`);
+  return 0;
+}
+
+/** `restore --pitr <target> --pgdata <dir>`: a base backup and its WAL into a new data folder (see pitrRestore). */
+export async function pitrCommand(ctx: Context, options: PitrOptions): Promise<number> {
+  const { pitrRestore } = await import('../run/pitr.ts');
+  process.stdout.write(`${(await pitrRestore(ctx, options)).join('\n')}\n`);
   return 0;
 }

@@ -58,6 +58,15 @@ export const COMMANDS: CommandSpec[] = [
     },
   },
   {
+    name: 'basebackup',
+    args: '',
+    summary: 'one base backup now (pg_basebackup, with WAL_ARCHIVE): a run of its own, the start of point-in-time recovery (restore --pitr)',
+    options: {},
+    positionals: { max: 0, misuse: 'basebackup takes no arguments' },
+    example: 'backup-sidecar basebackup',
+    run: async (_parsed, ctx) => (await import('./backup.ts')).backupCommand(ctx, undefined, 'basebackup'),
+  },
+  {
     name: 'restore',
     args: '<ref> [options]',
     summary: 'restore a run or one file: signature and checksums first, a confirmation, a safety net, then a check that it worked',
@@ -71,10 +80,28 @@ export const COMMANDS: CommandSpec[] = [
       'trust-unsigned': trustUnsigned,
       'allow-missing-tables': { type: 'boolean', help: 'restore although the database has tables the dump lacks: they are dropped, the safety backup keeps them' },
       rollback: { type: 'boolean', help: 'instead of <ref>, a database name: swap back the copy RESTORE_SAFETY=keep kept' },
+      pitr: { type: 'string', value: 'TARGET', help: 'point-in-time recovery (WAL_ARCHIVE) instead of <ref>: latest, a time (2026-11-04T10:41:07Z) or a WAL position, into --pgdata' },
+      pgdata: { type: 'string', value: 'DIR', help: 'with --pitr: an empty folder the base backup and its WAL are restored into (a new volume for the postgres container)' },
+      'pgdata-owner': { type: 'string', value: 'UID:GID', help: 'with --pitr, run as root: who gets the files (default 999:999, the postgres image)' },
+      'dry-run': { type: 'boolean', short: 'n', help: 'with --pitr: print the base backup and the WAL range chosen, and whether it is complete; write nothing' },
     },
-    positionals: { max: 1, min: 1, misuse: 'restore takes one file, run id or "latest" (or, with --rollback, one database name)' },
+    positionals: { max: 1, misuse: 'restore takes one file, run id or "latest" (or, with --rollback, one database name; with --pitr, none)' },
     example: 'backup-sidecar restore latest --yes',
     run: async ({ values, positionals }, ctx) => {
+      if (values.pitr !== undefined) {
+        if (positionals.length > 0) throw new UsageError('restore --pitr takes no <ref>: the base backup is chosen by the target');
+        const owner = /^(\d+):(\d+)$/.exec((values['pgdata-owner'] as string | undefined) ?? '999:999');
+        if (owner === null) throw new UsageError(`--pgdata-owner expects UID:GID such as 999:999, got "${String(values['pgdata-owner'])}"`);
+        const { pitrCommand } = await import('./restore.ts');
+        return pitrCommand(ctx, {
+          target: values.pitr as string,
+          pgdata: values.pgdata as string | undefined,
+          owner: { uid: Number(owner[1]), gid: Number(owner[2]) },
+          dryRun: values['dry-run'] === true,
+          trustUnsigned: values['trust-unsigned'] === true,
+        });
+      }
+      if (positionals.length !== 1) throw new UsageError('restore takes one file, run id or "latest" (or, with --rollback, one database name; with --pitr, none) (example: backup-sidecar restore latest --yes)');
       const { restoreCommand, rollbackCommand } = await import('./restore.ts');
       if (values.rollback === true) return rollbackCommand(ctx, positionals[0]!, values.yes === true);
       const targetDir = values['target-dir'] as string | undefined;

@@ -164,6 +164,14 @@ export interface HooksConfig {
   env: Record<string, string>;
 }
 
+/** Point-in-time recovery: WAL streaming and base backups (WAL_ARCHIVE). */
+export interface WalConfig {
+  enabled: boolean;
+  slot: string;
+  synchronous: boolean;
+  baseBackupSchedule: string;
+}
+
 export interface SizeDropConfig {
   /** A run is flagged below this share of the previous run's size or row count; 0: never. */
   warn: number;
@@ -196,6 +204,7 @@ export interface Config {
   hooks: HooksConfig;
   /** Undefined: runs are unsigned, and the bucket is trusted for content. */
   signing: SigningKeys | undefined;
+  wal: WalConfig;
   /** Lines kept in .history.jsonl (HISTORY_MAX). */
   historyMax: number;
   /** Size anomalies: SIZE_DROP_WARN as a fraction (0: off), SIZE_DROP_MIN_ROWS. */

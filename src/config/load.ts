@@ -129,6 +129,7 @@ export function loadConfig(given: Env = process.env, options: { needSources?: bo
       };
     }
   }
+  if (v.WAL_ARCHIVE && databases.length === 0 && !all) problems.push('WAL_ARCHIVE: needs the PostgreSQL settings to stream from: set POSTGRES_HOST, POSTGRES_USER and POSTGRES_DB (example: POSTGRES_DB=app)');
   const backupDir = v.BACKUP_DIR.replace(/(.)\/+$/, '$1');
   for (const m of v.MEDIA_PATHS) {
     const overlap = folderOverlap(m.path, backupDir);
@@ -211,6 +212,7 @@ export function loadConfig(given: Env = process.env, options: { needSources?: bo
         ),
       },
       signing,
+      wal: { enabled: v.WAL_ARCHIVE, slot: v.WAL_SLOT, synchronous: v.WAL_SYNCHRONOUS, baseBackupSchedule: v.BASE_BACKUP_SCHEDULE },
       historyMax: v.HISTORY_MAX,
       sizeDrop: { warn: v.SIZE_DROP_WARN, minRows: v.SIZE_DROP_MIN_ROWS },
       diskFreeMin: v.DISK_FREE_MIN,

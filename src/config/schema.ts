@@ -584,6 +584,27 @@ export const ENV = {
     description: 'When the daemon runs a restore drill (verify --restore) on the newest run, in TZ. Unset: no drills.',
     example: '0 5 * * 0',
   },
+  WAL_ARCHIVE: {
+    schema: bool.default(false),
+    description:
+      'The daemon streams WAL with pg_receivewal over a replication connection (a physical replication slot) into BACKUP_DIR/wal/, and takes base backups on BASE_BACKUP_SCHEDULE: restore --pitr then recovers to any second. Needs a role with REPLICATION and a pg_hba.conf replication line.',
+    example: 'true',
+  },
+  WAL_SLOT: {
+    schema: z.string().trim().regex(/^[a-z0-9_]{1,63}$/, 'expected a slot name of 1 to 63 lower-case letters, digits and underscores').default('backup_sidecar'),
+    description: 'The physical replication slot WAL streaming uses, created if missing: the server keeps WAL the sidecar has not received yet (backup-sidecar wal --drop-slot removes it).',
+    example: 'backup_sidecar',
+  },
+  WAL_SYNCHRONOUS: {
+    schema: bool.default(false),
+    description: 'pg_receivewal --synchronous: flushes WAL as soon as it is received and reports it so (for synchronous_standby_names).',
+    example: 'true',
+  },
+  BASE_BACKUP_SCHEDULE: {
+    schema: cronExpression.default('@weekly'),
+    description: 'With WAL_ARCHIVE: when the daemon takes a base backup (pg_basebackup, tar, zstd) into a run of kind basebackup, in TZ.',
+    example: '0 4 * * 0',
+  },
   HEALTHCHECK_REQUIRE_VERIFY: {
     schema: bool.default(false),
     description: 'healthcheck, /healthz and status report unhealthy when the last restore drill failed.',

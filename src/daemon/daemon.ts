@@ -14,6 +14,7 @@ import { backupJob } from '../run/job.ts';
 import { onSignal } from '../signals.ts';
 import { connectServer } from '../pg/server.ts';
 import { recordDaemonStart } from '../volume/status.ts';
+import { WalReceiver } from '../wal/receiver.ts';
 
 /** Whether a request carries the status page's password (basic auth, any user name), compared in constant time. */
 function authorized(header: string | undefined, password: string): boolean {
@@ -156,12 +157,29 @@ export async function runDaemon(daemon: Context): Promise<number> {
           });
           return drilling;
         });
+  // WAL_ARCHIVE: WAL streams all the time; base backups are jobs like backups, never beside one.
+  const wal = config.wal.enabled ? new WalReceiver(ctx) : undefined;
+  const baseJob =
+    wal === undefined
+      ? undefined
+      : new Cron(config.wal.baseBackupSchedule, { timezone: config.timeZone, protect: true, catch: (error) => log.error({ err: describe(error) }, 'scheduled base backup crashed') }, () => {
+          running = (running ?? drilling ?? Promise.resolve())
+            .then(async () => {
+              const { outcome, error } = await backupJob(ctx, undefined, 'basebackup');
+              if (error !== undefined) log.error({ err: error.message }, outcome.ok ? 'base backup done, with problems' : 'base backup failed');
+            })
+            .finally(() => {
+              running = undefined;
+            });
+          return running;
+        });
+  wal?.start();
   const server = config.daemon.healthPort === undefined ? undefined : await healthServer(ctx, config.daemon.healthPort, counters);
   await recordDaemonStart(config.backupDir, ctx.now()).catch((error: unknown) =>
     log.warn({ err: describe(error) }, 'could not record the daemon start in the volume; the health check reports unhealthy until the first backup'),
   );
   log.info(
-    { schedule: config.daemon.schedule, timeZone: config.timeZone, next: job.nextRun()?.toISOString(), nextDrill: drillJob?.nextRun()?.toISOString() },
+    { schedule: config.daemon.schedule, timeZone: config.timeZone, next: job.nextRun()?.toISOString(), nextDrill: drillJob?.nextRun()?.toISOString(), nextBaseBackup: baseJob?.nextRun()?.toISOString() },
     'daemon started',
   );
   if (config.daemon.validateOnStart) void validateOnStart(ctx);
@@ -176,6 +194,7 @@ export async function runDaemon(daemon: Context): Promise<number> {
   });
   job.stop();
   drillJob?.stop();
+  baseJob?.stop();
   log.info({ signal }, 'stopping: no more scheduled runs');
   if (running !== undefined || drilling !== undefined) {
     const timeout = config.daemon.shutdownTimeoutMs;
@@ -187,6 +206,7 @@ export async function runDaemon(daemon: Context): Promise<number> {
     await Promise.all([running, drilling]);
     clearTimeout(timer);
   }
+  await wal?.stop();
   if (server !== undefined) await new Promise((resolve) => server.close(resolve));
   log.info('stopped');
   return 0;

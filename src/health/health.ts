@@ -1,6 +1,7 @@
 import { Cron } from 'croner';
 import ms from 'ms';
 import type { Context } from '../context.ts';
+import { seriesOf } from '../manifest.ts';
 import { PRE_RESTORE } from '../naming.ts';
 import { isFutureDated } from '../retention/policy.ts';
 import { drillSummary, type DrillReport } from '../volume/drill-report.ts';
@@ -63,7 +64,8 @@ export async function healthOf(ctx: Context): Promise<Health> {
   // A run dated in the future is never fresh: it is listed as suspicious instead.
   const suspicious = runs.filter((r) => isFutureDated(r.time, notAfter));
   // Nor is a run whose signature is wrong (runs made before a key was set are unsigned, and still count).
-  const newest = runs.find((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE && !isFutureDated(r.time, notAfter) && r.signature !== 'invalid');
+  // The newest run of dumps: base backups (WAL_ARCHIVE) are a series of their own, on their own schedule.
+  const newest = runs.find((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE && !isFutureDated(r.time, notAfter) && r.signature !== 'invalid' && seriesOf(r.manifest) === 'dumps');
   // The history remembers drills of runs retention has removed since.
   const logged = (await readHistory(config.backupDir)).filter((e) => e.event === 'drill');
   const lastDrill = [...runs.map((r) => r.drill), ...logged]

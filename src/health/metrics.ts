@@ -1,4 +1,4 @@
-import { targetStates, type Manifest } from '../manifest.ts';
+import { seriesOf, targetStates, type Manifest } from '../manifest.ts';
 import { PRE_RESTORE } from '../naming.ts';
 import { VERSION } from '../version.ts';
 import type { Context } from '../context.ts';
@@ -62,13 +62,15 @@ export function metricsText(health: Health, counters: DaemonCounters, { schedule
   }
   const seconds = (iso: string | undefined) => (iso === undefined ? 0 : Date.parse(iso) / 1000);
   // The newest complete run of the tiers (not a safety backup): what the per-source and per-target metrics describe.
-  const newest = health.runs.find((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE)?.manifest;
+  const newest = health.runs.find((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE && seriesOf(r.manifest) === 'dumps')?.manifest;
+  // Each source's newest artifact: the dumps' newest run, and the newest base backup (WAL_ARCHIVE) beside it.
+  const artifacts = [...(newest?.artifacts ?? []), ...(health.runs.find((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE && seriesOf(r.manifest) === 'basebackup')?.manifest?.artifacts ?? [])];
   const source = (a: { source: string; kind: string }) => `{source="${labelValue(a.source)}",kind="${a.kind}"}`;
   return `${[
     line('backup_sidecar_build_info', 'The version of backup-sidecar and of Node.js serving these metrics.', 'gauge', [[`{version="${labelValue(VERSION)}",node="${process.versions.node}"}`, 1]]),
     line('backup_sidecar_healthy', '1 when healthcheck passes.', 'gauge', [['', health.healthy ? 1 : 0]]),
-    line('backup_sidecar_artifact_bytes', 'Size of each artifact of the newest run, per source.', 'gauge', (newest?.artifacts ?? []).map((a) => [source(a), a.size])),
-    line('backup_sidecar_artifact_duration_seconds', 'How long each artifact of the newest run took to produce and write.', 'gauge', (newest?.artifacts ?? []).filter((a) => a.durationMs !== undefined).map((a) => [source(a), a.durationMs! / 1000])),
+    line('backup_sidecar_artifact_bytes', 'Size of each artifact of the newest run, per source.', 'gauge', artifacts.map((a) => [source(a), a.size])),
+    line('backup_sidecar_artifact_duration_seconds', 'How long each artifact of the newest run took to produce and write.', 'gauge', artifacts.filter((a) => a.durationMs !== undefined).map((a) => [source(a), a.durationMs! / 1000])),
     line('backup_sidecar_target_newest_run_complete', '1 when the newest run is complete in the remote target.', 'gauge', (newest === undefined ? [] : targetStates(newest)).map((t) => [`{target="${labelValue(t.url)}"}`, t.state === 'complete' ? 1 : 0])),
     line('backup_sidecar_size_drop', '1 while a size drop of this source is not acknowledged (SIZE_DROP_WARN; backup-sidecar ack <run-id>).', 'gauge', sourcesOf(newest, drops).map((a) => [source(a), drops.some((d) => d.source === a.source && d.kind === a.kind) ? 1 : 0])),
     line('backup_sidecar_volume_free_bytes', 'Free space in the volume.', 'gauge', freeBytes === undefined ? [] : [['', freeBytes]]),

@@ -1,4 +1,5 @@
 import type { Artifact } from '../manifest.ts';
+import { baseBackupKind } from './basebackup/kind.ts';
 import { globalsKind } from './globals/kind.ts';
 import type { Kind } from './kind.ts';
 import { mediaKind } from './media/kind.ts';
@@ -11,7 +12,7 @@ export type { Kind };
  * databases' owners and grants refer to them). A new kind is a folder (artifact.ts, kind.ts), its part
  * in manifest.ts, and one line here.
  */
-export const KINDS: readonly Kind[] = [globalsKind, postgresKind, mediaKind];
+export const KINDS: readonly Kind[] = [globalsKind, postgresKind, mediaKind, baseBackupKind];
 
 /** Artifacts in the registry's order (roles first), as restores apply and drills check them. */
 export function inKindOrder<A extends Artifact>(artifacts: readonly A[]): A[] {

@@ -1,9 +1,9 @@
 import type { Readable } from 'node:stream';
-import type { GlobalsArtifact, MediaArtifact, PostgresArtifact } from '../manifest.ts';
+import type { BaseBackupArtifact, GlobalsArtifact, MediaArtifact, PostgresArtifact } from '../manifest.ts';
 
 type Common = 'file' | 'source' | 'size' | 'sha256' | 'encryption';
 /** What a source knows about its artifact, beyond name, size and checksum. */
-export type ArtifactDetails = Omit<PostgresArtifact, Common> | Omit<MediaArtifact, Common> | Omit<GlobalsArtifact, Common>;
+export type ArtifactDetails = Omit<PostgresArtifact, Common> | Omit<MediaArtifact, Common> | Omit<GlobalsArtifact, Common> | Omit<BaseBackupArtifact, Common>;
 
 /** An artifact being produced: a byte stream plus the producer's fate. */
 export interface Production {
@@ -16,9 +16,9 @@ export interface Production {
   describe(read: () => Promise<Readable>): Promise<ArtifactDetails>;
 }
 
-/** Something to back up: one database, one media folder. */
+/** Something to back up: one database, one media folder, the roles, the whole cluster (a base backup). */
 export interface BackupSource {
-  readonly kind: 'postgres' | 'media' | 'globals';
+  readonly kind: 'postgres' | 'media' | 'globals' | 'basebackup';
   /** Database or media name. */
   readonly name: string;
   readonly fileName: string;

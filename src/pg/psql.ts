@@ -43,7 +43,7 @@ export function dbnameArg(database: string): string {
 
 /** psql's complaint without its "psql: error: " prefix. */
 export function pgError(stderr: string | undefined): string {
-  return firstLine(stderr).replace(/^(psql|pg_dump|pg_restore): (error: )?/, '');
+  return firstLine(stderr).replace(/^(psql|pg_dump|pg_restore|pg_basebackup|pg_receivewal): (error: )?/, '');
 }
 
 /** Why a PostgreSQL tool run with encoding 'buffer' failed: its complaint, or the signal that killed it. */

@@ -11,6 +11,8 @@ export interface RetentionRun {
   pinned?: string;
   /** Why the run cannot be trusted (unsigned, or its signature is wrong, with a signing key set): it never counts as the newest. */
   untrusted?: string;
+  /** Runs of different series (dumps, base backups) are kept each by their own newest run; unset: one series. */
+  series?: string;
 }
 
 export interface Decision {
@@ -112,6 +114,18 @@ export function referenceRun<R extends RetentionRun>(runs: readonly R[], options
  * anything when the policy keeps nothing or no run qualifies, and never removes a name this tool did not make.
  */
 export function decide(runs: readonly RetentionRun[], options: RetentionOptions): Decision[] {
+  const series = [...new Set(runs.map((r) => r.series ?? ''))];
+  if (series.length <= 1) return decideSeries(runs, options);
+  // Each series on its own: a newer dump never ages out the newest base backup, nor the reverse.
+  const decided = new Map<RetentionRun, Decision>();
+  for (const name of series) {
+    const of = runs.filter((r) => (r.series ?? '') === name);
+    decideSeries(of, options).forEach((d, i) => decided.set(of[i]!, d));
+  }
+  return runs.map((r) => decided.get(r)!);
+}
+
+function decideSeries(runs: readonly RetentionRun[], options: RetentionOptions): Decision[] {
   const parsed = runs.map((run) => ({ run, time: parseRunId(run.id)?.time }));
   const regular = parsed
     .filter((p): p is { run: RetentionRun; time: Date } => p.time !== undefined && p.run.tier !== PRE_RESTORE)

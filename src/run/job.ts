@@ -15,7 +15,8 @@ import { shipPending } from './catch-up.ts';
 import { pruneOffsite, pruneVolume, sizeDropHolds } from './prune.ts';
 import { dropWords, type Drop } from '../retention/drops.ts';
 import { HISTORY, appendHistory, type BackupEntry } from '../volume/history.ts';
-import { backupSources } from './sources.ts';
+import { backupSources, baseBackupSources } from './sources.ts';
+import { seriesOf, type Series } from '../manifest.ts';
 
 export interface JobResult {
   /** Undefined when the run itself failed. */
@@ -31,7 +32,7 @@ export interface JobResult {
  * and pruning of every place (only after a successful run); then BACKUP_POST_COMMAND, the outcome recorded
  * for healthcheck and status, and the webhooks. Never throws: the outcome says what happened.
  */
-export async function backupJob(ctx: Context, forcedTier?: Tier): Promise<JobResult> {
+export async function backupJob(ctx: Context, forcedTier?: Tier, series: Series = 'dumps'): Promise<JobResult> {
   const { config, log, now, signal } = ctx;
   const started = now();
   const problems: string[] = [];
@@ -45,13 +46,14 @@ export async function backupJob(ctx: Context, forcedTier?: Tier): Promise<JobRes
     targets = await ctx.targets();
     run = await withVolumeLock(config.backupDir, log, async () => {
       const notAfter = ctx.notAfter();
-      const earlier = (await listRuns(config.backupDir)).filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE && !isFutureDated(r.time, notAfter));
+      // Tiers count within the series: a weekly base backup does not take the dumps' weekly place.
+      const earlier = (await listRuns(config.backupDir)).filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE && !isFutureDated(r.time, notAfter) && seriesOf(r.manifest) === series);
       const tier = forcedTier ?? tierFor(now(), earlier.map((r) => r.time), config.timeZone);
       // Part sizes grow with the artifact: the newest earlier run says how big each file has become.
       const expectedSizes = new Map<string, number>();
       for (const r of earlier) for (const a of r.manifest!.artifacts) if (!expectedSizes.has(a.file)) expectedSizes.set(a.file, a.size);
 
-      const { sources, server } = await backupSources(ctx);
+      const { sources, server } = series === 'basebackup' ? await baseBackupSources(ctx) : await backupSources(ctx);
       if (server !== undefined) await dropRestoreLeftovers(config.backupDir, server, config.postgres!.maintenanceDb, log);
       const result = await backupRun({ backupDir: config.backupDir, tier, label: config.label, sources, server, log, now, offsite: targets, expectedSizes, signal, parallel: config.postgres?.parallel, encryption: config.encryption, signing: config.signing, follow: ctx.follow });
       // Size drops: said now, and their good copies held by every prune below until acknowledged.

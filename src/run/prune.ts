@@ -10,7 +10,7 @@ import { ensureDir, fsProblem } from '../util/fs.ts';
 import { listRuns, volumeDrops } from '../volume/runs.ts';
 import { dropHolds, type Drop } from '../retention/drops.ts';
 import type { SizeDropConfig } from '../config/config.ts';
-import { targetStates, type Manifest } from '../manifest.ts';
+import { seriesOf, seriesOfFiles, targetStates, type Manifest } from '../manifest.ts';
 
 export interface PruneReport {
   /** 'volume', or the remote target's URL. */
@@ -33,6 +33,7 @@ export async function pruneVolume(backupDir: string, options: RetentionOptions, 
       // With remote targets, a run not yet in every one may be the only copy: it waits for the upload.
       pinned: remotes && r.manifest !== undefined && r.tier !== PRE_RESTORE && r.manifest.offsite?.state !== 'complete' ? `not yet in ${notIn(r.manifest)}` : undefined,
       untrusted: signatureDoubt(r.signature),
+      series: r.manifest === undefined ? 'dumps' : seriesOf(r.manifest),
     })),
     options,
   );
@@ -87,7 +88,7 @@ function warnSuspicious(decisions: Decision[], where: string, log: Logger): void
 /** Applies retention to the offsite store: DeleteObjects in batches, only keys this tool made. */
 export async function pruneOffsite(store: OffsiteStore, options: RetentionOptions, log: Logger, dryRun: boolean, signing: SigningKeys | undefined): Promise<PruneReport> {
   const runs = await markUntrusted(store, await store.listRuns(), options, signing);
-  const decisions = decide(runs, options);
+  const decisions = decide(runs.map((r) => ({ ...r, series: seriesOfFiles(r.files.map((f) => f.file)) })), options);
   warnSuspicious(decisions, store.url, log);
   const doomed = runs.filter((r) => decisions.some((d) => !d.keep && d.id === r.id && d.tier === r.tier));
   let removed = 0;

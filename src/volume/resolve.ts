@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import { UsageError } from '../errors.ts';
-import { readManifest, type Artifact, type Manifest } from '../manifest.ts';
+import { readManifest, seriesOf, type Artifact, type Manifest } from '../manifest.ts';
 import { PRE_RESTORE, parseRunId } from '../naming.ts';
 import { isFutureDated } from '../retention/policy.ts';
 import { listRuns, type RunTrust } from './runs.ts';
@@ -56,7 +56,8 @@ export async function resolveRef(backupDir: string, ref: string, trust: RunTrust
   const runs = (await listRuns(backupDir)).filter((r) => r.manifest !== undefined);
   // A run dated in the future is never "the newest": `latest` and bare names skip it (its id still
   // reaches it). An unsigned or wrongly signed one is found, and the signature check then says why it is refused.
-  const regular = runs.filter((r) => r.tier !== PRE_RESTORE && !isFutureDated(r.time, trust.notAfter));
+  // Base backups (restore --pitr) are reached by run id only: `latest` is the newest run of dumps.
+  const regular = runs.filter((r) => r.tier !== PRE_RESTORE && !isFutureDated(r.time, trust.notAfter) && seriesOf(r.manifest!) === 'dumps');
   if (ref === 'latest') {
     const run = regular[0];
     if (run === undefined) throw new UsageError((await missingVolume(backupDir)) ?? `there is no backup run in ${backupDir} yet; run \`backup-sidecar backup\` first`);

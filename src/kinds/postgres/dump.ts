@@ -9,7 +9,7 @@ import { PsqlSession, libpqEnv, pgError, query, toolFailure, type Connection } f
 import type { PgClient } from '../../pg/clients.ts';
 import type { PgServer } from '../../pg/server.ts';
 import type { BackupSource, Production } from '../source.ts';
-import { compressing, decompressing } from './zstd.ts';
+import { compressing, decompressing, zstdProblem } from './zstd.ts';
 
 /** Every user table (plain and partitioned). */
 const USER_TABLES = `
@@ -132,12 +132,6 @@ export interface DumpSettings {
 }
 
 /** How zstd ended, as the run's failure in one line (a missing binary says what to do), or undefined when it succeeded. */
-async function zstdProblem(zstd: ReturnType<typeof compressing>, database: string): Promise<RunError | undefined> {
-  const result = await zstd;
-  if ((result as { code?: string }).code === 'ENOENT') return new RunError('zstd is not installed: install it (Debian: apt-get install zstd) or set POSTGRES_COMPRESSION=gzip');
-  return result.exitCode === 0 ? undefined : new RunError(`zstd compressing the dump of database ${database} failed: ${toolFailure(result)}`);
-}
-
 /** One database, dumped with pg_dump in custom format to stdout (through zstd with POSTGRES_COMPRESSION=zstd). */
 export class PostgresSource implements BackupSource {
   readonly kind = 'postgres';
@@ -190,7 +184,7 @@ export class PostgresSource implements BackupSource {
     const done = (async () => {
       try {
         // When zstd dies, pg_dump dies of SIGPIPE: zstd's error is the one that says why.
-        const zstdFailure = zstd === undefined ? undefined : await zstdProblem(zstd, name);
+        const zstdFailure = zstd === undefined ? undefined : await zstdProblem(zstd, `the dump of database ${name}`, 'or set POSTGRES_COMPRESSION=gzip');
         const failure = zstdFailure ?? (await dumpFailure);
         if (failure !== undefined) throw failure;
         const [rows, lo] = await counting;

@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
 import { RunError, describe, firstLine } from '../../errors.ts';
 import { FILE_MODE } from '../../util/fs.ts';
+import { toolFailure } from '../../pg/psql.ts';
 
 /**
  * zstd around an uncompressed custom-format dump: the zstd binary compresses on every core while pg_dump
@@ -12,6 +13,13 @@ import { FILE_MODE } from '../../util/fs.ts';
  */
 export function compressing(input: Readable, level: number) {
   return execa('zstd', ['-q', '-c', `-${level}`, '-T0'], { stdin: input, stdout: 'pipe', buffer: { stdout: false }, encoding: 'buffer', reject: false });
+}
+
+/** Why a compressing zstd failed, or undefined when it did not; `what` it compressed, and what else to do when zstd is missing. */
+export async function zstdProblem(zstd: ReturnType<typeof compressing>, what: string, otherwise: string): Promise<RunError | undefined> {
+  const result = await zstd;
+  if ((result as { code?: string }).code === 'ENOENT') return new RunError(`zstd is not installed: install it (Debian: apt-get install zstd) ${otherwise}`);
+  return result.exitCode === 0 ? undefined : new RunError(`zstd compressing ${what} failed: ${toolFailure(result)}`);
 }
 
 /** The plaintext of a .zst stream, for readers of the table of contents (which may stop early: a broken pipe is fine). */

@@ -1,0 +1,205 @@
+import { createWriteStream } from 'node:fs';
+import { appendFile, copyFile, lchown, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { execa } from 'execa';
+import type { Context } from '../context.ts';
+import { RunError, UsageError, describe, firstLine } from '../errors.ts';
+import { seriesOf, type BaseBackupArtifact } from '../manifest.ts';
+import { PARTIAL_DIR, PRE_RESTORE } from '../naming.ts';
+import { isFutureDated } from '../retention/policy.ts';
+import { withCleanup } from '../util/cleanup.ts';
+import { withVolumeLock } from '../volume/lock.ts';
+import { requireVolume } from '../volume/resolve.ts';
+import { listRuns } from '../volume/runs.ts';
+import { checkRunSignature } from '../volume/signature.ts';
+import { listWal, type WalFile } from '../wal/archive.ts';
+import { HISTORY_FILE, formatLsn, parseLsn, parseSegment, segmentFile, segmentName } from '../wal/lsn.ts';
+import { checkChecksums } from './restore.ts';
+import { decryptSelection } from './decrypt.ts';
+
+/** Where recovery stops: the end of the WAL, a time, or a WAL position. */
+export type PitrTarget = { kind: 'latest' } | { kind: 'time'; time: Date } | { kind: 'lsn'; lsn: bigint };
+
+/** The WAL files the restored folder holds, and from where recovery reads them (relative to the data folder). */
+export const RESTORE_WAL_DIR = 'backup_sidecar_wal';
+
+/** `latest`, a WAL position (0/3000060), or a time (a zone is needed to be exact; without one, UTC). */
+export function parseTarget(text: string): PitrTarget {
+  if (text === 'latest') return { kind: 'latest' };
+  const lsn = parseLsn(text);
+  if (lsn !== undefined) return { kind: 'lsn', lsn };
+  const zoned = /(Z|[+-]\d\d(:?\d\d)?)$/i.test(text.trim()) ? text.trim() : `${text.trim()}Z`;
+  const time = new Date(zoned.replace(' ', 'T'));
+  if (Number.isNaN(time.getTime())) throw new UsageError(`--pitr expects latest, a time such as 2026-11-04T10:41:07Z, or a WAL position such as 0/3000060; got "${text.slice(0, 100)}"`);
+  return { kind: 'time', time };
+}
+
+export interface BaseCandidate {
+  runId: string;
+  runDir: string;
+  artifact: BaseBackupArtifact;
+}
+
+/** The newest base backup recovery can start from to reach the target: it must be consistent (ended) before it. Pure. */
+export function chooseBase(bases: readonly BaseCandidate[], target: PitrTarget): BaseCandidate | undefined {
+  const ordered = [...bases].sort((a, b) => b.artifact.endTime.localeCompare(a.artifact.endTime));
+  if (target.kind === 'latest') return ordered[0];
+  if (target.kind === 'time') return ordered.find((b) => Date.parse(b.artifact.endTime) <= target.time.getTime());
+  return ordered.find((b) => parseLsn(b.artifact.endLsn)! <= target.lsn);
+}
+
+export interface WalPlan {
+  /** The segments from the base backup's start on, in order, on its timeline (and the history files). */
+  files: WalFile[];
+  first: string;
+  last: string;
+  /** The first missing segment before the newest one kept: recovery would stop there. */
+  gap: string | undefined;
+  /** Whether the WAL reaches the base backup's end point (else it cannot even become consistent). */
+  reachesEnd: boolean;
+}
+
+/** Which WAL files a recovery from `base` reads, and whether they are complete. Pure. */
+export function planWal(base: BaseBackupArtifact, kept: ReadonlyMap<string, WalFile>): WalPlan {
+  const size = base.walSegmentSize;
+  const startSeg = parseLsn(base.startLsn)! / BigInt(size);
+  const endName = segmentName(base.timeline, parseLsn(base.endLsn)!, size);
+  const mine = [...kept.values()]
+    .map((f) => ({ f, seg: parseSegment(f.name, size) }))
+    .filter((x) => x.seg !== undefined && x.seg.timeline === base.timeline && x.seg.segNo >= startSeg)
+    .sort((a, b) => (a.seg!.segNo < b.seg!.segNo ? -1 : 1));
+  const files: WalFile[] = [];
+  let gap: string | undefined;
+  let expected = startSeg;
+  for (const { f, seg } of mine) {
+    if (seg!.segNo !== expected) {
+      gap = segmentFile(base.timeline, expected, size);
+      break;
+    }
+    files.push(f);
+    expected += 1n;
+  }
+  const last = files.at(-1)?.name ?? '';
+  const histories = [...kept.values()].filter((f) => HISTORY_FILE.test(f.name));
+  return { files: [...histories, ...files], first: segmentName(base.timeline, parseLsn(base.startLsn)!, size), last, gap, reachesEnd: last !== '' && last >= endName };
+}
+
+export interface PitrOptions {
+  target: string;
+  pgdata: string | undefined;
+  /** uid:gid the files are given to when running as root (the postgres image's 999:999 by default). */
+  owner: { uid: number; gid: number };
+  dryRun: boolean;
+  trustUnsigned: boolean;
+}
+
+/** Decompresses (or copies) one WAL file into the restored folder under its segment name. */
+async function placeWal(file: WalFile, dir: string): Promise<void> {
+  const to = join(dir, file.name);
+  if (!file.compressed) {
+    await copyFile(file.path, to);
+    return;
+  }
+  const zstd = execa('zstd', ['-d', '-q', '-c', file.path], { stdout: 'pipe', buffer: { stdout: false }, encoding: 'buffer', reject: false });
+  await pipeline(zstd.stdout, createWriteStream(to, { mode: 0o600 }));
+  const result = await zstd;
+  if (result.exitCode !== 0) throw new RunError(`WAL segment ${file.path} does not decompress (damaged?): ${firstLine(new TextDecoder().decode(result.stderr as Uint8Array))}`);
+}
+
+function recoveryLines(target: PitrTarget, runId: string, text: string): string[] {
+  const stop =
+    target.kind === 'time'
+      ? [`recovery_target_time = '${target.time.toISOString().replace('T', ' ').replace('Z', '+00')}'`]
+      : target.kind === 'lsn'
+        ? [`recovery_target_lsn = '${formatLsn(target.lsn)}'`]
+        : [];
+  return [
+    '',
+    `# backup-sidecar restore --pitr ${text}, from base backup ${runId}: the WAL is in ${RESTORE_WAL_DIR}/, inside this folder.`,
+    `restore_command = 'cp "${RESTORE_WAL_DIR}/%f" "%p"'`,
+    ...stop,
+    "recovery_target_action = 'promote'",
+    "recovery_target_timeline = 'latest'",
+    '',
+  ];
+}
+
+/**
+ * `restore --pitr <target> --pgdata <empty folder>`: the newest base backup that ends before the target,
+ * its checksum (and signature) checked, unpacked into the folder with every WAL segment it needs, and a
+ * recovery configuration that reads only from inside the folder, so the PostgreSQL container needs no
+ * access to the backups volume. Nothing runs against a server: the next step (start PostgreSQL on the
+ * folder) is printed. Returns the lines for people.
+ */
+export async function pitrRestore(ctx: Context, options: PitrOptions): Promise<string[]> {
+  const { config, log } = ctx;
+  const target = parseTarget(options.target);
+  await requireVolume(config.backupDir, false);
+  return withVolumeLock(config.backupDir, log, () =>
+    withCleanup(log, async (cleanup) => {
+      const notAfter = ctx.notAfter();
+      const runs = (await listRuns(config.backupDir, config.signing)).filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE && !isFutureDated(r.time, notAfter) && seriesOf(r.manifest) === 'basebackup');
+      const bases = runs.map((r) => ({ runId: r.id, runDir: r.dir, artifact: r.manifest!.artifacts.find((a): a is BaseBackupArtifact => a.kind === 'basebackup')! }));
+      if (bases.length === 0) throw new RunError(`no base backup in ${config.backupDir}: run \`backup-sidecar basebackup\` (WAL_ARCHIVE=true streams the WAL it needs)`);
+      const base = chooseBase(bases, target);
+      if (base === undefined) {
+        const oldest = [...bases].sort((a, b) => a.artifact.endTime.localeCompare(b.artifact.endTime))[0]!;
+        throw new RunError(`no base backup ends before ${options.target}: the oldest, ${oldest.runId}, ends at ${oldest.artifact.endTime} (${oldest.artifact.endLsn}); recovery cannot reach an earlier point`);
+      }
+      const wal = planWal(base.artifact, await listWal(config.backupDir));
+      const lines = [
+        `base backup: run ${base.runId} (${base.artifact.startLsn} to ${base.artifact.endLsn} on timeline ${base.artifact.timeline}, ended ${base.artifact.endTime})`,
+        `WAL: ${wal.first} to ${wal.last || '(none)'}${wal.gap === undefined ? '' : `, then a gap: ${wal.gap} is missing`}${wal.files.some((f) => f.partial) ? ' (the last one still being written)' : ''}`,
+        `complete: ${wal.reachesEnd && wal.gap === undefined ? 'yes' : 'NO'}`,
+      ];
+      if (!wal.reachesEnd) throw new RunError(`${lines.join('; ')}: the WAL kept does not reach the base backup's end point ${base.artifact.endLsn}, so recovery could never become consistent; is WAL_ARCHIVE streaming? (\`backup-sidecar status\`)`);
+      if (wal.gap !== undefined) log.warn({ missing: wal.gap }, 'the WAL has a gap: recovery stops before it; a target after it cannot be reached');
+      if (options.dryRun) return [...lines, 'dry run: nothing written'];
+
+      const pgdata = options.pgdata;
+      if (pgdata === undefined || !pgdata.startsWith('/')) throw new UsageError('--pgdata: an absolute path to an empty folder (a new volume for the postgres container) is needed');
+      const present = await readdir(pgdata).catch((error: NodeJS.ErrnoException) => (error.code === 'ENOENT' ? [] : Promise.reject(error)));
+      if (present.length > 0) throw new UsageError(`--pgdata ${pgdata} is not empty (${present.slice(0, 3).join(', ')}${present.length > 3 ? ', …' : ''}): restore into an empty folder; an interrupted restore leaves files there, remove them first`);
+
+      await checkRunSignature(base.runDir, `run ${base.runId}`, config.signing, options.trustUnsigned);
+      const stored = { runDir: base.runDir, manifest: runs.find((r) => r.id === base.runId)!.manifest!, artifacts: [base.artifact] };
+      await checkChecksums(stored);
+      const plain = await decryptSelection(stored, config.decryption, join(config.backupDir, PARTIAL_DIR), cleanup);
+      const archive = join(plain.runDir, plain.artifacts[0]!.file);
+
+      await mkdir(pgdata, { recursive: true, mode: 0o700 });
+      // Whatever fails from here, the folder is emptied again: a half-restored data folder must not be started.
+      const undo = cleanup.add(`empty ${pgdata}`, async () => {
+        for (const name of await readdir(pgdata).catch(() => [])) await rm(join(pgdata, name), { recursive: true, force: true });
+      });
+      log.info({ run: base.runId, pgdata }, 'unpacking the base backup');
+      const unpack = await execa('zstd', ['-d', '-q', '-c', archive], { buffer: { stdout: false }, reject: false, cancelSignal: ctx.signal }).pipe('tar', ['--extract', '--file=-', `--directory=${pgdata}`, '--no-same-owner'], { reject: false, cancelSignal: ctx.signal });
+      if (unpack.exitCode !== 0) throw new RunError(`cannot unpack ${archive} into ${pgdata}: ${firstLine(unpack.stderr)}`);
+      const walDir = join(pgdata, RESTORE_WAL_DIR);
+      await mkdir(walDir, { mode: 0o700 });
+      for (const file of wal.files) await placeWal(file, walDir);
+      await appendFile(join(pgdata, 'postgresql.auto.conf'), recoveryLines(target, base.runId, options.target).join('\n'));
+      await writeFile(join(pgdata, 'recovery.signal'), '');
+      const owned = await giveTo(pgdata, options.owner);
+      undo();
+      log.info({ pgdata, segments: wal.files.length }, 'ready for recovery');
+      return [
+        ...lines,
+        `restored into ${pgdata}: ${wal.files.length} WAL file(s) in ${RESTORE_WAL_DIR}/, recovery.signal, and in postgresql.auto.conf ${target.kind === 'latest' ? 'recovery to the end of the WAL' : `recovery_target_${target.kind} ${options.target}`}, then promote`,
+        owned ?? `owned by this user: run \`chown -R ${options.owner.uid}:${options.owner.gid} ${pgdata}\` as root before starting PostgreSQL on it`,
+        `next: start PostgreSQL ${base.artifact.serverVersion.split('.')[0]} on ${pgdata} (compose: point the db service's data volume at it and \`docker compose up -d db\`); it replays the WAL, stops at the target and opens for writes`,
+      ];
+    }),
+    { waitMs: config.lockWaitMs, signal: ctx.signal },
+  );
+}
+
+/** Gives every file to the postgres image's user when running as root; otherwise says so (undefined). */
+async function giveTo(dir: string, owner: { uid: number; gid: number }): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  const entries = await readdir(dir, { recursive: true });
+  await lchown(dir, owner.uid, owner.gid);
+  for (const entry of entries) await lchown(join(dir, entry), owner.uid, owner.gid).catch((error: unknown) => Promise.reject(new RunError(`cannot give ${join(dir, entry)} to ${owner.uid}:${owner.gid}: ${describe(error)}`)));
+  return `owned by ${owner.uid}:${owner.gid} (--pgdata-owner)`;
+}

@@ -1,0 +1,95 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { readdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { execa } from 'execa';
+import { RunError, firstLine } from '../errors.ts';
+import { WAL_DIR } from '../naming.ts';
+import { FILE_MODE, ensureDir, fsyncDir, pathExists } from '../util/fs.ts';
+import { HISTORY_FILE } from './lsn.ts';
+
+/** pg_receivewal's own folder: the segment it is writing (.partial) and the last complete one it resumes after. */
+export const STREAM_DIR = 'stream';
+
+const SEGMENT = /^[0-9A-F]{24}$/;
+
+export function walDir(backupDir: string): string {
+  return join(backupDir, WAL_DIR);
+}
+
+/** Where a complete segment (or history file) is kept, compressed: wal/<timeline>/<name>.zst. */
+export function archivedPath(backupDir: string, name: string): string {
+  return join(walDir(backupDir), name.slice(0, 8), `${name}.zst`);
+}
+
+/** Compresses one file into `to` through a temporary name: `to` is complete or absent, never half-written. */
+async function compressInto(from: string, to: string): Promise<void> {
+  const tmp = `${to}.tmp`;
+  await rm(tmp, { force: true });
+  const zstd = execa('zstd', ['-q', '-c', '-3'], { stdin: 'pipe', stdout: 'pipe', buffer: { stdout: false }, encoding: 'buffer', reject: false });
+  try {
+    await Promise.all([pipeline(createReadStream(from), zstd.stdin), pipeline(zstd.stdout, createWriteStream(tmp, { mode: FILE_MODE, flags: 'wx', flush: true }))]);
+    const result = await zstd;
+    if (result.exitCode !== 0) throw new RunError(`zstd failed on ${from}: ${firstLine(new TextDecoder().decode(result.stderr as Uint8Array))}`);
+    await rename(tmp, to);
+  } catch (error) {
+    zstd.kill();
+    await rm(tmp, { force: true });
+    throw error;
+  }
+}
+
+/**
+ * Moves what pg_receivewal completed into the archive: each complete segment and history file is
+ * compressed (zstd) into wal/<timeline>/, then the raw segment is removed, except the newest complete one,
+ * which pg_receivewal resumes after when it restarts (servers before 15 cannot say where the slot stands).
+ * Idempotent: a segment already archived is only cleaned up. Returns the names archived now.
+ */
+export async function archiveCompleted(backupDir: string): Promise<string[]> {
+  const stream = join(walDir(backupDir), STREAM_DIR);
+  const names = (await readdir(stream).catch(() => [])).filter((n) => SEGMENT.test(n) || HISTORY_FILE.test(n)).sort();
+  const segments = names.filter((n) => SEGMENT.test(n));
+  const archived: string[] = [];
+  for (const name of names) {
+    const to = archivedPath(backupDir, name);
+    if (!(await pathExists(to))) {
+      await ensureDir(join(walDir(backupDir), name.slice(0, 8)));
+      await compressInto(join(stream, name), to);
+      await fsyncDir(join(walDir(backupDir), name.slice(0, 8)));
+      archived.push(name);
+    }
+    if (SEGMENT.test(name) && name !== segments.at(-1)) await rm(join(stream, name), { force: true });
+  }
+  return archived;
+}
+
+/** A WAL file restore can use: compressed in the archive, raw in pg_receivewal's folder, or the segment it is still writing. */
+export interface WalFile {
+  name: string;
+  path: string;
+  compressed: boolean;
+  /** pg_receivewal's .partial: the newest WAL, not yet a whole segment (restore uses it for the last stretch). */
+  partial: boolean;
+}
+
+/** Every WAL segment and history file kept, by name (an archived copy wins over a raw one). */
+export async function listWal(backupDir: string): Promise<Map<string, WalFile>> {
+  const files = new Map<string, WalFile>();
+  const stream = join(walDir(backupDir), STREAM_DIR);
+  for (const entry of await readdir(stream).catch(() => [])) {
+    const partial = entry.endsWith('.partial');
+    const name = partial ? entry.slice(0, -'.partial'.length) : entry;
+    if (!SEGMENT.test(name) && !(HISTORY_FILE.test(name) && !partial)) continue;
+    const info = await stat(join(stream, entry)).catch(() => undefined);
+    if (info?.isFile() === true) files.set(name, { name, path: join(stream, entry), compressed: false, partial });
+  }
+  for (const timeline of await readdir(walDir(backupDir)).catch(() => [])) {
+    if (!/^[0-9A-F]{8}$/.test(timeline)) continue;
+    for (const entry of await readdir(join(walDir(backupDir), timeline)).catch(() => [])) {
+      const name = entry.replace(/\.zst$/, '');
+      if (!entry.endsWith('.zst') || !(SEGMENT.test(name) || HISTORY_FILE.test(name))) continue;
+      files.set(name, { name, path: join(walDir(backupDir), timeline, entry), compressed: true, partial: false });
+    }
+  }
+  return files;
+}

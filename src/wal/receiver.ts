@@ -1,0 +1,114 @@
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { execa, type ResultPromise } from 'execa';
+import type { Context } from '../context.ts';
+import { describe } from '../errors.ts';
+import { libpqEnv, query } from '../pg/psql.ts';
+import { connectServer, type PgServer } from '../pg/server.ts';
+import { ensureDir } from '../util/fs.ts';
+import { STREAM_DIR, archiveCompleted, walDir } from './archive.ts';
+import { replicationProblem } from './refusal.ts';
+
+/** Waits between restarts: doubled after each quick failure, up to a minute. */
+const BACKOFF_MS = [1000, 2000, 5000, 10_000, 30_000, 60_000];
+/** A pg_receivewal that ran this long was healthy: the next failure starts the backoff over. */
+const HEALTHY_MS = 60_000;
+/** How often complete segments are moved into the compressed archive. */
+const ARCHIVE_EVERY_MS = 10_000;
+
+/**
+ * WAL_ARCHIVE: pg_receivewal, kept running. It streams over a replication connection into a physical
+ * slot (created if missing, so no segment is lost while the sidecar is down) in BACKUP_DIR/wal/stream/;
+ * complete segments are compressed into wal/<timeline>/ as they come. When the connection drops it is
+ * started again, after a growing pause, each failure logged in one line saying what the server lacks.
+ */
+export class WalReceiver {
+  private readonly ctx: Context;
+  private stopping = false;
+  private child: ResultPromise | undefined;
+  private loop: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private archiving: Promise<void> = Promise.resolve();
+  private readonly wake = new AbortController();
+
+  constructor(ctx: Context) {
+    this.ctx = ctx;
+  }
+
+  start(): void {
+    this.loop = this.run();
+    this.timer = setInterval(() => this.archive(), ARCHIVE_EVERY_MS);
+  }
+
+  /** Stops pg_receivewal (it flushes what it has), then archives what is complete. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake.abort();
+    clearInterval(this.timer);
+    this.child?.kill('SIGINT');
+    await this.loop;
+    this.archive();
+    await this.archiving;
+  }
+
+  private archive(): void {
+    this.archiving = this.archiving
+      .then(() => archiveCompleted(this.ctx.config.backupDir))
+      .then(
+        (names) => {
+          if (names.length > 0) this.ctx.log.info({ segments: names.length, last: names.at(-1) }, 'WAL archived');
+        },
+        (error: unknown) => this.ctx.log.error({ err: describe(error) }, 'cannot archive WAL; it stays in wal/stream/ until it can'),
+      );
+  }
+
+  private async run(): Promise<void> {
+    const { config, log } = this.ctx;
+    const pg = this.ctx.postgres();
+    const dir = join(walDir(config.backupDir), STREAM_DIR);
+    let failures = 0;
+    let warned = false;
+    while (!this.stopping) {
+      const began = Date.now();
+      let why: string;
+      try {
+        await ensureDir(dir);
+        const server = await connectServer(pg, pg.all ? pg.maintenanceDb : pg.databases[0]!);
+        if (!warned) warned = await this.warnUnlimitedSlot(server, pg.maintenanceDb);
+        await this.tool(server, ['--create-slot', '--if-not-exists', `--slot=${config.wal.slot}`]);
+        log.info({ slot: config.wal.slot, dir }, 'streaming WAL');
+        why = await this.tool(server, ['--directory', dir, `--slot=${config.wal.slot}`, '--no-loop', ...(config.wal.synchronous ? ['--synchronous'] : [])]);
+      } catch (error) {
+        why = describe(error);
+      }
+      if (this.stopping) break;
+      failures = Date.now() - began > HEALTHY_MS ? 1 : failures + 1;
+      const pause = BACKOFF_MS[Math.min(failures, BACKOFF_MS.length) - 1]!;
+      log.error({ err: why, retryInMs: pause }, 'WAL streaming stopped; starting it again');
+      await sleep(pause, undefined, { signal: this.wake.signal }).catch(() => undefined);
+    }
+  }
+
+  /** Runs pg_receivewal with `args`; resolves with why it ended (a clean stop resolves too), throws nothing. */
+  private async tool(server: PgServer, args: string[]): Promise<string> {
+    const child = execa(join(server.client.binDir, 'pg_receivewal'), ['--no-password', ...args], { env: libpqEnv(server.conn, this.ctx.postgres().maintenanceDb), reject: false, all: true });
+    this.child = child;
+    const result = await child;
+    this.child = undefined;
+    if (result.exitCode === 0 || this.stopping) return 'pg_receivewal ended';
+    if ((result as { code?: string }).code === 'ENOENT') throw new Error(`pg_receivewal is not installed in ${server.client.binDir}`);
+    throw new Error(`pg_receivewal: ${replicationProblem(result.stderr, server.conn.user)}`);
+  }
+
+  /** A slot keeps WAL on the server until the sidecar has it: without max_slot_wal_keep_size, without limit. */
+  private async warnUnlimitedSlot(server: PgServer, database: string): Promise<boolean> {
+    const [[limit = ''] = []] = await query(server.client, server.conn, database, "SELECT setting FROM pg_settings WHERE name = 'max_slot_wal_keep_size';");
+    if (limit === '-1') {
+      this.ctx.log.warn(
+        { slot: this.ctx.config.wal.slot },
+        "the server's max_slot_wal_keep_size is unlimited: while the sidecar is down, the replication slot makes the server keep every WAL segment, which can fill its disk; set max_slot_wal_keep_size (such as 10GB) on the server",
+      );
+    }
+    return true;
+  }
+}

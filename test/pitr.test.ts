@@ -1,0 +1,205 @@
+import { chmod, chown, mkdir, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BaseBackupArtifact } from '../src/manifest.ts';
+import { chooseBase, parseTarget, planWal, type BaseCandidate } from '../src/run/pitr.ts';
+import type { WalFile } from '../src/wal/archive.ts';
+import { formatLsn, parseLsn, parseSegment, segmentFile, segmentName } from '../src/wal/lsn.ts';
+import { CLI, filesBelow, readJson, runCli, tempDir, until } from './support/cli.ts';
+import { PG15_BIN, freePort, startPostgres, type TestServer } from './support/postgres-server.ts';
+
+const MB16 = 16 * 1024 * 1024;
+
+describe('WAL positions and segment names (pure)', () => {
+  it.each([
+    ['0/2000028', 1, '000000010000000000000002'],
+    ['0/FFFFFFFF', 1, '0000000100000000000000FF'],
+    ['1/0', 3, '000000030000000100000000'],
+    ['A/3B000000', 2, '000000020000000A0000003B'],
+  ])('%s on timeline %i is in %s', (lsn, timeline, name) => {
+    const value = parseLsn(lsn)!;
+    expect(formatLsn(value)).toBe(lsn);
+    expect(segmentName(timeline, value, MB16)).toBe(name);
+    const seg = parseSegment(name, MB16)!;
+    expect(seg.timeline).toBe(timeline);
+    expect(segmentFile(timeline, seg.segNo, MB16)).toBe(name);
+  });
+
+  it('refuses what is not an LSN or a segment name', () => {
+    for (const bad of ['', '0/', '/1', '0/2000028x', 'G/1', '0/123456789']) expect(parseLsn(bad)).toBeUndefined();
+    for (const bad of ['00000001000000000000001', '0000000100000000000001000', '000000010000000000000100', '00000001.history']) expect(parseSegment(bad, MB16)).toBeUndefined();
+  });
+
+  it('targets: latest, a WAL position, a time (UTC without a zone); anything else is one line', () => {
+    expect(parseTarget('latest')).toEqual({ kind: 'latest' });
+    expect(parseTarget('0/3000060')).toEqual({ kind: 'lsn', lsn: parseLsn('0/3000060') });
+    expect(parseTarget('2026-11-04 10:41:07')).toEqual({ kind: 'time', time: new Date('2026-11-04T10:41:07Z') });
+    expect(parseTarget('2026-11-04T10:41:07+02:00')).toEqual({ kind: 'time', time: new Date('2026-11-04T08:41:07Z') });
+    expect(() => parseTarget('yesterday')).toThrow(/--pitr expects latest, a time/);
+  });
+});
+
+describe('choosing a base backup and its WAL (pure)', () => {
+  const base = (id: string, start: string, end: string, endTime: string): BaseCandidate => ({
+    runId: id,
+    runDir: `/b/weekly/${id}`,
+    artifact: { startLsn: start, endLsn: end, endTime, startTime: endTime, timeline: 1, walSegmentSize: MB16 } as BaseBackupArtifact,
+  });
+  const bases = [base('A', '0/2000028', '0/2000100', '2026-11-01T00:00:10Z'), base('B', '0/5000028', '0/5000100', '2026-11-08T00:00:10Z')];
+  const wal = (...names: string[]) => new Map(names.map((name): [string, WalFile] => [name, { name, path: `/w/${name}`, compressed: true, partial: false }]));
+
+  it('the newest base backup that ended before the target', () => {
+    expect(chooseBase(bases, { kind: 'latest' })?.runId).toBe('B');
+    expect(chooseBase(bases, { kind: 'time', time: new Date('2026-11-05T00:00:00Z') })?.runId).toBe('A');
+    expect(chooseBase(bases, { kind: 'time', time: new Date('2026-11-01T00:00:05Z') })).toBeUndefined();
+    expect(chooseBase(bases, { kind: 'lsn', lsn: parseLsn('0/6000000')! })?.runId).toBe('B');
+    expect(chooseBase(bases, { kind: 'lsn', lsn: parseLsn('0/4000000')! })?.runId).toBe('A');
+  });
+
+  it('the segments from the start on, stopping at a gap; complete only when they reach the end point', () => {
+    const a = bases[0]!.artifact;
+    const full = planWal(a, wal('000000010000000000000001', '000000010000000000000002', '000000010000000000000003', '00000002.history'));
+    expect(full.files.map((f) => f.name)).toEqual(['00000002.history', '000000010000000000000002', '000000010000000000000003']);
+    expect(full).toMatchObject({ first: '000000010000000000000002', last: '000000010000000000000003', gap: undefined, reachesEnd: true });
+    const gap = planWal(a, wal('000000010000000000000002', '000000010000000000000004'));
+    expect(gap).toMatchObject({ last: '000000010000000000000002', gap: '000000010000000000000003', reachesEnd: true });
+    expect(planWal(a, wal('000000010000000000000003')).reachesEnd).toBe(false);
+  });
+});
+
+/**
+ * For real: a PostgreSQL 15 server (wal_level=replica, its pg_hba.conf allows replication from 127.0.0.1),
+ * the daemon streaming WAL, a base backup, rows inserted, a time T noted, the table dropped; restore --pitr T
+ * into a new folder, a server started on it, and the data is the state at T.
+ */
+let pg: TestServer;
+let work: string;
+let env: Record<string, string>;
+let postgresUser: { uid: number; gid: number };
+
+async function startOn(data: string): Promise<{ sql: (q: string) => Promise<string>; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const socket = await tempDir('pitr-socket');
+  await chown(socket, postgresUser.uid, postgresUser.gid);
+  const asPostgres = (file: string, args: string[]) => execa('runuser', ['-u', 'postgres', '--', file, ...args]);
+  await asPostgres(join(PG15_BIN, 'pg_ctl'), ['-D', data, '-l', join(socket, 'log'), '-w', '-t', '60', '-o', `-p ${port} -k ${socket} -c listen_addresses=127.0.0.1`, 'start']);
+  return {
+    sql: async (q) => (await execa(join(PG15_BIN, 'psql'), ['-X', '-q', '-A', '-t', '-h', socket, '-p', String(port), '-U', 'postgres', '-d', 'app', '-c', q])).stdout,
+    stop: async () => {
+      await asPostgres(join(PG15_BIN, 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', 'stop']).catch(() => undefined);
+      await rm(socket, { recursive: true, force: true });
+    },
+  };
+}
+
+beforeAll(async () => {
+  if (process.getuid?.() !== 0) throw new Error('the PITR test starts a server on the restored folder as the postgres user: run it as root (as .ci/run does)');
+  pg = await startPostgres();
+  await pg.sql('postgres', 'CREATE DATABASE app;');
+  await pg.sql('app', 'CREATE TABLE t (x int PRIMARY KEY);');
+  work = await tempDir('pitr');
+  // The restored folders inside are started by the postgres user, who must reach them.
+  await chmod(work, 0o755);
+  postgresUser = { uid: Number((await execa('id', ['-u', 'postgres'])).stdout), gid: Number((await execa('id', ['-g', 'postgres'])).stdout) };
+  env = { ...pg.env, BACKUP_DIR: join(work, 'backups'), POSTGRES_DB: 'app', WAL_ARCHIVE: 'true', SCHEDULE: '0 0 1 1 *', BASE_BACKUP_SCHEDULE: '0 0 1 1 *', VALIDATE_ON_START: 'false' };
+}, 60_000);
+
+afterAll(async () => {
+  await pg?.stop();
+  if (work !== undefined) await rm(work, { recursive: true, force: true });
+});
+
+describe('point-in-time recovery, for real', () => {
+  it('streams WAL, takes a base backup, and restore --pitr T brings back exactly the state at T', async () => {
+    const daemon = execa(process.execPath, [CLI, 'daemon'], { env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', ...env }, extendEnv: false, reject: false, all: true });
+    let log = '';
+    let T = '';
+    try {
+      await until('the replication slot in use', async () => ((await pg.sql('postgres', "SELECT active FROM pg_replication_slots WHERE slot_name = 'backup_sidecar'")) === 't' ? true : undefined));
+      await pg.sql('app', 'INSERT INTO t SELECT generate_series(1, 100);');
+      const base = await runCli(['basebackup'], env);
+      expect(base.exitCode, base.stderr).toBe(0);
+      const runDir = base.stdout.split(' ')[0]!;
+      const manifest = await readJson<{ tier: string; artifacts: BaseBackupArtifact[] }>(join(runDir, 'manifest.json'));
+      expect(manifest.artifacts).toEqual([expect.objectContaining({ kind: 'basebackup', file: 'base.tar.zst', source: 'cluster', timeline: 1, walSegmentSize: MB16 })]);
+      expect(parseLsn(manifest.artifacts[0]!.endLsn)! >= parseLsn(manifest.artifacts[0]!.startLsn)!).toBe(true);
+
+      await pg.sql('app', 'INSERT INTO t SELECT generate_series(101, 200);');
+      // T: after the insert's commit, before the drop's (commit times are what recovery_target_time compares).
+      const target = await pg.sql('app', `SELECT pg_sleep(0.02); SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'); SELECT pg_sleep(0.02);`);
+      T = target.split('\n').filter((l) => /^\d{4}-/.test(l))[0]!;
+      await pg.sql('app', 'DROP TABLE t;');
+      const last = await pg.sql('app', 'SELECT pg_walfile_name(pg_current_wal_lsn()); SELECT pg_switch_wal();');
+      const segment = last.split('\n')[0]!;
+      // The segment holding the drop is complete once pg_receivewal has it in full.
+      await until(`WAL segment ${segment} received`, async () => {
+        const files = [...(await readdir(join(work, 'backups/wal/stream')).catch(() => [])), ...(await readdir(join(work, 'backups/wal/00000001')).catch(() => []))];
+        return files.some((f) => f === segment || f === `${segment}.zst`) ? true : undefined;
+      });
+    } finally {
+      daemon.kill('SIGTERM');
+      log = String((await daemon).all ?? '');
+    }
+    expect(log).toContain('streaming WAL');
+    // The official image's default; the warning says how to bound what the slot keeps.
+    expect(log).toContain("max_slot_wal_keep_size is unlimited");
+    expect((await readdir(join(work, 'backups/wal/00000001'))).some((f) => f.endsWith('.zst'))).toBe(true);
+
+
+    const dry = await runCli(['restore', '--pitr', T, '--dry-run'], env);
+    expect(dry.exitCode, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/^base backup: run \d{8}T\d{6}Z \(\d+\/[0-9A-F]+ to \d+\/[0-9A-F]+ on timeline 1/m);
+    expect(dry.stdout).toMatch(/^complete: yes$/m);
+    expect(dry.stdout).toContain('dry run: nothing written');
+
+    const data = join(work, 'restored');
+    const restored = await runCli(['restore', '--pitr', T, '--pgdata', data, '--pgdata-owner', `${postgresUser.uid}:${postgresUser.gid}`], env);
+    expect(restored.exitCode, restored.stderr).toBe(0);
+    expect(restored.stdout).toContain(`restored into ${data}`);
+    expect(restored.stdout).toMatch(/next: start PostgreSQL 15 on/);
+    const server = await startOn(data);
+    try {
+      await until('recovery to end and the server to promote', async () => ((await server.sql('SELECT pg_is_in_recovery()').catch(() => 't')) === 'f' ? true : undefined), 60_000);
+      expect(await server.sql('SELECT count(*), min(x), max(x) FROM t')).toBe('200|1|200');
+    } finally {
+      await server.stop();
+    }
+
+    // latest: to the end of the WAL, after the drop.
+    const latestDir = join(work, 'latest');
+    const latest = await runCli(['restore', '--pitr', 'latest', '--pgdata', latestDir, '--pgdata-owner', `${postgresUser.uid}:${postgresUser.gid}`], env);
+    expect(latest.exitCode, latest.stderr).toBe(0);
+    const after = await startOn(latestDir);
+    try {
+      await until('promotion', async () => ((await after.sql('SELECT pg_is_in_recovery()').catch(() => 't')) === 'f' ? true : undefined), 60_000);
+      expect(await after.sql("SELECT to_regclass('public.t') IS NULL")).toBe('t');
+    } finally {
+      await after.stop();
+    }
+
+    // Unhappy paths: a target before the base backup ended; a folder that is not empty.
+    const early = await runCli(['restore', '--pitr', '2020-01-01T00:00:00Z', '--pgdata', join(work, 'early')], env);
+    expect(early.exitCode).toBe(1);
+    expect(early.stderr).toMatch(/no base backup ends before 2020-01-01T00:00:00Z: the oldest, \d{8}T\d{6}Z, ends at/);
+    const busy = await runCli(['restore', '--pitr', T, '--pgdata', data], env);
+    expect(busy.exitCode).toBe(2);
+    expect(busy.stderr).toMatch(/--pgdata .* is not empty/);
+  }, 240_000);
+
+  it('a role without REPLICATION: basebackup fails in one line saying what to grant, and leaves no run', async () => {
+    await pg.sql('postgres', "CREATE ROLE plain LOGIN PASSWORD 'plain-pw-1'; GRANT CONNECT ON DATABASE app TO plain;");
+    const dir = join(work, 'norepl');
+    await mkdir(dir);
+    const result = await runCli(['basebackup'], { ...env, BACKUP_DIR: dir, POSTGRES_USER: 'plain', POSTGRES_PASSWORD: 'plain-pw-1' });
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/^backup-sidecar: pg_basebackup failed: plain may not open a replication connection \(.*\): ALTER ROLE plain REPLICATION, or use a role that has it$/m);
+    expect((await filesBelow(dir)).filter((f) => !f.startsWith('.'))).toEqual([]);
+  });
+
+  it('basebackup without WAL_ARCHIVE: exit 2 saying why', async () => {
+    const result = await runCli(['basebackup'], { ...env, WAL_ARCHIVE: 'false' });
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain('WAL_ARCHIVE: set it to true for base backups');
+  });
+});
