@@ -47,7 +47,7 @@ RUN export DEBIAN_FRONTEND=noninteractive; \
     for deb in *.deb; do dpkg-deb -x "$deb" /tmp/x; done; \
     for major in $PG_MAJORS; do \
       install -d "/out/usr/lib/postgresql/$major/bin"; \
-      for tool in pg_dump pg_dumpall pg_restore psql; do \
+      for tool in pg_dump pg_dumpall pg_restore psql pg_basebackup pg_receivewal; do \
         install -m 0755 "/tmp/x/usr/lib/postgresql/$major/bin/$tool" "/out/usr/lib/postgresql/$major/bin/"; \
       done; \
     done; \

@@ -1,5 +1,7 @@
-import { access, readFile } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { loadConfig } from '../src/config/load.ts';
@@ -51,7 +53,11 @@ describe('docker-compose.example.yml', async () => {
       expect(compose.secrets[name], name).toBeDefined();
       await access(join(ROOT, compose.secrets[name]!.file));
     }
-    for (const name of Object.values(compose.services).flatMap((s) => (s.volumes ?? []).map((v) => v.split(':')[0]!))) expect(compose.volumes).toHaveProperty(name);
+    for (const name of Object.values(compose.services).flatMap((s) => (s.volumes ?? []).map((v) => v.split(':')[0]!))) {
+      // A bind mount (./…) is a file of this repository; anything else a named volume.
+      if (name.startsWith('./')) await access(join(ROOT, name));
+      else expect(compose.volumes).toHaveProperty(name);
+    }
   });
 
   it("the backup service's environment is valid: secrets through _FILE, S3 on MinIO, a schedule", async () => {
@@ -84,6 +90,19 @@ function containersIn(node: unknown): K8sContainer[] {
   if (node === null || typeof node !== 'object') return [];
   return Object.entries(node).flatMap(([key, value]) => (key === 'containers' ? (value as K8sContainer[]) : containersIn(value)));
 }
+
+describe('examples/postgres/allow-replication.sh', () => {
+  it('adds the replication line the official image lacks, for POSTGRES_USER, to PGDATA/pg_hba.conf', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bsc-hba-'));
+    try {
+      await writeFile(join(dir, 'pg_hba.conf'), 'host all all all scram-sha-256\n');
+      await execa('sh', [join(ROOT, 'examples/postgres/allow-replication.sh')], { env: { PGDATA: dir, POSTGRES_USER: 'app' } });
+      expect(await readFile(join(dir, 'pg_hba.conf'), 'utf8')).toBe('host all all all scram-sha-256\nhost replication app all scram-sha-256\n');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('examples/kubernetes', () => {
   it.each(['sidecar.yaml', 'cronjob.yaml'])('%s sets only real settings, valid, with secrets as files', async (file) => {

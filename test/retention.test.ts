@@ -299,3 +299,19 @@ describe('runs that cannot be trusted never count as the newest', () => {
     );
   });
 });
+
+describe('series', () => {
+  it('dumps and base backups are each kept by their own newest run: daily dumps never age out the weekly base backup', () => {
+    const policy = { days: 2, weeks: 0, months: 0, years: 0 };
+    const dumps = everyDay('2026-06-01', 10).map((t) => ({ id: formatRunId(t), tier: 'daily' as const, complete: true, series: 'dumps' }));
+    const bases = [at('2026-06-01T04:00:00Z'), at('2026-06-08T04:00:00Z')].map((t) => ({ id: formatRunId(t), tier: 'weekly' as const, complete: true, series: 'basebackup' }));
+    const decisions = decide([...dumps, ...bases], opts(policy));
+    const keptIds = decisions.filter((d) => d.keep).map((d) => d.id);
+    expect(keptIds).toContain(bases[1]!.id);
+    expect(decisions.find((d) => d.id === bases[1]!.id)?.reason).toBe('the newest complete run');
+    expect(keptIds).not.toContain(bases[0]!.id);
+    expect(keptIds.filter((id) => dumps.some((d) => d.id === id))).toEqual(dumps.slice(-2).map((d) => d.id));
+    // Alone, the same runs decide as before: the order of the answer is the order given.
+    expect(decisions.map((d) => d.id)).toEqual([...dumps, ...bases].map((r) => r.id));
+  });
+});
