@@ -91,6 +91,7 @@ describe('status page (pure)', () => {
     lastError: { at: '2026-12-04T12:00:00.000Z', message: '<b>boom</b>' },
     lastDrill: null,
     suspicious: [],
+    wal: null,
   });
 
   it('escapes every value from the volume, and loads nothing from elsewhere', () => {

@@ -11,7 +11,7 @@ const DIR = join(ROOT, 'examples/monitoring');
 /** Every backup_sidecar_* name the daemon can expose (from its HELP lines, with nothing in the volume). */
 function exposedNames(): Set<string> {
   const text = metricsText(
-    { healthy: true, reason: '', maxAgeMs: 0, newest: undefined, runs: [], status: undefined, lastDrill: undefined, suspicious: [] },
+    { healthy: true, reason: '', maxAgeMs: 0, newest: undefined, runs: [], status: undefined, lastDrill: undefined, suspicious: [], wal: { segments: 0, newest: undefined, newestAt: undefined, gaps: [] } },
     { runs: 0, failures: 0, outcomes: { ok: 0, partial: 0, failed: 0 }, skipped: 0, drills: 0, drillFailures: 0 },
     { schedule: { intervalSeconds: 0, next: undefined }, drops: [], freeBytes: 0, diskFreeMin: 0 },
   );
@@ -26,7 +26,7 @@ describe('examples/monitoring', () => {
   it('prometheus-rules.yml passes `promtool check rules` and its unit tests (each alert fires, and only then)', async () => {
     const check = await promtool(['check', 'rules', join(DIR, 'prometheus-rules.yml')]);
     expect(check.exitCode, check.all).toBe(0);
-    expect(check.all).toContain('SUCCESS: 6 rules found');
+    expect(check.all).toContain('SUCCESS: 7 rules found');
     const test = await promtool(['test', 'rules', join(DIR, 'prometheus-rules.test.yml')]);
     expect(test.exitCode, test.all).toBe(0);
   });

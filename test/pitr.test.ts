@@ -1,11 +1,11 @@
-import { chmod, chown, mkdir, readdir, rm } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BaseBackupArtifact } from '../src/manifest.ts';
 import { chooseBase, parseTarget, planWal, type BaseCandidate } from '../src/run/pitr.ts';
 import type { WalFile } from '../src/wal/archive.ts';
-import { formatLsn, parseLsn, parseSegment, segmentFile, segmentName } from '../src/wal/lsn.ts';
+import { formatLsn, parseLsn, parseSegment, segmentFile, segmentName, walNotNeeded } from '../src/wal/lsn.ts';
 import { CLI, filesBelow, readJson, runCli, tempDir, until } from './support/cli.ts';
 import { PG15_BIN, freePort, startPostgres, type TestServer } from './support/postgres-server.ts';
 
@@ -37,6 +37,17 @@ describe('WAL positions and segment names (pure)', () => {
     expect(parseTarget('2026-11-04 10:41:07')).toEqual({ kind: 'time', time: new Date('2026-11-04T10:41:07Z') });
     expect(parseTarget('2026-11-04T10:41:07+02:00')).toEqual({ kind: 'time', time: new Date('2026-11-04T08:41:07Z') });
     expect(() => parseTarget('yesterday')).toThrow(/--pitr expects latest, a time/);
+  });
+});
+
+describe('WAL retention (pure)', () => {
+  const names = ['000000010000000000000003', '000000010000000000000004', '000000010000000000000005', '000000020000000000000006', '00000002.history'];
+  it('removes only segments before the earliest kept base backup; history files and a volume without base backups keep everything', () => {
+    const base = (startLsn: string) => ({ startLsn, walSegmentSize: MB16 });
+    expect(walNotNeeded(names, [base('0/5000028'), base('0/6000028')])).toEqual(['000000010000000000000003', '000000010000000000000004']);
+    expect(walNotNeeded(names, [base('0/3000028')])).toEqual([]);
+    expect(walNotNeeded(names, [base('0/9000028')])).toEqual(names.slice(0, 4));
+    expect(walNotNeeded(names, [])).toEqual([]);
   });
 });
 
@@ -185,7 +196,58 @@ describe('point-in-time recovery, for real', () => {
     const busy = await runCli(['restore', '--pitr', T, '--pgdata', data], env);
     expect(busy.exitCode).toBe(2);
     expect(busy.stderr).toMatch(/--pgdata .* is not empty/);
+
+    // A newer base backup, and retention keeping one: the older one goes, and the WAL only it needed.
+    await pg.sql('app', 'CREATE TABLE u (x int); SELECT pg_switch_wal();');
+    // A segment from after the new base backup (as the daemon would have archived it) must stay.
+    const later = segmentFile(1, 0x50n, MB16);
+    await writeFile(join(work, 'backups/wal/00000001', `${later}.zst`), '');
+    const second = await runCli(['basebackup'], { ...env, BACKUP_KEEP_LAST: '1', BACKUP_KEEP_DAYS: '0', BACKUP_KEEP_WEEKS: '0', BACKUP_KEEP_MONTHS: '0', BACKUP_KEEP_YEARS: '0' });
+    expect(second.exitCode, second.stderr).toBe(0);
+    const kept = await readJson<{ artifacts: BaseBackupArtifact[] }>(join(second.stdout.split(' ')[0]!, 'manifest.json'));
+    const startSeg = parseLsn(kept.artifacts[0]!.startLsn)! / BigInt(MB16);
+    const left = await readdir(join(work, 'backups/wal/00000001'));
+    expect(left).toContain(`${later}.zst`);
+    await rm(join(work, 'backups/wal/00000001', `${later}.zst`));
+    expect(left.every((f) => parseSegment(f.replace('.zst', ''), MB16)!.segNo >= startSeg)).toBe(true);
+    expect(second.stderr).toContain('pruned WAL no kept base backup needs');
   }, 240_000);
+
+  it('the sidecar stopped for a while loses no segment: the slot kept them, and the restarted daemon fetches every one', async () => {
+    const first = await pg.sql('app', 'SELECT pg_walfile_name(pg_current_wal_lsn());');
+    // While the daemon is down: three segments' worth of changes, each switch completing one.
+    for (let i = 0; i < 3; i++) await pg.sql('app', `INSERT INTO u SELECT generate_series(1, 1000); SELECT pg_switch_wal();`);
+    const last = await pg.sql('app', 'SELECT pg_walfile_name(pg_current_wal_lsn());');
+    const size = MB16;
+    const from = parseSegment(first, size)!.segNo;
+    const to = parseSegment(last, size)!.segNo;
+    expect(to - from).toBeGreaterThanOrEqual(3n);
+    const daemon = execa(process.execPath, [CLI, 'daemon'], { env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', ...env }, extendEnv: false, reject: false, all: true });
+    try {
+      await until('every segment written while the daemon was down', async () => {
+        const have = new Set((await readdir(join(work, 'backups/wal/00000001')).catch(() => [])).map((f) => f.replace('.zst', '')));
+        for (const f of await readdir(join(work, 'backups/wal/stream')).catch(() => [])) have.add(f);
+        for (let seg = from; seg < to; seg++) if (!have.has(segmentFile(1, seg, size))) return undefined;
+        return true;
+      }, 60_000);
+      const status = await runCli(['status'], env);
+      expect(status.stdout).toMatch(/^WAL archive: \d+ segment\(s\), newest [0-9A-F]{24}, written .* ago$/m);
+    } finally {
+      daemon.kill('SIGTERM');
+    }
+    expect((await daemon).exitCode).toBe(0);
+
+    // A segment lost from the middle: a gap, said by healthcheck, status and the dry run, never silent.
+    const missing = segmentFile(1, from + 1n, size);
+    await rm(join(work, 'backups/wal/00000001', `${missing}.zst`));
+    const health = await runCli(['healthcheck'], env);
+    expect(health.exitCode).toBe(1);
+    expect(health.stderr).toContain(`unhealthy: the WAL archive has a gap: ${missing} missing`);
+    expect((await runCli(['status'], env)).stdout).toContain(`WAL GAP: ${missing} missing`);
+    const dry = await runCli(['restore', '--pitr', 'latest', '--dry-run'], env);
+    expect(dry.stdout).toContain(`then a gap: ${missing} is missing`);
+    expect(dry.stdout).toMatch(/^complete: NO$/m);
+  });
 
   it('a role without REPLICATION: basebackup fails in one line saying what to grant, and leaves no run', async () => {
     await pg.sql('postgres', "CREATE ROLE plain LOGIN PASSWORD 'plain-pw-1'; GRANT CONNECT ON DATABASE app TO plain;");

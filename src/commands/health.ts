@@ -57,6 +57,12 @@ export async function statusCommand(ctx: Context): Promise<number> {
     if (missing.size === 0) out.push('offsite: every run is in every remote target');
     for (const [url, ids] of missing) out.push(`not in ${url} yet: ${ids.length} run(s): ${ids.join(', ')}`);
   }
+  const wal = health.wal;
+  if (wal !== undefined) {
+    const at = wal.newestAt === undefined ? '' : `, written ${ms(Math.max(0, now.getTime() - wal.newestAt.getTime()))} ago`;
+    out.push(wal.newest === undefined ? 'WAL archive: nothing yet (the daemon streams it with WAL_ARCHIVE=true)' : `WAL archive: ${wal.segments} segment(s), newest ${wal.newest}${at}`);
+    if (wal.gaps.length > 0) out.push(`WAL GAP: ${wal.gaps.join(', ')} missing: point-in-time recovery cannot cross it`);
+  }
   if (config.postgres !== undefined) out.push(...(await restoreLeftoverLines(config.postgres)));
   const last = health.status?.last;
   if (last !== undefined) out.push(`last backup: ${last.ok ? 'ok' : 'FAILED'} at ${last.finishedAt}${last.error === null ? '' : `: ${last.error.split('\n')[0]}`}`);

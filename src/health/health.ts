@@ -6,6 +6,8 @@ import { PRE_RESTORE } from '../naming.ts';
 import { isFutureDated } from '../retention/policy.ts';
 import { drillSummary, type DrillReport } from '../volume/drill-report.ts';
 import { readHistory } from '../volume/history.ts';
+import { walSummary, type WalSummary } from '../wal/archive.ts';
+import { parseLsn, segmentName } from '../wal/lsn.ts';
 import { listRuns, type StoredRun } from '../volume/runs.ts';
 import { readDaemonStart, readStatus, type StatusFile } from '../volume/status.ts';
 
@@ -21,6 +23,8 @@ export interface Health {
   lastDrill: DrillReport | undefined;
   /** Runs dated after now plus CLOCK_SKEW_MAX: forged, or left by a clock that jumped. */
   suspicious: StoredRun[];
+  /** With WAL_ARCHIVE: the WAL kept, and its gaps. */
+  wal: WalSummary | undefined;
 }
 
 /** One line naming runs dated in the future, for status and list. */
@@ -71,7 +75,16 @@ export async function healthOf(ctx: Context): Promise<Health> {
   const lastDrill = [...runs.map((r) => r.drill), ...logged]
     .filter((d): d is DrillReport => d !== undefined)
     .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt))[0];
-  const base = { maxAgeMs, newest, runs, status, lastDrill, suspicious };
+  const newestBase = runs.flatMap((r) => (r.tier === PRE_RESTORE ? [] : (r.manifest?.artifacts ?? []))).find((a) => a.kind === 'basebackup');
+  const segmentSize = newestBase?.walSegmentSize ?? 16 * 1024 * 1024;
+  const wal = config.wal.enabled ? await walSummary(config.backupDir, segmentSize) : undefined;
+  const base = { maxAgeMs, newest, runs, status, lastDrill, suspicious, wal };
+  // A gap after the newest base backup's start breaks recovery to now; an older one only to times before it (status still shows it).
+  const startName = newestBase === undefined ? '' : segmentName(newestBase.timeline, parseLsn(newestBase.startLsn)!, segmentSize);
+  const blocking = (wal?.gaps ?? []).filter((g) => g.slice(8) >= startName.slice(8));
+  if (blocking.length > 0) {
+    return { ...base, healthy: false, reason: `the WAL archive has a gap: ${blocking.join(', ')} missing; point-in-time recovery cannot cross it; a new base backup (backup-sidecar basebackup) starts a complete stretch` };
+  }
   if (status !== undefined && !status.last.ok) {
     return { ...base, healthy: false, reason: `the last backup failed at ${status.last.finishedAt}: ${(status.last.error ?? 'unknown error').split('\n')[0]}` };
   }

@@ -90,6 +90,13 @@ export function metricsText(health: Health, counters: DaemonCounters, { schedule
     line('backup_sidecar_jobs_total', 'Backup jobs run by this daemon.', 'counter', [['', counters.runs]]),
     line('backup_sidecar_job_failures_total', 'Backup jobs that failed, in this daemon.', 'counter', [['', counters.failures]]),
     line('backup_sidecar_jobs_skipped_total', 'Scheduled jobs skipped because the previous one was still running.', 'counter', [['', counters.skipped]]),
+    ...(health.wal === undefined
+      ? []
+      : [
+          line('backup_sidecar_wal_segments', 'WAL segments kept in the volume (WAL_ARCHIVE).', 'gauge', [['', health.wal.segments]]),
+          line('backup_sidecar_wal_newest_timestamp_seconds', 'When the newest WAL file was last written (0: none).', 'gauge', [['', (health.wal.newestAt?.getTime() ?? 0) / 1000]]),
+          line('backup_sidecar_wal_gaps', 'Holes in the WAL kept: recovery cannot cross one.', 'gauge', [['', health.wal.gaps.length]]),
+        ]),
     line('backup_sidecar_last_drill_success', '1 when the last restore drill passed (0 also when there was none).', 'gauge', [['', drill?.ok === true ? 1 : 0]]),
     line('backup_sidecar_last_drill_timestamp_seconds', 'When the last restore drill finished (0: never).', 'gauge', [['', seconds(drill?.finishedAt)]]),
     line('backup_sidecar_last_drill_duration_seconds', 'Duration of the last restore drill.', 'gauge', [['', (drill?.durationMs ?? 0) / 1000]]),

@@ -97,9 +97,12 @@ export function statusPage(report: StatusReport): string {
     ['next-run', 'Next backup', report.schedule.next === null ? 'not scheduled' : `${report.schedule.next} (${report.schedule.cron}, ${report.schedule.timeZone})`],
     ['last-drill', 'Last restore drill', report.lastDrill === null ? 'none yet' : `${report.lastDrill.ok ? 'passed' : 'FAILED'} at ${report.lastDrill.finishedAt} (run ${report.lastDrill.runId})`],
     ['disk', 'Free space', disk.freeBytes === null ? 'unknown' : `${prettyBytes(disk.freeBytes)} free${disk.low ? ', BELOW' : ', above'} DISK_FREE_MIN (${prettyBytes(disk.minBytes)})`],
+    ...(report.wal === null
+      ? []
+      : [['wal', 'WAL archive', report.wal.gaps.length > 0 ? `GAP: ${report.wal.gaps.join(', ')} missing` : report.wal.newest === null ? 'nothing yet' : `${report.wal.segments} segments, newest ${report.wal.newest}${report.wal.newestAt === null ? '' : ` (${report.wal.newestAt})`}`]]),
     ['last-error', 'Last error', report.lastError === null ? 'none' : `${report.lastError.at}: ${report.lastError.message}`],
   ]
-    .map(([id, label, value]) => `<div id="${id}" class="fact${(id === 'disk' && disk.low) || (id === 'last-drill' && report.lastDrill?.ok === false) ? ' bad' : ''}"><dt>${label}</dt><dd>${esc(value!)}</dd></div>`)
+    .map(([id, label, value]) => `<div id="${id}" class="fact${(id === 'disk' && disk.low) || (id === 'last-drill' && report.lastDrill?.ok === false) || (id === 'wal' && (report.wal?.gaps.length ?? 0) > 0) ? ' bad' : ''}"><dt>${label}</dt><dd>${esc(value!)}</dd></div>`)
     .join('');
   const tiers =
     report.tiers.length === 0

@@ -73,6 +73,8 @@ export const statusReport = z.object({
   lastDrill: z.object({ runId: z.string(), ok: z.boolean(), finishedAt: iso }).nullable(),
   /** Runs dated in the future (forged, or a clock that jumped): kept, never counted. */
   suspicious: z.array(z.string()),
+  /** With WAL_ARCHIVE: the WAL kept, when it was last written, and the first missing segment of each gap. */
+  wal: z.object({ segments: count, newest: z.string().nullable(), newestAt: iso.nullable(), gaps: z.array(z.string()) }).nullable(),
 });
 export type StatusReport = z.infer<typeof statusReport>;
 type ReportRun = StatusReport['runs'][number];
@@ -183,5 +185,6 @@ export async function buildStatusReport(ctx: Context): Promise<StatusReport> {
     lastError: failure === undefined ? null : { at: failure.finishedAt, message: (failure.error ?? 'unknown error').split('\n')[0] },
     lastDrill: health.lastDrill === undefined ? null : { runId: health.lastDrill.runId, ok: health.lastDrill.ok, finishedAt: health.lastDrill.finishedAt },
     suspicious: health.suspicious.map((r) => `${r.tier}/${r.id}`),
+    wal: health.wal === undefined ? null : { segments: health.wal.segments, newest: health.wal.newest ?? null, newestAt: health.wal.newestAt?.toISOString() ?? null, gaps: health.wal.gaps },
   });
 }

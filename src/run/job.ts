@@ -12,7 +12,7 @@ import { dropRestoreLeftovers } from './leftovers.ts';
 import { runHook } from './hooks.ts';
 import { jobStatus, notify, notifyStart } from './webhooks.ts';
 import { shipPending } from './catch-up.ts';
-import { pruneOffsite, pruneVolume, sizeDropHolds } from './prune.ts';
+import { pruneOffsite, pruneVolume, pruneWalBehindBases, sizeDropHolds } from './prune.ts';
 import { dropWords, type Drop } from '../retention/drops.ts';
 import { HISTORY, appendHistory, type BackupEntry } from '../volume/history.ts';
 import { backupSources, baseBackupSources } from './sources.ts';
@@ -72,6 +72,7 @@ export async function backupJob(ctx: Context, forcedTier?: Tier, series: Series 
         }
       }
       await pruneVolume(config.backupDir, { ...ctx.retention(), holds }, log, false, targets.length > 0, config.signing);
+      if (config.wal.enabled) await pruneWalBehindBases(config.backupDir, log);
       return result;
     }, { waitMs: config.lockWaitMs, signal });
   } catch (error) {

@@ -7,6 +7,7 @@ import type { OffsiteStore, RemoteRun } from '../offsite/store.ts';
 import { signatureDoubt, signatureState, type SigningKeys } from '../crypto/signing.ts';
 import { decide, referenceRun, type Decision, type RetentionOptions } from '../retention/policy.ts';
 import { ensureDir, fsProblem } from '../util/fs.ts';
+import { pruneWal } from '../wal/archive.ts';
 import { listRuns, volumeDrops } from '../volume/runs.ts';
 import { dropHolds, type Drop } from '../retention/drops.ts';
 import type { SizeDropConfig } from '../config/config.ts';
@@ -107,4 +108,13 @@ export async function pruneOffsite(store: OffsiteStore, options: RetentionOption
 export async function sizeDropHolds(backupDir: string, signing: SigningKeys | undefined, sizeDrop: SizeDropConfig, notAfter: Date): Promise<{ drops: Drop[]; holds: Map<string, string> }> {
   const drops = volumeDrops(await listRuns(backupDir, signing), sizeDrop, notAfter);
   return { drops, holds: dropHolds(drops) };
+}
+
+/** WAL_ARCHIVE: archived WAL older than the oldest base backup still in the volume goes; none kept, nothing goes. */
+export async function pruneWalBehindBases(backupDir: string, log: Logger): Promise<void> {
+  const bases = (await listRuns(backupDir))
+    .filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE)
+    .flatMap((r) => r.manifest!.artifacts.filter((a) => a.kind === 'basebackup'));
+  const removed = await pruneWal(backupDir, bases);
+  if (removed.length > 0) log.info({ segments: removed.length, first: removed[0], last: removed.at(-1) }, 'pruned WAL no kept base backup needs');
 }

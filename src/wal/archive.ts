@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import { RunError, firstLine } from '../errors.ts';
 import { WAL_DIR } from '../naming.ts';
 import { FILE_MODE, ensureDir, fsyncDir, pathExists } from '../util/fs.ts';
-import { HISTORY_FILE } from './lsn.ts';
+import { HISTORY_FILE, walGaps, walNotNeeded } from './lsn.ts';
 
 /** pg_receivewal's own folder: the segment it is writing (.partial) and the last complete one it resumes after. */
 export const STREAM_DIR = 'stream';
@@ -92,4 +92,32 @@ export async function listWal(backupDir: string): Promise<Map<string, WalFile>> 
     }
   }
   return files;
+}
+
+/**
+ * Removes archived WAL that no kept base backup needs (see walNotNeeded), after retention has pruned the
+ * base backups. pg_receivewal's own folder is left alone. Returns the names removed.
+ */
+export async function pruneWal(backupDir: string, bases: readonly { startLsn: string; walSegmentSize: number }[]): Promise<string[]> {
+  const archived = [...(await listWal(backupDir)).values()].filter((f) => f.compressed);
+  const doomed = new Set(walNotNeeded(archived.map((f) => f.name), bases));
+  for (const f of archived.filter((x) => doomed.has(x.name))) await rm(f.path, { force: true });
+  return [...doomed].sort();
+}
+
+/** What status, metrics and the health check say of the WAL archive. */
+export interface WalSummary {
+  segments: number;
+  newest: string | undefined;
+  /** When the newest segment file was last written (the one being written, when there is one). */
+  newestAt: Date | undefined;
+  /** The first missing segment of each hole: recovery cannot cross one. */
+  gaps: string[];
+}
+
+export async function walSummary(backupDir: string, segmentSize: number): Promise<WalSummary> {
+  const files = [...(await listWal(backupDir)).values()].filter((f) => !HISTORY_FILE.test(f.name)).sort((a, b) => a.name.localeCompare(b.name));
+  const newest = files.at(-1);
+  const newestAt = newest === undefined ? undefined : (await stat(newest.path).catch(() => undefined))?.mtime;
+  return { segments: files.length, newest: newest?.name, newestAt, gaps: walGaps(files.map((f) => f.name), segmentSize) };
 }

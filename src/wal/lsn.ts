@@ -43,3 +43,35 @@ export function parseSegment(name: string, segmentSize: number): { timeline: num
 
 /** A timeline history file name (00000002.history). */
 export const HISTORY_FILE = /^[0-9A-F]{8}\.history$/;
+
+/**
+ * Which kept WAL segments no kept base backup needs: those before the earliest start of any of them.
+ * Recovery from a base backup reads its timeline from its start segment on, and later timelines only
+ * after they branched off it, so nothing before the earliest start is ever read. Pure; history files are
+ * never listed (they are small, and recovery needs every one to follow timelines). No base backup: none.
+ */
+export function walNotNeeded(names: readonly string[], bases: readonly { startLsn: string; walSegmentSize: number }[]): string[] {
+  if (bases.length === 0) return [];
+  const size = bases[0]!.walSegmentSize;
+  if (bases.some((b) => b.walSegmentSize !== size)) return [];
+  const earliest = bases.map((b) => parseLsn(b.startLsn)! / BigInt(size)).reduce((a, b) => (b < a ? b : a));
+  return names.filter((n) => {
+    const seg = parseSegment(n, size);
+    return seg !== undefined && seg.segNo < earliest;
+  });
+}
+
+/** The first missing segment of each hole in the kept WAL, per timeline, between its oldest and newest kept segment. Pure. */
+export function walGaps(names: readonly string[], segmentSize: number): string[] {
+  const byTimeline = new Map<number, bigint[]>();
+  for (const name of names) {
+    const seg = parseSegment(name, segmentSize);
+    if (seg !== undefined) byTimeline.set(seg.timeline, [...(byTimeline.get(seg.timeline) ?? []), seg.segNo]);
+  }
+  const gaps: string[] = [];
+  for (const [timeline, segs] of [...byTimeline].sort((a, b) => a[0] - b[0])) {
+    const sorted = [...new Set(segs)].sort((a, b) => (a < b ? -1 : 1));
+    for (let i = 1; i < sorted.length; i++) if (sorted[i]! !== sorted[i - 1]! + 1n) gaps.push(segmentFile(timeline, sorted[i - 1]! + 1n, segmentSize));
+  }
+  return gaps;
+}
