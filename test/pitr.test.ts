@@ -232,6 +232,9 @@ describe('point-in-time recovery, for real', () => {
       }, 60_000);
       const status = await runCli(['status'], env);
       expect(status.stdout).toMatch(/^WAL archive: \d+ segment\(s\), newest [0-9A-F]{24}, written .* ago$/m);
+      expect(status.stdout).toMatch(/^WAL slot backup_sidecar: streaming, the server keeps [\d.]+ \w?B for it$/m);
+      const wal = await runCli(['wal'], env);
+      expect(wal.stdout).toMatch(/^slot backup_sidecar: active, the server keeps/m);
     } finally {
       daemon.kill('SIGTERM');
     }
@@ -257,6 +260,18 @@ describe('point-in-time recovery, for real', () => {
     expect(result.exitCode).toBe(1);
     expect(result.stderr).toMatch(/^backup-sidecar: pg_basebackup failed: plain may not open a replication connection \(.*\): ALTER ROLE plain REPLICATION, or use a role that has it$/m);
     expect((await filesBelow(dir)).filter((f) => !f.startsWith('.'))).toEqual([]);
+  });
+
+  it('wal --drop-slot: refused while WAL_ARCHIVE is on; with it off, the slot is gone from the server', async () => {
+    const refused = await runCli(['wal', '--drop-slot'], env);
+    expect(refused.exitCode).toBe(2);
+    expect(refused.stderr).toContain('WAL_ARCHIVE is true: the daemon would create the slot again');
+    const dropped = await runCli(['wal', '--drop-slot'], { ...env, WAL_ARCHIVE: 'false' });
+    expect(dropped.exitCode, dropped.stderr).toBe(0);
+    expect(dropped.stdout).toMatch(/^dropped slot backup_sidecar on 127\.0\.0\.1:\d+: the server no longer keeps WAL for it/);
+    expect(await pg.sql('postgres', "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'backup_sidecar'")).toBe('0');
+    const again = await runCli(['wal', '--drop-slot'], { ...env, WAL_ARCHIVE: 'false' });
+    expect(again.stdout).toContain('no slot backup_sidecar on 127.0.0.1');
   });
 
   it('basebackup without WAL_ARCHIVE: exit 2 saying why', async () => {

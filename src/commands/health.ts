@@ -12,6 +12,7 @@ import { drillSummary } from '../volume/drill-report.ts';
 import { runSize, volumeDrops } from '../volume/runs.ts';
 import { dropWords, openDrops } from '../retention/drops.ts';
 import { freeSpace } from '../util/fs.ts';
+import { slotState } from '../wal/slot.ts';
 import { table } from './list.ts';
 
 /** `healthcheck`: exit 0 when healthy, 1 otherwise; the reason on one line either way. */
@@ -62,6 +63,7 @@ export async function statusCommand(ctx: Context): Promise<number> {
     const at = wal.newestAt === undefined ? '' : `, written ${ms(Math.max(0, now.getTime() - wal.newestAt.getTime()))} ago`;
     out.push(wal.newest === undefined ? 'WAL archive: nothing yet (the daemon streams it with WAL_ARCHIVE=true)' : `WAL archive: ${wal.segments} segment(s), newest ${wal.newest}${at}`);
     if (wal.gaps.length > 0) out.push(`WAL GAP: ${wal.gaps.join(', ')} missing: point-in-time recovery cannot cross it`);
+    out.push(await slotLine(ctx));
   }
   if (config.postgres !== undefined) out.push(...(await restoreLeftoverLines(config.postgres)));
   const last = health.status?.last;
@@ -88,5 +90,18 @@ async function restoreLeftoverLines(pg: NonNullable<Config['postgres']>): Promis
     return lines;
   } catch (error) {
     return [`databases left by restores: cannot ask the server: ${describe(error)}`];
+  }
+}
+
+/** The replication slot in one line, as the server sees it. */
+async function slotLine(ctx: Context): Promise<string> {
+  const pg = ctx.postgres();
+  const slot = ctx.config.wal.slot;
+  try {
+    const state = await slotState(await connectServer(pg, pg.maintenanceDb), pg.maintenanceDb, slot);
+    if (state === undefined) return `WAL slot ${slot}: none on the server yet (the daemon creates it)`;
+    return `WAL slot ${slot}: ${state.active ? 'streaming' : 'NOT STREAMING'}, the server keeps ${prettyBytes(state.retainedBytes)} for it${state.walStatus === 'lost' ? ': LOST, WAL the sidecar had not received is gone' : ''}`;
+  } catch (error) {
+    return `WAL slot ${slot}: cannot ask the server: ${describe(error)}`;
   }
 }

@@ -191,6 +191,15 @@ export const COMMANDS: CommandSpec[] = [
     run: async (_parsed, ctx) => (await import('./health.ts')).statusCommand(ctx),
   },
   {
+    name: 'wal',
+    args: '[--drop-slot]',
+    summary: 'the WAL archive (WAL_ARCHIVE): the replication slot on the server and how much WAL it holds there, the WAL in the volume; --drop-slot removes the slot once WAL_ARCHIVE is off',
+    options: { 'drop-slot': { type: 'boolean', help: 'remove the replication slot (WAL_ARCHIVE must be false, and no daemon streaming)' } },
+    positionals: { max: 0, misuse: 'wal takes no arguments' },
+    example: 'backup-sidecar wal --drop-slot',
+    run: async ({ values }, ctx) => (await import('./wal.ts')).walCommand(ctx, values['drop-slot'] === true),
+  },
+  {
     name: 'ack',
     args: '<run-id>',
     summary: 'acknowledge the size drop a run was flagged for (SIZE_DROP_WARN): the run before it, kept until then, goes back to normal retention',

@@ -6,6 +6,8 @@ import { openDrops, type Drop } from '../retention/drops.ts';
 import { freeSpace } from '../util/fs.ts';
 import { volumeDrops } from '../volume/runs.ts';
 import { healthOf, scheduleOf, type Health } from './health.ts';
+import { connectServer } from '../pg/server.ts';
+import { slotState, type SlotState } from '../wal/slot.ts';
 
 /** Counters the daemon keeps since it started. */
 export interface DaemonCounters {
@@ -33,6 +35,8 @@ export interface MetricsExtra {
   drops: readonly Drop[];
   freeBytes: number | undefined;
   diskFreeMin: number;
+  /** WAL_ARCHIVE: the replication slot as the server sees it (undefined: off, or the server did not answer). */
+  slot?: SlotState | undefined;
 }
 
 /** The metrics of the volume now: health, schedule, open size drops and free space read for this scrape. */
@@ -45,11 +49,17 @@ export async function metricsOf(ctx: Context, counters: DaemonCounters): Promise
     drops: openDrops(volumeDrops(health.runs, config.sizeDrop, ctx.notAfter())),
     freeBytes: await freeSpace(config.backupDir),
     diskFreeMin: config.diskFreeMin,
+    slot: config.wal.enabled ? await walSlot(ctx).catch(() => undefined) : undefined,
   });
 }
 
+async function walSlot(ctx: Context): Promise<SlotState | undefined> {
+  const pg = ctx.postgres();
+  return slotState(await connectServer(pg, pg.maintenanceDb), pg.maintenanceDb, ctx.config.wal.slot);
+}
+
 /** Prometheus text exposition of the health and the volume. Computed per scrape from the volume itself. */
-export function metricsText(health: Health, counters: DaemonCounters, { schedule, drops, freeBytes, diskFreeMin }: MetricsExtra): string {
+export function metricsText(health: Health, counters: DaemonCounters, { schedule, drops, freeBytes, diskFreeMin, slot }: MetricsExtra): string {
   const last = health.status?.last;
   const drill = health.lastDrill;
   const tiers = new Map<string, number>();
@@ -96,6 +106,8 @@ export function metricsText(health: Health, counters: DaemonCounters, { schedule
           line('backup_sidecar_wal_segments', 'WAL segments kept in the volume (WAL_ARCHIVE).', 'gauge', [['', health.wal.segments]]),
           line('backup_sidecar_wal_newest_timestamp_seconds', 'When the newest WAL file was last written (0: none).', 'gauge', [['', (health.wal.newestAt?.getTime() ?? 0) / 1000]]),
           line('backup_sidecar_wal_gaps', 'Holes in the WAL kept: recovery cannot cross one.', 'gauge', [['', health.wal.gaps.length]]),
+          line('backup_sidecar_wal_slot_active', '1 while the replication slot is streaming to the sidecar.', 'gauge', slot === undefined ? [] : [['', slot.active ? 1 : 0]]),
+          line('backup_sidecar_wal_slot_retained_bytes', 'WAL the server keeps for the slot: how far the sidecar is behind.', 'gauge', slot === undefined ? [] : [['', slot.retainedBytes]]),
         ]),
     line('backup_sidecar_last_drill_success', '1 when the last restore drill passed (0 also when there was none).', 'gauge', [['', drill?.ok === true ? 1 : 0]]),
     line('backup_sidecar_last_drill_timestamp_seconds', 'When the last restore drill finished (0: never).', 'gauge', [['', seconds(drill?.finishedAt)]]),

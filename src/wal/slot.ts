@@ -1,0 +1,29 @@
+import { query } from '../pg/psql.ts';
+import type { PgServer } from '../pg/server.ts';
+
+/** The replication slot WAL streaming uses, as the server sees it. */
+export interface SlotState {
+  active: boolean;
+  /** WAL the server keeps for the slot: how far the sidecar is behind the server's current position. */
+  retainedBytes: number;
+  /** reserved, extended, unreserved or lost (max_slot_wal_keep_size exceeded: WAL is gone, a gap). */
+  walStatus: string;
+}
+
+/** The slot's state, or undefined when the server has no such slot. */
+export async function slotState(server: PgServer, database: string, slot: string): Promise<SlotState | undefined> {
+  const rows = await query(
+    server.client,
+    server.conn,
+    database,
+    "SELECT active, coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint, coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = :'slot';",
+    { slot },
+  );
+  const [active, retained, walStatus] = rows[0] ?? [];
+  return active === undefined ? undefined : { active: active === 't', retainedBytes: Number(retained), walStatus: walStatus ?? '' };
+}
+
+/** Drops the slot (the server stops keeping WAL for it). */
+export async function dropSlot(server: PgServer, database: string, slot: string): Promise<void> {
+  await query(server.client, server.conn, database, "SELECT pg_drop_replication_slot(:'slot');", { slot });
+}
