@@ -1,13 +1,17 @@
+import { createHash } from 'node:crypto';
 import { chmod, chown, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BaseBackupArtifact } from '../src/manifest.ts';
 import { chooseBase, parseTarget, planWal, type BaseCandidate } from '../src/run/pitr.ts';
 import type { WalFile } from '../src/wal/archive.ts';
+import { hashFile } from '../src/util/hash.ts';
 import { formatLsn, parseLsn, parseSegment, segmentFile, segmentName, walNotNeeded } from '../src/wal/lsn.ts';
 import { CLI, filesBelow, readJson, runCli, tempDir, until } from './support/cli.ts';
 import { PG15_BIN, freePort, startPostgres, type TestServer } from './support/postgres-server.ts';
+import { startS3, type TestS3 } from './support/s3-server.ts';
 
 const MB16 = 16 * 1024 * 1024;
 
@@ -85,6 +89,7 @@ describe('choosing a base backup and its WAL (pure)', () => {
  * into a new folder, a server started on it, and the data is the state at T.
  */
 let pg: TestServer;
+let s3: TestS3;
 let work: string;
 let env: Record<string, string>;
 let postgresUser: { uid: number; gid: number };
@@ -106,18 +111,18 @@ async function startOn(data: string): Promise<{ sql: (q: string) => Promise<stri
 
 beforeAll(async () => {
   if (process.getuid?.() !== 0) throw new Error('the PITR test starts a server on the restored folder as the postgres user: run it as root (as .ci/run does)');
-  pg = await startPostgres();
+  [pg, s3] = await Promise.all([startPostgres(), startS3()]);
   await pg.sql('postgres', 'CREATE DATABASE app;');
   await pg.sql('app', 'CREATE TABLE t (x int PRIMARY KEY);');
   work = await tempDir('pitr');
   // The restored folders inside are started by the postgres user, who must reach them.
   await chmod(work, 0o755);
   postgresUser = { uid: Number((await execa('id', ['-u', 'postgres'])).stdout), gid: Number((await execa('id', ['-g', 'postgres'])).stdout) };
-  env = { ...pg.env, BACKUP_DIR: join(work, 'backups'), POSTGRES_DB: 'app', WAL_ARCHIVE: 'true', SCHEDULE: '0 0 1 1 *', BASE_BACKUP_SCHEDULE: '0 0 1 1 *', VALIDATE_ON_START: 'false' };
+  env = { ...pg.env, ...s3.env, BACKUP_DIR: join(work, 'backups'), POSTGRES_DB: 'app', WAL_ARCHIVE: 'true', SCHEDULE: '0 0 1 1 *', BASE_BACKUP_SCHEDULE: '0 0 1 1 *', VALIDATE_ON_START: 'false' };
 }, 60_000);
 
 afterAll(async () => {
-  await pg?.stop();
+  await Promise.all([pg?.stop(), s3?.stop()]);
   if (work !== undefined) await rm(work, { recursive: true, force: true });
 });
 
@@ -155,7 +160,17 @@ describe('point-in-time recovery, for real', () => {
     expect(log).toContain('streaming WAL');
     // The official image's default; the warning says how to bound what the slot keeps.
     expect(log).toContain("max_slot_wal_keep_size is unlimited");
-    expect((await readdir(join(work, 'backups/wal/00000001'))).some((f) => f.endsWith('.zst'))).toBe(true);
+    const archived = (await readdir(join(work, 'backups/wal/00000001'))).filter((f) => f.endsWith('.zst')).sort();
+    expect(archived.length).toBeGreaterThan(0);
+    // Shipped as they completed: the same bytes in the bucket, beside the base backup run.
+    const walKeys = (await s3.keys()).filter((k) => /(^|\/)wal\/00000001\//.test(k)).sort();
+    expect(walKeys.map((k) => k.split('/').at(-1))).toEqual(archived);
+    for (const name of archived.slice(-2)) {
+      const local = await hashFile(join(work, 'backups/wal/00000001', name));
+      const object = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: walKeys.find((k) => k.endsWith(name))! }));
+      expect(createHash('sha256').update(await object.Body!.transformToByteArray()).digest('hex')).toBe(local.sha256);
+    }
+    expect((await runCli(['status'], env)).stdout).toMatch(/^WAL offsite: all of it in s3:\/\/backups/m);
 
 
     const dry = await runCli(['restore', '--pitr', T, '--dry-run'], env);
@@ -211,6 +226,9 @@ describe('point-in-time recovery, for real', () => {
     await rm(join(work, 'backups/wal/00000001', `${later}.zst`));
     expect(left.every((f) => parseSegment(f.replace('.zst', ''), MB16)!.segNo >= startSeg)).toBe(true);
     expect(second.stderr).toContain('pruned WAL no kept base backup needs');
+    // And in the bucket: only what the kept base backup needs is left.
+    const remoteWal = (await s3.keys()).filter((k) => /(^|\/)wal\/00000001\//.test(k)).map((k) => parseSegment(k.split('/').at(-1)!.replace('.zst', ''), MB16)!.segNo);
+    expect(remoteWal.every((seg) => seg >= startSeg)).toBe(true);
   }, 240_000);
 
   it('the sidecar stopped for a while loses no segment: the slot kept them, and the restarted daemon fetches every one', async () => {

@@ -13,6 +13,7 @@ import { runSize, volumeDrops } from '../volume/runs.ts';
 import { dropWords, openDrops } from '../retention/drops.ts';
 import { freeSpace } from '../util/fs.ts';
 import { slotState } from '../wal/slot.ts';
+import { walNotOffsite } from '../wal/ship.ts';
 import { table } from './list.ts';
 
 /** `healthcheck`: exit 0 when healthy, 1 otherwise; the reason on one line either way. */
@@ -63,6 +64,9 @@ export async function statusCommand(ctx: Context): Promise<number> {
     const at = wal.newestAt === undefined ? '' : `, written ${ms(Math.max(0, now.getTime() - wal.newestAt.getTime()))} ago`;
     out.push(wal.newest === undefined ? 'WAL archive: nothing yet (the daemon streams it with WAL_ARCHIVE=true)' : `WAL archive: ${wal.segments} segment(s), newest ${wal.newest}${at}`);
     if (wal.gaps.length > 0) out.push(`WAL GAP: ${wal.gaps.join(', ')} missing: point-in-time recovery cannot cross it`);
+    if (ctx.hasRemoteTargets) {
+      for (const [url, n] of await walNotOffsite(config.backupDir, (await ctx.targets()).map((t) => t.url))) out.push(n === 0 ? `WAL offsite: all of it in ${url}` : `WAL offsite: ${n} file(s) not yet in ${url} (the daemon ships them every 10 s)`);
+    }
     out.push(await slotLine(ctx));
   }
   if (config.postgres !== undefined) out.push(...(await restoreLeftoverLines(config.postgres)));

@@ -11,7 +11,7 @@ export async function pruneCommand(ctx: Context, dryRun: boolean): Promise<numbe
     const { holds } = await sizeDropHolds(config.backupDir, config.signing, config.sizeDrop, ctx.notAfter());
     const all = [await pruneVolume(config.backupDir, { ...ctx.retention(), holds }, log, dryRun, targets.length > 0, config.signing)];
     for (const target of targets) all.push(await pruneOffsite(target, { ...ctx.retention(target.retention), holds }, log, dryRun, config.signing));
-    if (config.wal.enabled && !dryRun) await pruneWalBehindBases(config.backupDir, log);
+    if (config.wal.enabled && !dryRun) await pruneWalBehindBases(config.backupDir, targets, log);
     return all;
   }, { waitMs: config.lockWaitMs, signal });
   const rows = [['WHERE', 'TIER', 'RUN', 'ACTION', 'REASON']];

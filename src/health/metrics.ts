@@ -8,6 +8,7 @@ import { volumeDrops } from '../volume/runs.ts';
 import { healthOf, scheduleOf, type Health } from './health.ts';
 import { connectServer } from '../pg/server.ts';
 import { slotState, type SlotState } from '../wal/slot.ts';
+import { walNotOffsite } from '../wal/ship.ts';
 
 /** Counters the daemon keeps since it started. */
 export interface DaemonCounters {
@@ -37,6 +38,8 @@ export interface MetricsExtra {
   diskFreeMin: number;
   /** WAL_ARCHIVE: the replication slot as the server sees it (undefined: off, or the server did not answer). */
   slot?: SlotState | undefined;
+  /** WAL_ARCHIVE: archived WAL files not yet in each remote target. */
+  walNotOffsite?: ReadonlyMap<string, number>;
 }
 
 /** The metrics of the volume now: health, schedule, open size drops and free space read for this scrape. */
@@ -50,6 +53,7 @@ export async function metricsOf(ctx: Context, counters: DaemonCounters): Promise
     freeBytes: await freeSpace(config.backupDir),
     diskFreeMin: config.diskFreeMin,
     slot: config.wal.enabled ? await walSlot(ctx).catch(() => undefined) : undefined,
+    walNotOffsite: config.wal.enabled && ctx.hasRemoteTargets ? await walNotOffsite(config.backupDir, (await ctx.targets()).map((t) => t.url)) : undefined,
   });
 }
 
@@ -59,7 +63,7 @@ async function walSlot(ctx: Context): Promise<SlotState | undefined> {
 }
 
 /** Prometheus text exposition of the health and the volume. Computed per scrape from the volume itself. */
-export function metricsText(health: Health, counters: DaemonCounters, { schedule, drops, freeBytes, diskFreeMin, slot }: MetricsExtra): string {
+export function metricsText(health: Health, counters: DaemonCounters, { schedule, drops, freeBytes, diskFreeMin, slot, walNotOffsite: walBehind }: MetricsExtra): string {
   const last = health.status?.last;
   const drill = health.lastDrill;
   const tiers = new Map<string, number>();
@@ -106,6 +110,7 @@ export function metricsText(health: Health, counters: DaemonCounters, { schedule
           line('backup_sidecar_wal_segments', 'WAL segments kept in the volume (WAL_ARCHIVE).', 'gauge', [['', health.wal.segments]]),
           line('backup_sidecar_wal_newest_timestamp_seconds', 'When the newest WAL file was last written (0: none).', 'gauge', [['', (health.wal.newestAt?.getTime() ?? 0) / 1000]]),
           line('backup_sidecar_wal_gaps', 'Holes in the WAL kept: recovery cannot cross one.', 'gauge', [['', health.wal.gaps.length]]),
+          line('backup_sidecar_wal_not_offsite', 'Archived WAL files not yet in each remote target.', 'gauge', [...(walBehind ?? [])].map(([url, n]) => [`{target="${labelValue(url)}"}`, n])),
           line('backup_sidecar_wal_slot_active', '1 while the replication slot is streaming to the sidecar.', 'gauge', slot === undefined ? [] : [['', slot.active ? 1 : 0]]),
           line('backup_sidecar_wal_slot_retained_bytes', 'WAL the server keeps for the slot: how far the sidecar is behind.', 'gauge', slot === undefined ? [] : [['', slot.retainedBytes]]),
         ]),

@@ -72,7 +72,7 @@ export async function backupJob(ctx: Context, forcedTier?: Tier, series: Series 
         }
       }
       await pruneVolume(config.backupDir, { ...ctx.retention(), holds }, log, false, targets.length > 0, config.signing);
-      if (config.wal.enabled) await pruneWalBehindBases(config.backupDir, log);
+      if (config.wal.enabled) await pruneWalBehindBases(config.backupDir, targets, log);
       return result;
     }, { waitMs: config.lockWaitMs, signal });
   } catch (error) {

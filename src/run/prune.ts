@@ -1,6 +1,6 @@
 import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { RunError } from '../errors.ts';
+import { RunError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { PARTIAL_DIR, PRE_RESTORE } from '../naming.ts';
 import type { OffsiteStore, RemoteRun } from '../offsite/store.ts';
@@ -111,10 +111,15 @@ export async function sizeDropHolds(backupDir: string, signing: SigningKeys | un
 }
 
 /** WAL_ARCHIVE: archived WAL older than the oldest base backup still in the volume goes; none kept, nothing goes. */
-export async function pruneWalBehindBases(backupDir: string, log: Logger): Promise<void> {
+export async function pruneWalBehindBases(backupDir: string, targets: readonly OffsiteStore[], log: Logger): Promise<void> {
   const bases = (await listRuns(backupDir))
     .filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE)
     .flatMap((r) => r.manifest!.artifacts.filter((a) => a.kind === 'basebackup'));
   const removed = await pruneWal(backupDir, bases);
-  if (removed.length > 0) log.info({ segments: removed.length, first: removed[0], last: removed.at(-1) }, 'pruned WAL no kept base backup needs');
+  if (removed.length === 0) return;
+  log.info({ segments: removed.length, first: removed[0], last: removed.at(-1) }, 'pruned WAL no kept base backup needs');
+  // The same names in every remote target; one that fails keeps them (the bucket's lifecycle rule is the backstop).
+  for (const target of targets) {
+    await target.deleteWal(removed).catch((error: unknown) => log.warn({ target: target.url, err: describe(error) }, 'cannot prune WAL in a remote target'));
+  }
 }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { PassThrough, Transform, type Readable } from 'node:stream';
 import {
   DeleteObjectsCommand,
@@ -13,7 +14,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import type { RetentionPolicy, S3Config } from '../config/config.ts';
 import { RunError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { MANIFEST, SIGNATURE, objectKey, parseObjectKey, type RunTier } from '../naming.ts';
+import { MANIFEST, SIGNATURE, objectKey, parseObjectKey, walKey, type RunTier } from '../naming.ts';
 import type { OffsiteStore, RemoteRef, RemoteRun, UploadSink } from '../offsite/store.ts';
 import { parseS3Url } from './ref.ts';
 import { createS3Client, s3Problem } from './client.ts';
@@ -233,5 +234,25 @@ export class S3Store implements OffsiteStore {
       deleted += batch.length;
     }
     return deleted;
+  }
+
+  async putWal(name: string, path: string, sha256: string, size: number): Promise<void> {
+    const key = walKey(this.s3.prefix, name);
+    await this.send(`upload of ${key}`, () =>
+      this.client.send(new PutObjectCommand({ Bucket: this.s3.bucket, Key: key, Body: createReadStream(path), ContentLength: size, Metadata: { sha256 }, ...this.storage(true) })),
+    );
+    await this.checkStored(key, sha256, size);
+  }
+
+  async deleteWal(names: string[]): Promise<void> {
+    const keys = names.map((n) => walKey(this.s3.prefix, n));
+    for (let i = 0; i < keys.length; i += DELETE_BATCH) {
+      const batch = keys.slice(i, i + DELETE_BATCH);
+      const out = await this.send(`deleting ${batch.length} WAL objects`, () =>
+        this.client.send(new DeleteObjectsCommand({ Bucket: this.s3.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })),
+      );
+      const first = out.Errors?.[0];
+      if (first !== undefined) throw new RunError(`S3 refused to delete ${out.Errors!.length} WAL objects (first: ${first.Key}: ${first.Code})`);
+    }
   }
 }

@@ -4,7 +4,7 @@ import Client from 'ssh2-sftp-client';
 import type { RetentionPolicy, SftpConfig } from '../config/config.ts';
 import { RunError, UsageError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { MANIFEST, RUN_TIERS, SIGNATURE, isRunFile, parseRunId, type RunTier } from '../naming.ts';
+import { MANIFEST, RUN_TIERS, SIGNATURE, WAL_DIR, isRunFile, parseRunId, walKey, type RunTier } from '../naming.ts';
 import type { OffsiteStore, RemoteFile, RemoteRef, RemoteRun, UploadSink } from '../offsite/store.ts';
 
 /** A connection, and a promise that rejects when it is lost (a cut, a reset, keepalives unanswered). */
@@ -276,5 +276,20 @@ export class SftpStore implements OffsiteStore {
       });
     }
     return deleted;
+  }
+
+  async putWal(name: string, path: string, _sha256: string, size: number): Promise<void> {
+    const to = this.pathOf(walKey('', name));
+    await this.use(`upload of ${to}`, async (sftp) => {
+      await sftp.mkdir(this.pathOf(WAL_DIR, name.slice(0, 8)), true);
+      await sftp.fastPut(path, `${to}${PARTIAL}`, { mode: 0o600 });
+      const stored = (await sftp.stat(`${to}${PARTIAL}`)).size;
+      if (stored !== size) throw new RunError(`${this.url} holds ${stored} bytes of ${to} but ${size} were sent`);
+      await sftp.posixRename(`${to}${PARTIAL}`, to);
+    });
+  }
+
+  async deleteWal(names: string[]): Promise<void> {
+    for (const name of names) await this.use(`deleting ${this.pathOf(walKey('', name))}`, (sftp) => sftp.delete(this.pathOf(walKey('', name)), true));
   }
 }

@@ -8,6 +8,7 @@ import { connectServer, type PgServer } from '../pg/server.ts';
 import { ensureDir } from '../util/fs.ts';
 import { STREAM_DIR, archiveCompleted, walDir } from './archive.ts';
 import { replicationProblem } from './refusal.ts';
+import { shipWal } from './ship.ts';
 
 /** Waits between restarts: doubled after each quick failure, up to a minute. */
 const BACKOFF_MS = [1000, 2000, 5000, 10_000, 30_000, 60_000];
@@ -19,7 +20,7 @@ const ARCHIVE_EVERY_MS = 10_000;
 /**
  * WAL_ARCHIVE: pg_receivewal, kept running. It streams over a replication connection into a physical
  * slot (created if missing, so no segment is lost while the sidecar is down) in BACKUP_DIR/wal/stream/;
- * complete segments are compressed into wal/<timeline>/ as they come. When the connection drops it is
+ * complete segments are compressed into wal/<timeline>/ as they come, and shipped to every remote target. When the connection drops it is
  * started again, after a growing pause, each failure logged in one line saying what the server lacks.
  */
 export class WalReceiver {
@@ -51,15 +52,19 @@ export class WalReceiver {
     await this.archiving;
   }
 
+  /** Archives what is complete, then ships it to every remote target; one round at a time. */
   private archive(): void {
+    const { config, log } = this.ctx;
     this.archiving = this.archiving
-      .then(() => archiveCompleted(this.ctx.config.backupDir))
+      .then(() => archiveCompleted(config.backupDir))
       .then(
         (names) => {
-          if (names.length > 0) this.ctx.log.info({ segments: names.length, last: names.at(-1) }, 'WAL archived');
+          if (names.length > 0) log.info({ segments: names.length, last: names.at(-1) }, 'WAL archived');
         },
-        (error: unknown) => this.ctx.log.error({ err: describe(error) }, 'cannot archive WAL; it stays in wal/stream/ until it can'),
-      );
+        (error: unknown) => log.error({ err: describe(error) }, 'cannot archive WAL; it stays in wal/stream/ until it can'),
+      )
+      .then(async () => shipWal(config.backupDir, await this.ctx.targets(), log))
+      .catch((error: unknown) => log.error({ err: describe(error) }, 'cannot ship WAL to the remote targets; the next round tries again'));
   }
 
   private async run(): Promise<void> {
