@@ -174,3 +174,24 @@ describe('SFTP as a remote target', () => {
     expect(bad.stderr).toMatch(/SFTP_HOST_KEY: needed, so that backups never go to an impostor/);
   });
 });
+
+describe('WAL over SFTP', () => {
+  it('putWal stores a WAL file under wal/<timeline>/ whole (no .partial left), deleteWal removes it, and a missing one is no error', async () => {
+    const { loadConfig } = await import('../src/config/load.ts');
+    const { remoteTargets } = await import('../src/offsite/targets.ts');
+    const { createLogger } = await import('../src/log.ts');
+    const { hashFile } = await import('../src/util/hash.ts');
+    const { config } = loadConfig({ ...env, SFTP_PATH: join(sftp.dir, 'wal-test') });
+    const [target] = await remoteTargets(config!, createLogger('silent', 'json'));
+    const name = '000000010000000000000007';
+    const local = join(work, `${name}.zst`);
+    await writeFile(local, randomBytes(64 * 1024));
+    const { sha256, size } = await hashFile(local);
+    await target!.putWal(name, local, sha256, size);
+    const remote = join(sftp.dir, 'wal-test/wal/00000001', `${name}.zst`);
+    expect(await readFile(remote)).toEqual(await readFile(local));
+    expect(await readdir(join(sftp.dir, 'wal-test/wal/00000001'))).toEqual([`${name}.zst`]);
+    await target!.deleteWal([name, '000000010000000000000008']);
+    expect(await readdir(join(sftp.dir, 'wal-test/wal/00000001'))).toEqual([]);
+  });
+});
