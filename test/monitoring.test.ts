@@ -11,7 +11,7 @@ const DIR = join(ROOT, 'examples/monitoring');
 /** Every backup_sidecar_* name the daemon can expose (from its HELP lines, with nothing in the volume). */
 function exposedNames(): Set<string> {
   const text = metricsText(
-    { healthy: true, reason: '', maxAgeMs: 0, newest: undefined, runs: [], status: undefined, lastDrill: undefined, suspicious: [], wal: { segments: 0, newest: undefined, newestAt: undefined, gaps: [] } },
+    { healthy: true, reason: '', maxAgeMs: 0, newest: undefined, runs: [], status: undefined, lastDrill: undefined, suspicious: [], wal: { segments: 0, newest: undefined, newestAt: undefined, gaps: [] }, walStreaming: undefined },
     { runs: 0, failures: 0, outcomes: { ok: 0, partial: 0, failed: 0 }, skipped: 0, drills: 0, drillFailures: 0 },
     { schedule: { intervalSeconds: 0, next: undefined }, drops: [], freeBytes: 0, diskFreeMin: 0 },
   );

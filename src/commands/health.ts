@@ -64,6 +64,8 @@ export async function statusCommand(ctx: Context): Promise<number> {
     const at = wal.newestAt === undefined ? '' : `, written ${ms(Math.max(0, now.getTime() - wal.newestAt.getTime()))} ago`;
     out.push(wal.newest === undefined ? 'WAL archive: nothing yet (the daemon streams it with WAL_ARCHIVE=true)' : `WAL archive: ${wal.segments} segment(s), newest ${wal.newest}${at}`);
     if (wal.gaps.length > 0) out.push(`WAL GAP: ${wal.gaps.join(', ')} missing: point-in-time recovery cannot cross it`);
+    const streaming = health.walStreaming;
+    if (streaming !== undefined) out.push(streaming.streaming ? `WAL streaming: yes, since ${streaming.since}` : `WAL streaming: DOWN since ${streaming.since}: ${streaming.error ?? 'unknown'}`);
     if (ctx.hasRemoteTargets) {
       for (const [url, n] of await walNotOffsite(config.backupDir, (await ctx.targets()).map((t) => t.url))) out.push(n === 0 ? `WAL offsite: all of it in ${url}` : `WAL offsite: ${n} file(s) not yet in ${url} (the daemon ships them every 10 s)`);
     }

@@ -170,6 +170,8 @@ export interface WalConfig {
   slot: string;
   synchronous: boolean;
   baseBackupSchedule: string;
+  /** Unhealthy once streaming has been down this long (WAL_MAX_LAG). */
+  maxLagMs: number;
 }
 
 export interface SizeDropConfig {

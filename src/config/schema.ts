@@ -600,6 +600,11 @@ export const ENV = {
     description: 'pg_receivewal --synchronous: flushes WAL as soon as it is received and reports it so (for synchronous_standby_names).',
     example: 'true',
   },
+  WAL_MAX_LAG: {
+    schema: duration(1000).default(5 * 60_000),
+    description: 'With WAL_ARCHIVE: healthcheck, /healthz and status report unhealthy once WAL streaming has been down this long (the WAL since is not in the volume).',
+    example: '15m',
+  },
   BASE_BACKUP_SCHEDULE: {
     schema: cronExpression.default('@weekly'),
     description: 'With WAL_ARCHIVE: when the daemon takes a base backup (pg_basebackup, tar, zstd) into a run of kind basebackup, in TZ.',

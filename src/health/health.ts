@@ -8,6 +8,7 @@ import { drillSummary, type DrillReport } from '../volume/drill-report.ts';
 import { readHistory } from '../volume/history.ts';
 import { walSummary, type WalSummary } from '../wal/archive.ts';
 import { parseLsn, segmentName } from '../wal/lsn.ts';
+import { readReceiverState, type ReceiverState } from '../wal/state.ts';
 import { listRuns, type StoredRun } from '../volume/runs.ts';
 import { readDaemonStart, readStatus, type StatusFile } from '../volume/status.ts';
 
@@ -25,6 +26,8 @@ export interface Health {
   suspicious: StoredRun[];
   /** With WAL_ARCHIVE: the WAL kept, and its gaps. */
   wal: WalSummary | undefined;
+  /** With WAL_ARCHIVE: whether the daemon's streaming runs (as it last recorded). */
+  walStreaming: ReceiverState | undefined;
 }
 
 /** One line naming runs dated in the future, for status and list. */
@@ -78,10 +81,15 @@ export async function healthOf(ctx: Context): Promise<Health> {
   const newestBase = runs.flatMap((r) => (r.tier === PRE_RESTORE ? [] : (r.manifest?.artifacts ?? []))).find((a) => a.kind === 'basebackup');
   const segmentSize = newestBase?.walSegmentSize ?? 16 * 1024 * 1024;
   const wal = config.wal.enabled ? await walSummary(config.backupDir, segmentSize) : undefined;
-  const base = { maxAgeMs, newest, runs, status, lastDrill, suspicious, wal };
+  const receiver = config.wal.enabled ? await readReceiverState(config.backupDir) : undefined;
+  const base = { maxAgeMs, newest, runs, status, lastDrill, suspicious, wal, walStreaming: receiver };
   // A gap after the newest base backup's start breaks recovery to now; an older one only to times before it (status still shows it).
   const startName = newestBase === undefined ? '' : segmentName(newestBase.timeline, parseLsn(newestBase.startLsn)!, segmentSize);
   const blocking = (wal?.gaps ?? []).filter((g) => g.slice(8) >= startName.slice(8));
+  const down = receiver === undefined || receiver.streaming ? 0 : now.getTime() - Date.parse(receiver.since);
+  if (down > config.wal.maxLagMs) {
+    return { ...base, healthy: false, reason: `WAL streaming has been down for ${ms(down, { long: true })} (more than WAL_MAX_LAG ${ms(config.wal.maxLagMs, { long: true })}): ${receiver!.error ?? 'unknown'}` };
+  }
   if (blocking.length > 0) {
     return { ...base, healthy: false, reason: `the WAL archive has a gap: ${blocking.join(', ')} missing; point-in-time recovery cannot cross it; a new base backup (backup-sidecar basebackup) starts a complete stretch` };
   }

@@ -9,11 +9,14 @@ import { ensureDir } from '../util/fs.ts';
 import { STREAM_DIR, archiveCompleted, walDir } from './archive.ts';
 import { replicationProblem } from './refusal.ts';
 import { shipWal } from './ship.ts';
+import { writeReceiverState, type ReceiverState } from './state.ts';
 
 /** Waits between restarts: doubled after each quick failure, up to a minute. */
 const BACKOFF_MS = [1000, 2000, 5000, 10_000, 30_000, 60_000];
 /** A pg_receivewal that ran this long was healthy: the next failure starts the backoff over. */
 const HEALTHY_MS = 60_000;
+/** pg_receivewal counts as streaming once it has run this long. */
+const STREAMING_AFTER_MS = 5000;
 /** How often complete segments are moved into the compressed archive. */
 const ARCHIVE_EVERY_MS = 10_000;
 
@@ -50,6 +53,12 @@ export class WalReceiver {
     await this.loop;
     this.archive();
     await this.archiving;
+    await this.record({ streaming: false, since: this.ctx.now().toISOString(), error: 'the daemon stopped' });
+  }
+
+  /** What the health check reads; a failure to write it is logged, never fatal. */
+  private async record(state: ReceiverState): Promise<void> {
+    await writeReceiverState(this.ctx.config.backupDir, state).catch((error: unknown) => this.ctx.log.warn({ err: describe(error) }, 'cannot record the WAL streaming state'));
   }
 
   /** Archives what is complete, then ships it to every remote target; one round at a time. */
@@ -73,20 +82,30 @@ export class WalReceiver {
     const dir = join(walDir(config.backupDir), STREAM_DIR);
     let failures = 0;
     let warned = false;
+    // Down since the first failure after streaming last held (STREAMING_AFTER_MS); the health check measures from it.
+    let downSince: Date | undefined = this.ctx.now();
     while (!this.stopping) {
       const began = Date.now();
       let why: string;
+      let held: NodeJS.Timeout | undefined;
       try {
         await ensureDir(dir);
         const server = await connectServer(pg, pg.all ? pg.maintenanceDb : pg.databases[0]!);
         if (!warned) warned = await this.warnUnlimitedSlot(server, pg.maintenanceDb);
         await this.tool(server, ['--create-slot', '--if-not-exists', `--slot=${config.wal.slot}`]);
         log.info({ slot: config.wal.slot, dir }, 'streaming WAL');
+        held = setTimeout(() => {
+          downSince = undefined;
+          void this.record({ streaming: true, since: this.ctx.now().toISOString(), error: null });
+        }, STREAMING_AFTER_MS);
         why = await this.tool(server, ['--directory', dir, `--slot=${config.wal.slot}`, '--no-loop', ...(config.wal.synchronous ? ['--synchronous'] : [])]);
       } catch (error) {
         why = describe(error);
       }
+      clearTimeout(held);
       if (this.stopping) break;
+      downSince ??= this.ctx.now();
+      await this.record({ streaming: false, since: downSince.toISOString(), error: why });
       failures = Date.now() - began > HEALTHY_MS ? 1 : failures + 1;
       const pause = BACKOFF_MS[Math.min(failures, BACKOFF_MS.length) - 1]!;
       log.error({ err: why, retryInMs: pause }, 'WAL streaming stopped; starting it again');
