@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
-import { chmod, chown, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, chown, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BaseBackupArtifact } from '../src/manifest.ts';
-import { chooseBase, parseTarget, planWal, type BaseCandidate } from '../src/run/pitr.ts';
+import { chooseBase, type BaseCandidate } from '../src/run/pitr.ts';
+import { parseTarget, planWal } from '../src/wal/recovery.ts';
 import type { WalFile } from '../src/wal/archive.ts';
 import { hashFile } from '../src/util/hash.ts';
 import { formatLsn, parseLsn, parseSegment, segmentFile, segmentName, walNotNeeded } from '../src/wal/lsn.ts';
@@ -14,6 +16,8 @@ import { PG15_BIN, freePort, startPostgres, type TestServer } from './support/po
 import { startS3, type TestS3 } from './support/s3-server.ts';
 
 const MB16 = 16 * 1024 * 1024;
+/** The tier folder of a run, from the volume. */
+let manifestTier: (id: string) => string;
 
 describe('WAL positions and segment names (pure)', () => {
   it.each([
@@ -118,6 +122,7 @@ beforeAll(async () => {
   // The restored folders inside are started by the postgres user, who must reach them.
   await chmod(work, 0o755);
   postgresUser = { uid: Number((await execa('id', ['-u', 'postgres'])).stdout), gid: Number((await execa('id', ['-g', 'postgres'])).stdout) };
+  manifestTier = (id) => ['daily', 'weekly', 'monthly', 'yearly'].find((t) => existsSync(join(work, 'backups', t, id)))!;
   env = { ...pg.env, ...s3.env, BACKUP_DIR: join(work, 'backups'), POSTGRES_DB: 'app', WAL_ARCHIVE: 'true', SCHEDULE: '0 0 1 1 *', BASE_BACKUP_SCHEDULE: '0 0 1 1 *', VALIDATE_ON_START: 'false' };
 }, 60_000);
 
@@ -131,12 +136,14 @@ describe('point-in-time recovery, for real', () => {
     const daemon = execa(process.execPath, [CLI, 'daemon'], { env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', ...env }, extendEnv: false, reject: false, all: true });
     let log = '';
     let T = '';
+    let baseRun = '';
     try {
       await until('the replication slot in use', async () => ((await pg.sql('postgres', "SELECT active FROM pg_replication_slots WHERE slot_name = 'backup_sidecar'")) === 't' ? true : undefined));
       await pg.sql('app', 'INSERT INTO t SELECT generate_series(1, 100);');
       const base = await runCli(['basebackup'], env);
       expect(base.exitCode, base.stderr).toBe(0);
       const runDir = base.stdout.split(' ')[0]!;
+      baseRun = runDir.split('/').at(-1)!;
       const manifest = await readJson<{ tier: string; artifacts: BaseBackupArtifact[] }>(join(runDir, 'manifest.json'));
       expect(manifest.artifacts).toEqual([expect.objectContaining({ kind: 'basebackup', file: 'base.tar.zst', source: 'cluster', timeline: 1, walSegmentSize: MB16 })]);
       expect(parseLsn(manifest.artifacts[0]!.endLsn)! >= parseLsn(manifest.artifacts[0]!.startLsn)!).toBe(true);
@@ -211,6 +218,27 @@ describe('point-in-time recovery, for real', () => {
     const busy = await runCli(['restore', '--pitr', T, '--pgdata', data], env);
     expect(busy.exitCode).toBe(2);
     expect(busy.stderr).toMatch(/--pgdata .* is not empty/);
+
+    // The PITR drill: a throwaway PostgreSQL 15 recovers the base backup and all the WAL, and answers.
+    const drill = await runCli(['verify', '--restore', baseRun], { ...env, PG_SERVER_BIN_DIR: PG15_BIN });
+    expect(drill.exitCode, drill.stderr + drill.stdout).toBe(0);
+    const report = await readJson<{ ok: boolean; checks: { check: string; ok: boolean; detail: string }[] }>(join(work, 'backups', manifestTier(baseRun), baseRun, 'verify.json'));
+    expect(report.checks.find((c) => c.check === 'recover to the end of the WAL')).toMatchObject({ ok: true, detail: expect.stringMatching(/^PostgreSQL 15\S* recovered \d+ WAL file\(s\) to \d+\/[0-9A-F]+, became consistent and promoted; \d+ database\(s\) answer$/) });
+    // Without a server binary it is "skipped", never passed.
+    const skipped = await runCli(['verify', '--restore', baseRun], env);
+    expect(skipped.exitCode).toBe(1);
+    expect(skipped.stdout + skipped.stderr).toContain('skipped: no server binary (set PG_SERVER_BIN_DIR to a PostgreSQL 15 bin folder');
+    // A damaged segment is caught.
+    const segs = (await readdir(join(work, 'backups/wal/00000001'))).filter((f) => f.endsWith('.zst')).sort();
+    const victim = join(work, 'backups/wal/00000001', segs[Math.floor(segs.length / 2)]!);
+    const original = await readFile(victim);
+    const broken = Buffer.from(original);
+    for (let i = 20; i < Math.min(broken.length, 200); i++) broken[i] = broken[i]! ^ 0xff;
+    await writeFile(victim, broken);
+    const damaged = await runCli(['verify', '--restore', baseRun], { ...env, PG_SERVER_BIN_DIR: PG15_BIN });
+    expect(damaged.exitCode).toBe(1);
+    expect(damaged.stdout + damaged.stderr).toMatch(/does not decompress|recovery stopped at/);
+    await writeFile(victim, original);
 
     // A newer base backup, and retention keeping one: the older one goes, and the WAL only it needed.
     await pg.sql('app', 'CREATE TABLE u (x int); SELECT pg_switch_wal();');

@@ -172,6 +172,8 @@ export interface WalConfig {
   baseBackupSchedule: string;
   /** Unhealthy once streaming has been down this long (WAL_MAX_LAG). */
   maxLagMs: number;
+  /** A server (postgres, pg_ctl) for the PITR drill (PG_SERVER_BIN_DIR); undefined: that drill is skipped. */
+  serverBinDir: string | undefined;
 }
 
 export interface SizeDropConfig {

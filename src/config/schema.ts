@@ -605,6 +605,12 @@ export const ENV = {
     description: 'With WAL_ARCHIVE: healthcheck, /healthz and status report unhealthy once WAL streaming has been down this long (the WAL since is not in the volume).',
     example: '15m',
   },
+  PG_SERVER_BIN_DIR: {
+    schema: absolutePath('PG_SERVER_BIN_DIR').optional(),
+    description:
+      'A PostgreSQL server (postgres, pg_ctl) of the same major as the backed-up one, for the PITR drill (verify --restore of a base backup run), which starts a throwaway server on the restored files. Unset: that drill reports "skipped: no server binary", never passed.',
+    example: '/usr/lib/postgresql/17/bin',
+  },
   BASE_BACKUP_SCHEDULE: {
     schema: cronExpression.default('@weekly'),
     description: 'With WAL_ARCHIVE: when the daemon takes a base backup (pg_basebackup, tar, zstd) into a run of kind basebackup, in TZ.',

@@ -1,10 +1,7 @@
-import { createWriteStream } from 'node:fs';
-import { appendFile, copyFile, lchown, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { lchown, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { execa } from 'execa';
 import type { Context } from '../context.ts';
-import { RunError, UsageError, describe, firstLine } from '../errors.ts';
+import { RunError, UsageError, describe } from '../errors.ts';
 import { seriesOf, type BaseBackupArtifact } from '../manifest.ts';
 import { PARTIAL_DIR, PRE_RESTORE } from '../naming.ts';
 import { isFutureDated } from '../retention/policy.ts';
@@ -13,27 +10,11 @@ import { withVolumeLock } from '../volume/lock.ts';
 import { requireVolume } from '../volume/resolve.ts';
 import { listRuns } from '../volume/runs.ts';
 import { checkRunSignature } from '../volume/signature.ts';
-import { listWal, type WalFile } from '../wal/archive.ts';
-import { HISTORY_FILE, formatLsn, parseLsn, parseSegment, segmentFile, segmentName } from '../wal/lsn.ts';
+import { listWal } from '../wal/archive.ts';
+import { parseLsn } from '../wal/lsn.ts';
+import { RESTORE_WAL_DIR, buildRecoveryFolder, parseTarget, planWal, type PitrTarget } from '../wal/recovery.ts';
 import { checkChecksums } from './restore.ts';
 import { decryptSelection } from './decrypt.ts';
-
-/** Where recovery stops: the end of the WAL, a time, or a WAL position. */
-export type PitrTarget = { kind: 'latest' } | { kind: 'time'; time: Date } | { kind: 'lsn'; lsn: bigint };
-
-/** The WAL files the restored folder holds, and from where recovery reads them (relative to the data folder). */
-export const RESTORE_WAL_DIR = 'backup_sidecar_wal';
-
-/** `latest`, a WAL position (0/3000060), or a time (a zone is needed to be exact; without one, UTC). */
-export function parseTarget(text: string): PitrTarget {
-  if (text === 'latest') return { kind: 'latest' };
-  const lsn = parseLsn(text);
-  if (lsn !== undefined) return { kind: 'lsn', lsn };
-  const zoned = /(Z|[+-]\d\d(:?\d\d)?)$/i.test(text.trim()) ? text.trim() : `${text.trim()}Z`;
-  const time = new Date(zoned.replace(' ', 'T'));
-  if (Number.isNaN(time.getTime())) throw new UsageError(`--pitr expects latest, a time such as 2026-11-04T10:41:07Z, or a WAL position such as 0/3000060; got "${text.slice(0, 100)}"`);
-  return { kind: 'time', time };
-}
 
 export interface BaseCandidate {
   runId: string;
@@ -49,42 +30,6 @@ export function chooseBase(bases: readonly BaseCandidate[], target: PitrTarget):
   return ordered.find((b) => parseLsn(b.artifact.endLsn)! <= target.lsn);
 }
 
-export interface WalPlan {
-  /** The segments from the base backup's start on, in order, on its timeline (and the history files). */
-  files: WalFile[];
-  first: string;
-  last: string;
-  /** The first missing segment before the newest one kept: recovery would stop there. */
-  gap: string | undefined;
-  /** Whether the WAL reaches the base backup's end point (else it cannot even become consistent). */
-  reachesEnd: boolean;
-}
-
-/** Which WAL files a recovery from `base` reads, and whether they are complete. Pure. */
-export function planWal(base: BaseBackupArtifact, kept: ReadonlyMap<string, WalFile>): WalPlan {
-  const size = base.walSegmentSize;
-  const startSeg = parseLsn(base.startLsn)! / BigInt(size);
-  const endName = segmentName(base.timeline, parseLsn(base.endLsn)!, size);
-  const mine = [...kept.values()]
-    .map((f) => ({ f, seg: parseSegment(f.name, size) }))
-    .filter((x) => x.seg !== undefined && x.seg.timeline === base.timeline && x.seg.segNo >= startSeg)
-    .sort((a, b) => (a.seg!.segNo < b.seg!.segNo ? -1 : 1));
-  const files: WalFile[] = [];
-  let gap: string | undefined;
-  let expected = startSeg;
-  for (const { f, seg } of mine) {
-    if (seg!.segNo !== expected) {
-      gap = segmentFile(base.timeline, expected, size);
-      break;
-    }
-    files.push(f);
-    expected += 1n;
-  }
-  const last = files.at(-1)?.name ?? '';
-  const histories = [...kept.values()].filter((f) => HISTORY_FILE.test(f.name));
-  return { files: [...histories, ...files], first: segmentName(base.timeline, parseLsn(base.startLsn)!, size), last, gap, reachesEnd: last !== '' && last >= endName };
-}
-
 export interface PitrOptions {
   target: string;
   pgdata: string | undefined;
@@ -92,37 +37,6 @@ export interface PitrOptions {
   owner: { uid: number; gid: number };
   dryRun: boolean;
   trustUnsigned: boolean;
-}
-
-/** Decompresses (or copies) one WAL file into the restored folder under its segment name. */
-async function placeWal(file: WalFile, dir: string): Promise<void> {
-  const to = join(dir, file.name);
-  if (!file.compressed) {
-    await copyFile(file.path, to);
-    return;
-  }
-  const zstd = execa('zstd', ['-d', '-q', '-c', file.path], { stdout: 'pipe', buffer: { stdout: false }, encoding: 'buffer', reject: false });
-  await pipeline(zstd.stdout, createWriteStream(to, { mode: 0o600 }));
-  const result = await zstd;
-  if (result.exitCode !== 0) throw new RunError(`WAL segment ${file.path} does not decompress (damaged?): ${firstLine(new TextDecoder().decode(result.stderr as Uint8Array))}`);
-}
-
-function recoveryLines(target: PitrTarget, runId: string, text: string): string[] {
-  const stop =
-    target.kind === 'time'
-      ? [`recovery_target_time = '${target.time.toISOString().replace('T', ' ').replace('Z', '+00')}'`]
-      : target.kind === 'lsn'
-        ? [`recovery_target_lsn = '${formatLsn(target.lsn)}'`]
-        : [];
-  return [
-    '',
-    `# backup-sidecar restore --pitr ${text}, from base backup ${runId}: the WAL is in ${RESTORE_WAL_DIR}/, inside this folder.`,
-    `restore_command = 'cp "${RESTORE_WAL_DIR}/%f" "%p"'`,
-    ...stop,
-    "recovery_target_action = 'promote'",
-    "recovery_target_timeline = 'latest'",
-    '',
-  ];
 }
 
 /**
@@ -174,13 +88,7 @@ export async function pitrRestore(ctx: Context, options: PitrOptions): Promise<s
         for (const name of await readdir(pgdata).catch(() => [])) await rm(join(pgdata, name), { recursive: true, force: true });
       });
       log.info({ run: base.runId, pgdata }, 'unpacking the base backup');
-      const unpack = await execa('zstd', ['-d', '-q', '-c', archive], { buffer: { stdout: false }, reject: false, cancelSignal: ctx.signal }).pipe('tar', ['--extract', '--file=-', `--directory=${pgdata}`, '--no-same-owner'], { reject: false, cancelSignal: ctx.signal });
-      if (unpack.exitCode !== 0) throw new RunError(`cannot unpack ${archive} into ${pgdata}: ${firstLine(unpack.stderr)}`);
-      const walDir = join(pgdata, RESTORE_WAL_DIR);
-      await mkdir(walDir, { mode: 0o700 });
-      for (const file of wal.files) await placeWal(file, walDir);
-      await appendFile(join(pgdata, 'postgresql.auto.conf'), recoveryLines(target, base.runId, options.target).join('\n'));
-      await writeFile(join(pgdata, 'recovery.signal'), '');
+      await buildRecoveryFolder(archive, wal, target, `restore --pitr ${options.target}, from base backup ${base.runId}`, pgdata, ctx.signal);
       const owned = await giveTo(pgdata, options.owner);
       undo();
       log.info({ pgdata, segments: wal.files.length }, 'ready for recovery');

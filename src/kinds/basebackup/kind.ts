@@ -3,6 +3,7 @@ import { RunError, UsageError, firstLine } from '../../errors.ts';
 import { timed } from '../../volume/drill-report.ts';
 import type { Kind } from '../kind.ts';
 import type { BaseBackupArtifact } from './artifact.ts';
+import { pitrDrill } from './drill.ts';
 
 /** A full read of a base backup without a server: zstd's checksums, every tar header, and the files recovery needs. */
 async function readArchive(path: string, signal: AbortSignal | undefined): Promise<string> {
@@ -26,8 +27,11 @@ export const baseBackupKind: Kind<BaseBackupArtifact> = {
   sources: async () => [],
   plainFile: async (path) => path,
   check: (path, _artifact, tools) => readArchive(path, tools.signal),
-  // Restoring it for real needs a server binary started on the files: until the PITR drill does that, the drill reads it fully and says so.
-  drill: async (path, artifact, { ctx }) => [await timed(`read ${artifact.file}`, () => readArchive(path, ctx.signal))],
+  // A full read first; then the PITR drill proper, on a throwaway server (PG_SERVER_BIN_DIR), or "skipped".
+  drill: async (path, artifact, { ctx }) => {
+    const read = await timed(`read ${artifact.file}`, () => readArchive(path, ctx.signal));
+    return read.ok ? [read, ...(await pitrDrill(path, artifact, ctx))] : [read];
+  },
 
   restoreTarget: () => {
     throw new UsageError('a base backup is restored with `restore --pitr <time|latest|lsn> --pgdata <empty folder>`, into a new data folder, never over a running server');
