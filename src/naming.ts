@@ -110,9 +110,9 @@ export function objectKey(prefix: string, tier: RunTier, runId: string, file: st
   return `${prefix === '' ? '' : `${prefix}/`}${tier}/${runId}/${file}`;
 }
 
-/** Where a WAL file (segment or history, zstd) lies in a remote target: <prefix>/wal/<timeline>/<name>.zst. */
-export function walKey(prefix: string, name: string): string {
-  return `${prefix === '' ? '' : `${prefix}/`}${WAL_DIR}/${name.slice(0, 8)}/${name}.zst`;
+/** Where a WAL file (<segment>.zst, or .zst.age encrypted) lies in a remote target: <prefix>/wal/<timeline>/<file>. */
+export function walKey(prefix: string, file: string): string {
+  return `${prefix === '' ? '' : `${prefix}/`}${WAL_DIR}/${file.slice(0, 8)}/${file}`;
 }
 
 export interface ParsedKey {

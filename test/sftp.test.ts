@@ -187,11 +187,11 @@ describe('WAL over SFTP', () => {
     const local = join(work, `${name}.zst`);
     await writeFile(local, randomBytes(64 * 1024));
     const { sha256, size } = await hashFile(local);
-    await target!.putWal(name, local, sha256, size);
+    await target!.putWal(`${name}.zst`, local, sha256, size);
     const remote = join(sftp.dir, 'wal-test/wal/00000001', `${name}.zst`);
     expect(await readFile(remote)).toEqual(await readFile(local));
     expect(await readdir(join(sftp.dir, 'wal-test/wal/00000001'))).toEqual([`${name}.zst`]);
-    await target!.deleteWal([name, '000000010000000000000008']);
+    await target!.deleteWal([`${name}.zst`, '000000010000000000000008.zst']);
     expect(await readdir(join(sftp.dir, 'wal-test/wal/00000001'))).toEqual([]);
   });
 });

@@ -64,8 +64,8 @@ export interface OffsiteStore {
   download(tier: RunTier, runId: string, file: string): Promise<{ stream: Readable; sha256: string | undefined }>;
   /** Deletes the runs' files, manifests first so a half-deleted run reads as incomplete. Returns keys deleted. */
   deleteRuns(runs: RemoteRun[]): Promise<number>;
-  /** WAL_ARCHIVE: stores one compressed WAL file (`path`) as <base>/wal/<timeline>/<name>.zst, complete or not at all. */
-  putWal(name: string, path: string, sha256: string, size: number): Promise<void>;
-  /** Removes WAL files by name (retention); a name not there is no error. */
-  deleteWal(names: string[]): Promise<void>;
+  /** WAL_ARCHIVE: stores one archived WAL file (`path`, named `file`: <segment>.zst[.age]) as <base>/wal/<timeline>/<file>, complete or not at all. */
+  putWal(file: string, path: string, sha256: string, size: number): Promise<void>;
+  /** Removes WAL files (retention); one not there is no error. */
+  deleteWal(files: string[]): Promise<void>;
 }

@@ -236,16 +236,16 @@ export class S3Store implements OffsiteStore {
     return deleted;
   }
 
-  async putWal(name: string, path: string, sha256: string, size: number): Promise<void> {
-    const key = walKey(this.s3.prefix, name);
+  async putWal(file: string, path: string, sha256: string, size: number): Promise<void> {
+    const key = walKey(this.s3.prefix, file);
     await this.send(`upload of ${key}`, () =>
       this.client.send(new PutObjectCommand({ Bucket: this.s3.bucket, Key: key, Body: createReadStream(path), ContentLength: size, Metadata: { sha256 }, ...this.storage(true) })),
     );
     await this.checkStored(key, sha256, size);
   }
 
-  async deleteWal(names: string[]): Promise<void> {
-    const keys = names.map((n) => walKey(this.s3.prefix, n));
+  async deleteWal(files: string[]): Promise<void> {
+    const keys = files.map((f) => walKey(this.s3.prefix, f));
     for (let i = 0; i < keys.length; i += DELETE_BATCH) {
       const batch = keys.slice(i, i + DELETE_BATCH);
       const out = await this.send(`deleting ${batch.length} WAL objects`, () =>

@@ -278,10 +278,10 @@ export class SftpStore implements OffsiteStore {
     return deleted;
   }
 
-  async putWal(name: string, path: string, _sha256: string, size: number): Promise<void> {
-    const to = this.pathOf(walKey('', name));
+  async putWal(file: string, path: string, _sha256: string, size: number): Promise<void> {
+    const to = this.pathOf(walKey('', file));
     await this.use(`upload of ${to}`, async (sftp) => {
-      await sftp.mkdir(this.pathOf(WAL_DIR, name.slice(0, 8)), true);
+      await sftp.mkdir(this.pathOf(WAL_DIR, file.slice(0, 8)), true);
       await sftp.fastPut(path, `${to}${PARTIAL}`, { mode: 0o600 });
       const stored = (await sftp.stat(`${to}${PARTIAL}`)).size;
       if (stored !== size) throw new RunError(`${this.url} holds ${stored} bytes of ${to} but ${size} were sent`);
@@ -289,7 +289,7 @@ export class SftpStore implements OffsiteStore {
     });
   }
 
-  async deleteWal(names: string[]): Promise<void> {
-    for (const name of names) await this.use(`deleting ${this.pathOf(walKey('', name))}`, (sftp) => sftp.delete(this.pathOf(walKey('', name)), true));
+  async deleteWal(files: string[]): Promise<void> {
+    for (const file of files) await this.use(`deleting ${this.pathOf(walKey('', file))}`, (sftp) => sftp.delete(this.pathOf(walKey('', file)), true));
   }
 }

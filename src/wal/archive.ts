@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
 import { RunError, firstLine } from '../errors.ts';
-import { WAL_DIR } from '../naming.ts';
+import type { RunCipher } from '../crypto/age.ts';
+import { AGE_SUFFIX, WAL_DIR } from '../naming.ts';
 import { FILE_MODE, ensureDir, fsyncDir, pathExists } from '../util/fs.ts';
 import { HISTORY_FILE, walGaps, walNotNeeded } from './lsn.ts';
 
@@ -17,18 +18,19 @@ export function walDir(backupDir: string): string {
   return join(backupDir, WAL_DIR);
 }
 
-/** Where a complete segment (or history file) is kept, compressed: wal/<timeline>/<name>.zst. */
-export function archivedPath(backupDir: string, name: string): string {
-  return join(walDir(backupDir), name.slice(0, 8), `${name}.zst`);
+/** Where a complete segment (or history file) is kept: wal/<timeline>/<name>.zst, or .zst.age when encrypted. */
+export function archivedPath(backupDir: string, name: string, encrypted: boolean): string {
+  return join(walDir(backupDir), name.slice(0, 8), `${name}.zst${encrypted ? AGE_SUFFIX : ''}`);
 }
 
-/** Compresses one file into `to` through a temporary name: `to` is complete or absent, never half-written. */
-async function compressInto(from: string, to: string): Promise<void> {
+/** Compresses (and with a cipher, encrypts) one file into `to` through a temporary name: `to` is complete or absent, never half-written. */
+async function compressInto(from: string, to: string, cipher: RunCipher | undefined): Promise<void> {
   const tmp = `${to}.tmp`;
   await rm(tmp, { force: true });
   const zstd = execa('zstd', ['-q', '-c', '-3'], { stdin: 'pipe', stdout: 'pipe', buffer: { stdout: false }, encoding: 'buffer', reject: false });
+  const out = createWriteStream(tmp, { mode: FILE_MODE, flags: 'wx', flush: true });
   try {
-    await Promise.all([pipeline(createReadStream(from), zstd.stdin), pipeline(zstd.stdout, createWriteStream(tmp, { mode: FILE_MODE, flags: 'wx', flush: true }))]);
+    await Promise.all([pipeline(createReadStream(from), zstd.stdin), cipher === undefined ? pipeline(zstd.stdout, out) : pipeline(zstd.stdout, cipher.encryptor(), out)]);
     const result = await zstd;
     if (result.exitCode !== 0) throw new RunError(`zstd failed on ${from}: ${firstLine(new TextDecoder().decode(result.stderr as Uint8Array))}`);
     await rename(tmp, to);
@@ -45,16 +47,16 @@ async function compressInto(from: string, to: string): Promise<void> {
  * which pg_receivewal resumes after when it restarts (servers before 15 cannot say where the slot stands).
  * Idempotent: a segment already archived is only cleaned up. Returns the names archived now.
  */
-export async function archiveCompleted(backupDir: string): Promise<string[]> {
+export async function archiveCompleted(backupDir: string, cipher?: RunCipher): Promise<string[]> {
   const stream = join(walDir(backupDir), STREAM_DIR);
   const names = (await readdir(stream).catch(() => [])).filter((n) => SEGMENT.test(n) || HISTORY_FILE.test(n)).sort();
   const segments = names.filter((n) => SEGMENT.test(n));
   const archived: string[] = [];
   for (const name of names) {
-    const to = archivedPath(backupDir, name);
-    if (!(await pathExists(to))) {
+    const to = archivedPath(backupDir, name, cipher !== undefined);
+    if (!(await pathExists(archivedPath(backupDir, name, false))) && !(await pathExists(archivedPath(backupDir, name, true)))) {
       await ensureDir(join(walDir(backupDir), name.slice(0, 8)));
-      await compressInto(join(stream, name), to);
+      await compressInto(join(stream, name), to, cipher);
       await fsyncDir(join(walDir(backupDir), name.slice(0, 8)));
       archived.push(name);
     }
@@ -65,9 +67,14 @@ export async function archiveCompleted(backupDir: string): Promise<string[]> {
 
 /** A WAL file restore can use: compressed in the archive, raw in pg_receivewal's folder, or the segment it is still writing. */
 export interface WalFile {
+  /** The segment (or history file) name. */
   name: string;
+  /** The file's own name as kept (<name>.zst, <name>.zst.age, or raw); also its name in remote targets. */
+  file: string;
   path: string;
   compressed: boolean;
+  /** age-encrypted (ENCRYPTION_*): decrypted with ENCRYPTION_IDENTITY_FILE or the passphrase to be read. */
+  encrypted: boolean;
   /** pg_receivewal's .partial: the newest WAL, not yet a whole segment (restore uses it for the last stretch). */
   partial: boolean;
 }
@@ -81,14 +88,15 @@ export async function listWal(backupDir: string): Promise<Map<string, WalFile>> 
     const name = partial ? entry.slice(0, -'.partial'.length) : entry;
     if (!SEGMENT.test(name) && !(HISTORY_FILE.test(name) && !partial)) continue;
     const info = await stat(join(stream, entry)).catch(() => undefined);
-    if (info?.isFile() === true) files.set(name, { name, path: join(stream, entry), compressed: false, partial });
+    if (info?.isFile() === true) files.set(name, { name, file: entry, path: join(stream, entry), compressed: false, encrypted: false, partial });
   }
   for (const timeline of await readdir(walDir(backupDir)).catch(() => [])) {
     if (!/^[0-9A-F]{8}$/.test(timeline)) continue;
     for (const entry of await readdir(join(walDir(backupDir), timeline)).catch(() => [])) {
-      const name = entry.replace(/\.zst$/, '');
-      if (!entry.endsWith('.zst') || !(SEGMENT.test(name) || HISTORY_FILE.test(name))) continue;
-      files.set(name, { name, path: join(walDir(backupDir), timeline, entry), compressed: true, partial: false });
+      const encrypted = entry.endsWith(`.zst${AGE_SUFFIX}`);
+      const name = entry.replace(/\.zst(\.age)?$/, '');
+      if (!/\.zst(\.age)?$/.test(entry) || !(SEGMENT.test(name) || HISTORY_FILE.test(name))) continue;
+      files.set(name, { name, file: entry, path: join(walDir(backupDir), timeline, entry), compressed: true, encrypted, partial: false });
     }
   }
   return files;
@@ -96,13 +104,14 @@ export async function listWal(backupDir: string): Promise<Map<string, WalFile>> 
 
 /**
  * Removes archived WAL that no kept base backup needs (see walNotNeeded), after retention has pruned the
- * base backups. pg_receivewal's own folder is left alone. Returns the names removed.
+ * base backups. pg_receivewal's own folder is left alone. Returns the files removed (their names in remote targets).
  */
 export async function pruneWal(backupDir: string, bases: readonly { startLsn: string; walSegmentSize: number }[]): Promise<string[]> {
   const archived = [...(await listWal(backupDir)).values()].filter((f) => f.compressed);
   const doomed = new Set(walNotNeeded(archived.map((f) => f.name), bases));
-  for (const f of archived.filter((x) => doomed.has(x.name))) await rm(f.path, { force: true });
-  return [...doomed].sort();
+  const removed = archived.filter((x) => doomed.has(x.name));
+  for (const f of removed) await rm(f.path, { force: true });
+  return removed.map((f) => f.file).sort();
 }
 
 /** What status, metrics and the health check say of the WAL archive. */

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
 import type { Context } from '../context.ts';
+import type { RunCipher } from '../crypto/age.ts';
 import { describe } from '../errors.ts';
 import { libpqEnv, query } from '../pg/psql.ts';
 import { connectServer, type PgServer } from '../pg/server.ts';
@@ -56,6 +57,15 @@ export class WalReceiver {
     await this.record({ streaming: false, since: this.ctx.now().toISOString(), error: 'the daemon stopped' });
   }
 
+  private cipherPromise: Promise<RunCipher | undefined> | undefined;
+
+  /** With ENCRYPTION_*: WAL is encrypted like artifacts (age), in the volume and offsite. */
+  private cipher(): Promise<RunCipher | undefined> {
+    const encryption = this.ctx.config.encryption;
+    this.cipherPromise ??= encryption === undefined ? Promise.resolve(undefined) : import('../crypto/age.ts').then(({ RunCipher }) => RunCipher.create(encryption));
+    return this.cipherPromise;
+  }
+
   /** What the health check reads; a failure to write it is logged, never fatal. */
   private async record(state: ReceiverState): Promise<void> {
     await writeReceiverState(this.ctx.config.backupDir, state).catch((error: unknown) => this.ctx.log.warn({ err: describe(error) }, 'cannot record the WAL streaming state'));
@@ -65,7 +75,7 @@ export class WalReceiver {
   private archive(): void {
     const { config, log } = this.ctx;
     this.archiving = this.archiving
-      .then(() => archiveCompleted(config.backupDir))
+      .then(async () => archiveCompleted(config.backupDir, await this.cipher()))
       .then(
         (names) => {
           if (names.length > 0) log.info({ segments: names.length, last: names.at(-1) }, 'WAL archived');

@@ -1,9 +1,11 @@
 import { createWriteStream } from 'node:fs';
 import { appendFile, copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
-import { RunError, UsageError, firstLine } from '../errors.ts';
+import { RunError, UsageError, describe, firstLine } from '../errors.ts';
+import type { DecryptionConfig } from '../config/config.ts';
 import type { BaseBackupArtifact } from '../manifest.ts';
 import type { WalFile } from './archive.ts';
 import { HISTORY_FILE, formatLsn, parseLsn, parseSegment, segmentFile, segmentName } from './lsn.ts';
@@ -67,14 +69,26 @@ export function planWal(base: BaseBackupArtifact, kept: ReadonlyMap<string, WalF
 }
 
 /** Decompresses (or copies) one WAL file into the restored folder under its segment name. */
-async function placeWal(file: WalFile, dir: string): Promise<void> {
+/** Opens an encrypted WAL file as plaintext (ENCRYPTION_IDENTITY_FILE or the passphrase). */
+export type WalDecrypter = (path: string) => Promise<Readable>;
+
+async function placeWal(file: WalFile, dir: string, decrypt: WalDecrypter | undefined): Promise<void> {
   const to = join(dir, file.name);
   if (!file.compressed) {
     await copyFile(file.path, to);
     return;
   }
-  const zstd = execa('zstd', ['-d', '-q', '-c', file.path], { stdout: 'pipe', buffer: { stdout: false }, encoding: 'buffer', reject: false });
-  await pipeline(zstd.stdout, createWriteStream(to, { mode: 0o600 }));
+  if (file.encrypted && decrypt === undefined) throw new UsageError(`${file.path} is encrypted: set ENCRYPTION_IDENTITY_FILE or ENCRYPTION_PASSPHRASE to read it`);
+  const zstd = execa('zstd', ['-d', '-q', '-c', ...(file.encrypted ? [] : [file.path])], { stdin: file.encrypted ? 'pipe' : 'ignore', stdout: 'pipe', buffer: { stdout: false }, encoding: 'buffer', reject: false });
+  try {
+    await Promise.all([
+      file.encrypted ? pipeline(await decrypt!(file.path), zstd.stdin!) : Promise.resolve(),
+      pipeline(zstd.stdout, createWriteStream(to, { mode: 0o600 })),
+    ]);
+  } catch (error) {
+    zstd.kill();
+    throw new RunError(`WAL segment ${file.path} cannot be read (damaged, or the wrong key?): ${describe(error)}`);
+  }
   const result = await zstd;
   if (result.exitCode !== 0) throw new RunError(`WAL segment ${file.path} does not decompress (damaged?): ${firstLine(new TextDecoder().decode(result.stderr as Uint8Array))}`);
 }
@@ -83,12 +97,12 @@ async function placeWal(file: WalFile, dir: string): Promise<void> {
  * Makes `pgdata` (existing, empty) a data folder that recovers by itself: the base backup unpacked, the
  * WAL it needs inside it, recovery.signal, and the recovery settings (reading WAL only from inside).
  */
-export async function buildRecoveryFolder(archive: string, wal: WalPlan, target: PitrTarget, why: string, pgdata: string, signal: AbortSignal | undefined): Promise<void> {
+export async function buildRecoveryFolder(archive: string, wal: WalPlan, target: PitrTarget, why: string, pgdata: string, signal: AbortSignal | undefined, decrypt?: WalDecrypter): Promise<void> {
   const unpack = await execa('zstd', ['-d', '-q', '-c', archive], { buffer: { stdout: false }, reject: false, cancelSignal: signal }).pipe('tar', ['--extract', '--file=-', `--directory=${pgdata}`, '--no-same-owner'], { reject: false, cancelSignal: signal });
   if (unpack.exitCode !== 0) throw new RunError(`cannot unpack ${archive} into ${pgdata}: ${firstLine(unpack.stderr)}`);
   const walDir = join(pgdata, RESTORE_WAL_DIR);
   await mkdir(walDir, { mode: 0o700 });
-  for (const file of wal.files) await placeWal(file, walDir);
+  for (const file of wal.files) await placeWal(file, walDir, decrypt);
   await appendFile(join(pgdata, 'postgresql.auto.conf'), recoveryLines(target, why).join('\n'));
   await writeFile(join(pgdata, 'recovery.signal'), '');
 }
@@ -111,3 +125,10 @@ function recoveryLines(target: PitrTarget, why: string): string[] {
   ];
 }
 
+
+/** What opens the encrypted WAL files among `files` (undefined when none is): ENCRYPTION_IDENTITY_FILE or the passphrase. */
+export async function walDecrypter(decryption: DecryptionConfig | undefined, files: readonly WalFile[]): Promise<WalDecrypter | undefined> {
+  if (!files.some((f) => f.encrypted)) return undefined;
+  const { fileDecrypter } = await import('../crypto/age.ts');
+  return fileDecrypter(decryption, 'the WAL archive');
+}

@@ -18,7 +18,7 @@ async function readShipped(backupDir: string): Promise<Shipped> {
 
 /** How many archived WAL files each target does not hold yet. */
 export async function walNotOffsite(backupDir: string, urls: readonly string[]): Promise<Map<string, number>> {
-  const archived = [...(await listWal(backupDir)).values()].filter((f) => f.compressed).map((f) => f.name);
+  const archived = [...(await listWal(backupDir)).values()].filter((f) => f.compressed).map((f) => f.file);
   const shipped = await readShipped(backupDir);
   return new Map(urls.map((url) => [url, archived.filter((n) => !(shipped.targets[url] ?? []).includes(n)).length]));
 }
@@ -30,21 +30,21 @@ export async function walNotOffsite(backupDir: string, urls: readonly string[]):
  */
 export async function shipWal(backupDir: string, targets: readonly OffsiteStore[], log: Logger): Promise<void> {
   if (targets.length === 0) return;
-  const archived = [...(await listWal(backupDir)).values()].filter((f) => f.compressed).sort((a, b) => a.name.localeCompare(b.name));
-  const names = new Set(archived.map((f) => f.name));
+  const archived = [...(await listWal(backupDir)).values()].filter((f) => f.compressed).sort((a, b) => a.file.localeCompare(b.file));
+  const names = new Set(archived.map((f) => f.file));
   const shipped = await readShipped(backupDir);
   const save = () => writeFileAtomic(join(walDir(backupDir), SHIPPED), `${JSON.stringify(shipped)}\n`);
   for (const target of targets) {
     // Names pruned since are forgotten: the record stays as small as the archive.
     const held = new Set((shipped.targets[target.url] ?? []).filter((n) => names.has(n)));
     shipped.targets[target.url] = [...held];
-    const pending = archived.filter((f) => !held.has(f.name));
+    const pending = archived.filter((f) => !held.has(f.file));
     let sent = 0;
     try {
       for (const file of pending) {
         const { sha256, size } = await hashFile(file.path);
-        await target.putWal(file.name, file.path, sha256, size);
-        held.add(file.name);
+        await target.putWal(file.file, file.path, sha256, size);
+        held.add(file.file);
         shipped.targets[target.url] = [...held];
         sent += 1;
         if (sent % 20 === 0) await save();
@@ -52,7 +52,7 @@ export async function shipWal(backupDir: string, targets: readonly OffsiteStore[
     } catch (error) {
       log.error({ target: target.url, err: describe(error), waiting: pending.length - sent }, 'WAL not shipped to a remote target; the next round tries again');
     }
-    if (sent > 0) log.info({ target: target.url, files: sent, last: pending[sent - 1]?.name }, 'WAL shipped');
+    if (sent > 0) log.info({ target: target.url, files: sent, last: pending[sent - 1]?.file }, 'WAL shipped');
   }
   await save();
 }
