@@ -362,6 +362,30 @@ describe('point-in-time recovery, for real', () => {
     await pg.sql('postgres', "SELECT pg_drop_replication_slot('enc_slot');");
   }, 120_000);
 
+  it('WAL_PARTIAL_INTERVAL: the segment being written reaches the bucket too (<segment>.partial.zst), and goes once the segment is complete', async () => {
+    const partEnv = { ...env, BACKUP_DIR: join(work, 'part'), WAL_SLOT: 'part_slot', S3_PREFIX: 'part', WAL_PARTIAL_INTERVAL: '1s' };
+    const daemon = execa(process.execPath, [CLI, 'daemon'], { env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', ...partEnv }, extendEnv: false, reject: false, all: true });
+    try {
+      await until('the part_slot in use', async () => ((await pg.sql('postgres', "SELECT active FROM pg_replication_slots WHERE slot_name = 'part_slot'")) === 't' ? true : undefined));
+      await pg.sql('app', 'CREATE TABLE idle_rows AS SELECT generate_series(1, 100) AS x;');
+      const segment = await pg.sql('app', 'SELECT pg_walfile_name(pg_current_wal_insert_lsn());');
+      const key = `part/wal/00000001/${segment}.partial.zst`;
+      await until(`${key} in the bucket`, async () => ((await s3.keys()).includes(key) ? true : undefined), 30_000);
+      const object = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }));
+      const plain = await execa('zstd', ['-d', '-q', '-c'], { input: Buffer.from(await object.Body!.transformToByteArray()), encoding: 'buffer' });
+      expect(plain.stdout.length).toBe(MB16);
+      await pg.sql('app', 'SELECT pg_switch_wal(); INSERT INTO idle_rows VALUES (101);');
+      await until('the complete segment shipped and its partial copy gone', async () => {
+        const keys = await s3.keys();
+        return keys.includes(`part/wal/00000001/${segment}.zst`) && !keys.includes(key) ? true : undefined;
+      }, 60_000);
+    } finally {
+      daemon.kill('SIGTERM');
+    }
+    expect((await daemon).exitCode).toBe(0);
+    await pg.sql('postgres', "SELECT pg_drop_replication_slot('part_slot');");
+  }, 120_000);
+
   it('WAL streaming down (a server that does not answer) longer than WAL_MAX_LAG: healthcheck and status say so, with the reason', async () => {
     const dir = join(work, 'lag');
     const down = await freePort();

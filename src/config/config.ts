@@ -170,6 +170,8 @@ export interface WalConfig {
   slot: string;
   synchronous: boolean;
   baseBackupSchedule: string;
+  /** How often the segment being written is shipped to the remote targets (WAL_PARTIAL_INTERVAL). */
+  partialIntervalMs: number;
   /** Unhealthy once streaming has been down this long (WAL_MAX_LAG). */
   maxLagMs: number;
   /** A server (postgres, pg_ctl) for the PITR drill (PG_SERVER_BIN_DIR); undefined: that drill is skipped. */

@@ -212,7 +212,7 @@ export function loadConfig(given: Env = process.env, options: { needSources?: bo
         ),
       },
       signing,
-      wal: { enabled: v.WAL_ARCHIVE, slot: v.WAL_SLOT, synchronous: v.WAL_SYNCHRONOUS, baseBackupSchedule: v.BASE_BACKUP_SCHEDULE, maxLagMs: v.WAL_MAX_LAG, serverBinDir: v.PG_SERVER_BIN_DIR },
+      wal: { enabled: v.WAL_ARCHIVE, slot: v.WAL_SLOT, synchronous: v.WAL_SYNCHRONOUS, baseBackupSchedule: v.BASE_BACKUP_SCHEDULE, maxLagMs: v.WAL_MAX_LAG, partialIntervalMs: v.WAL_PARTIAL_INTERVAL, serverBinDir: v.PG_SERVER_BIN_DIR },
       historyMax: v.HISTORY_MAX,
       sizeDrop: { warn: v.SIZE_DROP_WARN, minRows: v.SIZE_DROP_MIN_ROWS },
       diskFreeMin: v.DISK_FREE_MIN,

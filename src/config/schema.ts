@@ -600,6 +600,11 @@ export const ENV = {
     description: 'pg_receivewal --synchronous: flushes WAL as soon as it is received and reports it so (for synchronous_standby_names).',
     example: 'true',
   },
+  WAL_PARTIAL_INTERVAL: {
+    schema: duration(1000).default(60_000),
+    description: 'With WAL_ARCHIVE and a remote target: how often the segment still being written is shipped too (<segment>.partial.zst), so an idle database leaves the remote copy at most this far behind.',
+    example: '30s',
+  },
   WAL_MAX_LAG: {
     schema: duration(1000).default(5 * 60_000),
     description: 'With WAL_ARCHIVE: healthcheck, /healthz and status report unhealthy once WAL streaming has been down this long (the WAL since is not in the volume).',

@@ -24,7 +24,7 @@ export function archivedPath(backupDir: string, name: string, encrypted: boolean
 }
 
 /** Compresses (and with a cipher, encrypts) one file into `to` through a temporary name: `to` is complete or absent, never half-written. */
-async function compressInto(from: string, to: string, cipher: RunCipher | undefined): Promise<void> {
+export async function compressInto(from: string, to: string, cipher: RunCipher | undefined): Promise<void> {
   const tmp = `${to}.tmp`;
   await rm(tmp, { force: true });
   const zstd = execa('zstd', ['-q', '-c', '-3'], { stdin: 'pipe', stdout: 'pipe', buffer: { stdout: false }, encoding: 'buffer', reject: false });

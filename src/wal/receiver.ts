@@ -9,7 +9,7 @@ import { connectServer, type PgServer } from '../pg/server.ts';
 import { ensureDir } from '../util/fs.ts';
 import { STREAM_DIR, archiveCompleted, walDir } from './archive.ts';
 import { replicationProblem } from './refusal.ts';
-import { shipWal } from './ship.ts';
+import { shipPartial, shipWal, type PartialShipped } from './ship.ts';
 import { writeReceiverState, type ReceiverState } from './state.ts';
 
 /** Waits between restarts: doubled after each quick failure, up to a minute. */
@@ -43,6 +43,20 @@ export class WalReceiver {
   start(): void {
     this.loop = this.run();
     this.timer = setInterval(() => this.archive(), ARCHIVE_EVERY_MS);
+    if (this.ctx.hasRemoteTargets) this.partialTimer = setInterval(() => this.shipPartial(), this.ctx.config.wal.partialIntervalMs);
+  }
+
+  private partialTimer: NodeJS.Timeout | undefined;
+  private partial: PartialShipped | undefined;
+
+  /** WAL_PARTIAL_INTERVAL: the segment being written, to every remote target; in turn with the archiving. */
+  private shipPartial(): void {
+    const { config, log } = this.ctx;
+    this.archiving = this.archiving
+      .then(async () => {
+        this.partial = await shipPartial(config.backupDir, await this.ctx.targets(), await this.cipher(), this.partial, log);
+      })
+      .catch((error: unknown) => log.warn({ err: describe(error) }, 'cannot ship the segment being written; the next round tries again'));
   }
 
   /** Stops pg_receivewal (it flushes what it has), then archives what is complete. */
@@ -50,6 +64,7 @@ export class WalReceiver {
     this.stopping = true;
     this.wake.abort();
     clearInterval(this.timer);
+    clearInterval(this.partialTimer);
     this.child?.kill('SIGINT');
     await this.loop;
     this.archive();

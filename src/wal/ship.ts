@@ -1,11 +1,14 @@
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { describe } from '../errors.ts';
+import type { RunCipher } from '../crypto/age.ts';
 import type { Logger } from '../log.ts';
+import { AGE_SUFFIX } from '../naming.ts';
 import type { OffsiteStore } from '../offsite/store.ts';
 import { hashFile } from '../util/hash.ts';
 import { readJsonFile, writeFileAtomic } from '../util/fs.ts';
-import { listWal, walDir } from './archive.ts';
+import { STREAM_DIR, compressInto, listWal, walDir } from './archive.ts';
 
 /** wal/.shipped.json: which archived WAL files each remote target holds, by its URL. */
 const SHIPPED = '.shipped.json';
@@ -55,4 +58,40 @@ export async function shipWal(backupDir: string, targets: readonly OffsiteStore[
     if (sent > 0) log.info({ target: target.url, files: sent, last: pending[sent - 1]?.file }, 'WAL shipped');
   }
   await save();
+}
+
+/** The segment being written, as last shipped: a new copy goes only when it changed. */
+export interface PartialShipped {
+  file: string;
+  mtimeMs: number;
+  size: number;
+}
+
+/**
+ * WAL_PARTIAL_INTERVAL: a snapshot of the segment pg_receivewal is still writing, compressed (and
+ * encrypted) and stored in every remote target as <segment>.partial.zst[.age], replacing the previous
+ * one; once the segment moves on, the older partial copy is removed (the complete segment is shipped by
+ * shipWal). Returns what was shipped, for the next round to compare with.
+ */
+export async function shipPartial(backupDir: string, targets: readonly OffsiteStore[], cipher: RunCipher | undefined, last: PartialShipped | undefined, log: Logger): Promise<PartialShipped | undefined> {
+  if (targets.length === 0) return last;
+  const stream = join(walDir(backupDir), STREAM_DIR);
+  const entry = (await readdir(stream).catch((): string[] => [])).filter((n) => /^[0-9A-F]{24}\.partial$/.test(n)).sort().at(-1);
+  if (entry === undefined) return last;
+  const info = await stat(join(stream, entry)).catch(() => undefined);
+  if (info === undefined) return last;
+  const file = `${entry}.zst${cipher === undefined ? '' : AGE_SUFFIX}`;
+  if (last !== undefined && last.file === file && last.mtimeMs === info.mtimeMs && last.size === info.size) return last;
+  const tmp = join(walDir(backupDir), `.${file}`);
+  try {
+    await compressInto(join(stream, entry), tmp, cipher);
+    const { sha256, size } = await hashFile(tmp);
+    for (const target of targets) {
+      await target.putWal(file, tmp, sha256, size).catch((error: unknown) => log.warn({ target: target.url, err: describe(error) }, 'the segment being written was not shipped; the next round tries again'));
+      if (last !== undefined && last.file !== file) await target.deleteWal([last.file]).catch(() => undefined);
+    }
+  } finally {
+    await rm(tmp, { force: true });
+  }
+  return { file, mtimeMs: info.mtimeMs, size: info.size };
 }
