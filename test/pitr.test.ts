@@ -215,6 +215,9 @@ describe('point-in-time recovery, for real', () => {
     const early = await runCli(['restore', '--pitr', '2020-01-01T00:00:00Z', '--pgdata', join(work, 'early')], env);
     expect(early.exitCode).toBe(1);
     expect(early.stderr).toMatch(/no base backup ends before 2020-01-01T00:00:00Z: the oldest, \d{8}T\d{6}Z, ends at/);
+    const inside = await runCli(['restore', '--pitr', T, '--pgdata', join(work, 'backups/pgdata')], env);
+    expect(inside.exitCode).toBe(2);
+    expect(inside.stderr).toMatch(/--pgdata .* BACKUP_DIR .*: restore into a folder of its own/);
     const busy = await runCli(['restore', '--pitr', T, '--pgdata', data], env);
     expect(busy.exitCode).toBe(2);
     expect(busy.stderr).toMatch(/--pgdata .* is not empty/);

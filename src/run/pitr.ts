@@ -6,6 +6,7 @@ import { seriesOf, type BaseBackupArtifact } from '../manifest.ts';
 import { PARTIAL_DIR, PRE_RESTORE } from '../naming.ts';
 import { isFutureDated } from '../retention/policy.ts';
 import { withCleanup } from '../util/cleanup.ts';
+import { folderOverlap } from '../util/paths.ts';
 import { withVolumeLock } from '../volume/lock.ts';
 import { requireVolume } from '../volume/resolve.ts';
 import { listRuns } from '../volume/runs.ts';
@@ -73,6 +74,8 @@ export async function pitrRestore(ctx: Context, options: PitrOptions): Promise<s
 
       const pgdata = options.pgdata;
       if (pgdata === undefined || !pgdata.startsWith('/')) throw new UsageError('--pgdata: an absolute path to an empty folder (a new volume for the postgres container) is needed');
+      const overlap = folderOverlap(pgdata, config.backupDir);
+      if (overlap !== undefined) throw new UsageError(`--pgdata ${pgdata} ${overlap} BACKUP_DIR (${config.backupDir}): restore into a folder of its own, outside the backups volume`);
       const present = await readdir(pgdata).catch((error: NodeJS.ErrnoException) => (error.code === 'ENOENT' ? [] : Promise.reject(error)));
       if (present.length > 0) throw new UsageError(`--pgdata ${pgdata} is not empty (${present.slice(0, 3).join(', ')}${present.length > 3 ? ', …' : ''}): restore into an empty folder; an interrupted restore leaves files there, remove them first`);
 
