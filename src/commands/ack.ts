@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { Context } from '../context.ts';
 import { UsageError } from '../errors.ts';
 import { ACK_FILE, parseRunId } from '../naming.ts';
-import { dropWords } from '../retention/drops.ts';
+import { dropNote, dropWords } from '../retention/drops.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import { withVolumeLock } from '../volume/lock.ts';
 import { listRuns, volumeDrops } from '../volume/runs.ts';
@@ -25,7 +25,7 @@ export async function ackCommand(ctx: Context, runId: string): Promise<number> {
       const flagged = [...new Set(drops.filter((d) => !d.acknowledged).map((d) => d.runId))];
       throw new UsageError(`run ${runId} has no size drop to acknowledge (SIZE_DROP_WARN ${config.sizeDrop.warn * 100}%); ${flagged.length === 0 ? 'no run is flagged' : `flagged: ${flagged.join(', ')}`}`);
     }
-    const record = { acknowledgedAt: ctx.now().toISOString(), drops: mine.map((d) => ({ source: d.source, kind: d.kind, what: d.what, table: d.table, before: d.before, after: d.after, previousRunId: d.previousRunId })) };
+    const record = { acknowledgedAt: ctx.now().toISOString(), drops: mine.map((d) => ({ ...dropNote(d), previousRunId: d.previousRunId })) };
     await writeFileAtomic(join(run.dir, ACK_FILE), `${JSON.stringify(record, null, 2)}\n`);
     log.info({ run: runId }, 'size drop acknowledged');
     return [...mine.map((d) => `acknowledged: ${dropWords(d)} in run ${runId}`), `run ${[...new Set(mine.map((d) => d.previousRunId))].join(', ')} is no longer held: retention treats it like any other from the next prune`];

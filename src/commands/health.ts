@@ -12,7 +12,7 @@ import { drillSummary } from '../volume/drill-report.ts';
 import { runSize, volumeDrops } from '../volume/runs.ts';
 import { dropWords, openDrops } from '../retention/drops.ts';
 import { freeSpace } from '../util/fs.ts';
-import { slotState } from '../wal/slot.ts';
+import { askSlot } from '../wal/slot.ts';
 import { walNotOffsite } from '../wal/ship.ts';
 import { table } from './list.ts';
 
@@ -101,10 +101,9 @@ async function restoreLeftoverLines(pg: NonNullable<Config['postgres']>): Promis
 
 /** The replication slot in one line, as the server sees it. */
 async function slotLine(ctx: Context): Promise<string> {
-  const pg = ctx.postgres();
   const slot = ctx.config.wal.slot;
   try {
-    const state = await slotState(await connectServer(pg, pg.maintenanceDb), pg.maintenanceDb, slot);
+    const state = await askSlot(ctx);
     if (state === undefined) return `WAL slot ${slot}: none on the server yet (the daemon creates it)`;
     return `WAL slot ${slot}: ${state.active ? 'streaming' : 'NOT STREAMING'}, the server keeps ${prettyBytes(state.retainedBytes)} for it${state.walStatus === 'lost' ? ': LOST, WAL the sidecar had not received is gone' : ''}`;
   } catch (error) {

@@ -3,6 +3,8 @@ import prettyBytes from 'pretty-bytes';
 import type { Context } from '../context.ts';
 import { UsageError } from '../errors.ts';
 import { connectServer } from '../pg/server.ts';
+import { walSegmentSize } from '../health/health.ts';
+import { listRuns } from '../volume/runs.ts';
 import { walSummary } from '../wal/archive.ts';
 import { dropSlot, slotState } from '../wal/slot.ts';
 
@@ -31,7 +33,7 @@ export async function walCommand(ctx: Context, drop: boolean): Promise<number> {
         ? `slot ${config.wal.slot}: none on ${pg.host}:${pg.port}${config.wal.enabled ? ' (the daemon creates it when it starts)' : ''}`
         : `slot ${config.wal.slot}: ${slot.active ? 'active' : 'INACTIVE (no sidecar is streaming)'}, the server keeps ${prettyBytes(slot.retainedBytes)} of WAL for it${slot.walStatus === 'lost' ? ': LOST, the server removed WAL the sidecar had not received (a gap)' : ''}`,
     );
-    const wal = await walSummary(config.backupDir, 16 * 1024 * 1024);
+    const wal = await walSummary(config.backupDir, walSegmentSize(await listRuns(config.backupDir)));
     out.push(wal.newest === undefined ? 'volume: no WAL yet' : `volume: ${wal.segments} segment(s), newest ${wal.newest}${wal.newestAt === undefined ? '' : `, written ${ms(Math.max(0, ctx.now().getTime() - wal.newestAt.getTime()))} ago`}${wal.gaps.length > 0 ? `; GAP: ${wal.gaps.join(', ')} missing` : ''}`);
   }
   process.stdout.write(`${out.join('\n')}\n`);

@@ -1,7 +1,7 @@
 import { Cron } from 'croner';
 import ms from 'ms';
 import type { Context } from '../context.ts';
-import { seriesOf } from '../manifest.ts';
+import { seriesOf, type BaseBackupArtifact } from '../manifest.ts';
 import { PRE_RESTORE } from '../naming.ts';
 import { isFutureDated } from '../retention/policy.ts';
 import { drillSummary, type DrillReport } from '../volume/drill-report.ts';
@@ -55,6 +55,16 @@ export function scheduleInterval([a, b, c]: Date[]): number {
   return Math.max(b.getTime() - a.getTime(), c === undefined ? 0 : c.getTime() - b.getTime());
 }
 
+/** The newest base backup in the volume (WAL_ARCHIVE), if any. */
+function newestBaseBackup(runs: readonly StoredRun[]): BaseBackupArtifact | undefined {
+  return runs.flatMap((r) => (r.tier === PRE_RESTORE ? [] : (r.manifest?.artifacts ?? []))).find((a): a is BaseBackupArtifact => a.kind === 'basebackup');
+}
+
+/** The cluster's WAL segment size, as its newest base backup recorded it; PostgreSQL's default before any. */
+export function walSegmentSize(runs: readonly StoredRun[]): number {
+  return newestBaseBackup(runs)?.walSegmentSize ?? 16 * 1024 * 1024;
+}
+
 /**
  * Healthy when the newest successful run is younger than HEALTHCHECK_MAX_AGE and the last backup job did
  * not fail; before the first run, while the daemon has been up for less than HEALTHCHECK_MAX_AGE. With
@@ -78,8 +88,8 @@ export async function healthOf(ctx: Context): Promise<Health> {
   const lastDrill = [...runs.map((r) => r.drill), ...logged]
     .filter((d): d is DrillReport => d !== undefined)
     .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt))[0];
-  const newestBase = runs.flatMap((r) => (r.tier === PRE_RESTORE ? [] : (r.manifest?.artifacts ?? []))).find((a) => a.kind === 'basebackup');
-  const segmentSize = newestBase?.walSegmentSize ?? 16 * 1024 * 1024;
+  const newestBase = newestBaseBackup(runs);
+  const segmentSize = walSegmentSize(runs);
   const wal = config.wal.enabled ? await walSummary(config.backupDir, segmentSize) : undefined;
   const receiver = config.wal.enabled ? await readReceiverState(config.backupDir) : undefined;
   const base = { maxAgeMs, newest, runs, status, lastDrill, suspicious, wal, walStreaming: receiver };

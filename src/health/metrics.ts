@@ -6,8 +6,7 @@ import { openDrops, type Drop } from '../retention/drops.ts';
 import { freeSpace } from '../util/fs.ts';
 import { volumeDrops } from '../volume/runs.ts';
 import { healthOf, scheduleOf, type Health } from './health.ts';
-import { connectServer } from '../pg/server.ts';
-import { slotState, type SlotState } from '../wal/slot.ts';
+import { askSlot, type SlotState } from '../wal/slot.ts';
 import { walNotOffsite } from '../wal/ship.ts';
 
 /** Counters the daemon keeps since it started. */
@@ -52,14 +51,9 @@ export async function metricsOf(ctx: Context, counters: DaemonCounters): Promise
     drops: openDrops(volumeDrops(health.runs, config.sizeDrop, ctx.notAfter())),
     freeBytes: await freeSpace(config.backupDir),
     diskFreeMin: config.diskFreeMin,
-    slot: config.wal.enabled ? await walSlot(ctx).catch(() => undefined) : undefined,
+    slot: config.wal.enabled ? await askSlot(ctx).catch(() => undefined) : undefined,
     walNotOffsite: config.wal.enabled && ctx.hasRemoteTargets ? await walNotOffsite(config.backupDir, (await ctx.targets()).map((t) => t.url)) : undefined,
   });
-}
-
-async function walSlot(ctx: Context): Promise<SlotState | undefined> {
-  const pg = ctx.postgres();
-  return slotState(await connectServer(pg, pg.maintenanceDb), pg.maintenanceDb, ctx.config.wal.slot);
 }
 
 /** Prometheus text exposition of the health and the volume. Computed per scrape from the volume itself. */

@@ -51,6 +51,11 @@ export function findDrops(runs: readonly DropRun[], { warn, minRows }: SizeDropC
   return drops;
 }
 
+/** A drop as the webhooks, the history and ack.json record it: what shrank, and by how much. */
+export function dropNote(d: Drop): Pick<Drop, 'source' | 'kind' | 'what' | 'table' | 'before' | 'after'> {
+  return { source: d.source, kind: d.kind, what: d.what, table: d.table, before: d.before, after: d.after };
+}
+
 /** The drops not yet acknowledged: what the page, status, webhook and metrics flag. */
 export function openDrops(drops: readonly Drop[]): Drop[] {
   return drops.filter((d) => !d.acknowledged);

@@ -13,7 +13,7 @@ import { runHook } from './hooks.ts';
 import { jobStatus, notify, notifyStart } from './webhooks.ts';
 import { shipPending } from './catch-up.ts';
 import { pruneOffsite, pruneVolume, pruneWalBehindBases, sizeDropHolds } from './prune.ts';
-import { dropWords, type Drop } from '../retention/drops.ts';
+import { dropNote, dropWords, type Drop } from '../retention/drops.ts';
 import { HISTORY, appendHistory, type BackupEntry } from '../volume/history.ts';
 import { backupSources, baseBackupSources } from './sources.ts';
 import { seriesOf, type Series } from '../manifest.ts';
@@ -97,7 +97,7 @@ export async function backupJob(ctx: Context, forcedTier?: Tier, series: Series 
   };
   await recordOutcome(config.backupDir, outcome).catch((e: unknown) => log.warn({ err: describe(e) }, 'cannot record the outcome in the volume'));
   const targetsState = (run?.manifest.targets ?? []).map((t) => ({ url: t.url, state: t.state }));
-  const dropped = drops.map((d) => ({ source: d.source, kind: d.kind, what: d.what, table: d.table, before: d.before, after: d.after }));
+  const dropped = drops.map(dropNote);
   const entry: BackupEntry = {
     event: 'backup',
     startedAt: outcome.startedAt,

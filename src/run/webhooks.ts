@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import prettyBytes from 'pretty-bytes';
 import type { HooksConfig, WebhookFormat } from '../config/config.ts';
 import type { Logger } from '../log.ts';
-import type { Drop } from '../retention/drops.ts';
+import type { dropNote } from '../retention/drops.ts';
 import type { DrillReport } from '../volume/drill-report.ts';
 import type { JobOutcome } from '../volume/status.ts';
 
@@ -116,7 +116,7 @@ export function jobStatus(outcome: JobOutcome): JobStatus {
 }
 
 /** A size drop as the webhooks and the history carry it. */
-export type DropNote = Pick<Drop, 'source' | 'kind' | 'what' | 'table' | 'before' | 'after'>;
+export type DropNote = ReturnType<typeof dropNote>;
 
 /**
  * The webhooks after a backup job: `event: "backup"`, the outcome, each remote target's state, duration,

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { SizeDropConfig } from '../config/config.ts';
 import { describe } from '../errors.ts';
 import { findDrops, type Drop } from '../retention/drops.ts';
+import { isFutureDated } from '../retention/policy.ts';
 import { readManifest, type Manifest } from '../manifest.ts';
 import { ACK_FILE, PRE_RESTORE, RUN_TIERS, parseRunId, type RunTier } from '../naming.ts';
 import type { SignatureState, SigningKeys } from '../crypto/signing.ts';
@@ -73,7 +74,7 @@ export function runSize(run: StoredRun): number {
  * signature not wrong), newest run first.
  */
 export function volumeDrops(runs: readonly StoredRun[], sizeDrop: SizeDropConfig, notAfter: Date): Drop[] {
-  const counted = runs.filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE && r.time.getTime() <= notAfter.getTime() && r.signature !== 'invalid');
+  const counted = runs.filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE && !isFutureDated(r.time, notAfter) && r.signature !== 'invalid');
   return findDrops(
     counted.map((r) => ({ id: r.id, time: r.time, acknowledged: r.acknowledged, artifacts: r.manifest!.artifacts.map((a) => ({ source: a.source, kind: a.kind, size: a.size, rowCounts: a.kind === 'postgres' ? a.rowCounts : undefined })) })),
     sizeDrop,

@@ -79,6 +79,11 @@ export interface WalFile {
   partial: boolean;
 }
 
+/** The WAL files in the compressed archive (not pg_receivewal's own folder), by file name. */
+export async function archivedWal(backupDir: string): Promise<WalFile[]> {
+  return [...(await listWal(backupDir)).values()].filter((f) => f.compressed).sort((a, b) => a.file.localeCompare(b.file));
+}
+
 /** Every WAL segment and history file kept, by name (an archived copy wins over a raw one). */
 export async function listWal(backupDir: string): Promise<Map<string, WalFile>> {
   const files = new Map<string, WalFile>();
@@ -107,7 +112,7 @@ export async function listWal(backupDir: string): Promise<Map<string, WalFile>> 
  * base backups. pg_receivewal's own folder is left alone. Returns the files removed (their names in remote targets).
  */
 export async function pruneWal(backupDir: string, bases: readonly { startLsn: string; walSegmentSize: number }[]): Promise<string[]> {
-  const archived = [...(await listWal(backupDir)).values()].filter((f) => f.compressed);
+  const archived = await archivedWal(backupDir);
   const doomed = new Set(walNotNeeded(archived.map((f) => f.name), bases));
   const removed = archived.filter((x) => doomed.has(x.name));
   for (const f of removed) await rm(f.path, { force: true });

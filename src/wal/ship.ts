@@ -8,7 +8,7 @@ import { AGE_SUFFIX } from '../naming.ts';
 import type { OffsiteStore } from '../offsite/store.ts';
 import { hashFile } from '../util/hash.ts';
 import { readJsonFile, writeFileAtomic } from '../util/fs.ts';
-import { STREAM_DIR, compressInto, listWal, walDir } from './archive.ts';
+import { STREAM_DIR, archivedWal, compressInto, walDir } from './archive.ts';
 
 /** wal/.shipped.json: which archived WAL files each remote target holds, by its URL. */
 const SHIPPED = '.shipped.json';
@@ -21,7 +21,7 @@ async function readShipped(backupDir: string): Promise<Shipped> {
 
 /** How many archived WAL files each target does not hold yet. */
 export async function walNotOffsite(backupDir: string, urls: readonly string[]): Promise<Map<string, number>> {
-  const archived = [...(await listWal(backupDir)).values()].filter((f) => f.compressed).map((f) => f.file);
+  const archived = (await archivedWal(backupDir)).map((f) => f.file);
   const shipped = await readShipped(backupDir);
   return new Map(urls.map((url) => [url, archived.filter((n) => !(shipped.targets[url] ?? []).includes(n)).length]));
 }
@@ -33,7 +33,7 @@ export async function walNotOffsite(backupDir: string, urls: readonly string[]):
  */
 export async function shipWal(backupDir: string, targets: readonly OffsiteStore[], log: Logger): Promise<void> {
   if (targets.length === 0) return;
-  const archived = [...(await listWal(backupDir)).values()].filter((f) => f.compressed).sort((a, b) => a.file.localeCompare(b.file));
+  const archived = await archivedWal(backupDir);
   const names = new Set(archived.map((f) => f.file));
   const shipped = await readShipped(backupDir);
   const save = () => writeFileAtomic(join(walDir(backupDir), SHIPPED), `${JSON.stringify(shipped)}\n`);

@@ -1,5 +1,6 @@
+import type { Context } from '../context.ts';
 import { query } from '../pg/psql.ts';
-import type { PgServer } from '../pg/server.ts';
+import { connectServer, type PgServer } from '../pg/server.ts';
 
 /** The replication slot WAL streaming uses, as the server sees it. */
 export interface SlotState {
@@ -21,6 +22,12 @@ export async function slotState(server: PgServer, database: string, slot: string
   );
   const [active, retained, walStatus] = rows[0] ?? [];
   return active === undefined ? undefined : { active: active === 't', retainedBytes: Number(retained), walStatus: walStatus ?? '' };
+}
+
+/** WAL_SLOT's state on the configured server (connecting for it). */
+export async function askSlot(ctx: Context): Promise<SlotState | undefined> {
+  const pg = ctx.postgres();
+  return slotState(await connectServer(pg, pg.maintenanceDb), pg.maintenanceDb, ctx.config.wal.slot);
 }
 
 /** Drops the slot (the server stops keeping WAL for it). */
