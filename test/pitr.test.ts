@@ -341,10 +341,12 @@ describe('point-in-time recovery, for real', () => {
     expect((await daemon).exitCode).toBe(0);
     const kept = await readdir(join(work, 'enc/wal/00000001'));
     expect(kept.length).toBeGreaterThan(0);
-    expect(kept.every((f) => f.endsWith('.zst.age'))).toBe(true);
+    // Signed too, with the key derived from the passphrase.
+    expect(kept.every((f) => f.endsWith('.zst.age') || (f.endsWith('.zst.age.sig') && kept.includes(f.slice(0, -4))))).toBe(true);
+    expect(kept.filter((f) => f.endsWith('.sig')).length).toBe(kept.length / 2);
     const remote = (await s3.keys()).filter((k) => k.startsWith('enc/wal/'));
     expect(remote.length).toBeGreaterThan(0);
-    expect(remote.every((k) => k.endsWith('.zst.age'))).toBe(true);
+    expect(remote.every((k) => k.endsWith('.zst.age') || k.endsWith('.zst.age.sig'))).toBe(true);
 
     const data = join(work, 'enc-restored');
     const restored = await runCli(['restore', '--pitr', 'latest', '--pgdata', data, '--pgdata-owner', `${postgresUser.uid}:${postgresUser.gid}`], encEnv);
@@ -363,6 +365,68 @@ describe('point-in-time recovery, for real', () => {
     expect(refused.stderr.trim().split('\n').at(-1)).toMatch(/^backup-sidecar: run \d{8}T\d{6}Z.*(encrypted: set ENCRYPTION_IDENTITY_FILE|ENCRYPTION_PASSPHRASE)/);
     expect(await readdir(join(work, 'enc-nokey')).catch((): string[] => [])).toEqual([]);
     await pg.sql('postgres', "SELECT pg_drop_replication_slot('enc_slot');");
+  }, 120_000);
+
+  it('with BACKUP_SIGNING_KEY every WAL file is signed (<file>.sig, in the volume and the bucket); a forged or unsigned segment stops restore --pitr before anything is written', async () => {
+    const signEnv = { ...env, BACKUP_DIR: join(work, 'signed'), WAL_SLOT: 'signed_slot', S3_PREFIX: 'signed', BACKUP_SIGNING_KEY: 'a'.repeat(64), WAL_PARTIAL_INTERVAL: '1s' };
+    const walFolder = join(work, 'signed/wal/00000001');
+    const daemon = execa(process.execPath, [CLI, 'daemon'], { env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', ...signEnv }, extendEnv: false, reject: false, all: true });
+    let last = '';
+    try {
+      await until('the signed_slot in use', async () => ((await pg.sql('postgres', "SELECT active FROM pg_replication_slots WHERE slot_name = 'signed_slot'")) === 't' ? true : undefined));
+      const base = await runCli(['basebackup'], signEnv);
+      expect(base.exitCode, base.stderr).toBe(0);
+      for (let i = 0; i < 2; i++) last = (await pg.sql('app', `CREATE TABLE signed_${i} AS SELECT generate_series(1, 100) AS x; SELECT pg_walfile_name(pg_current_wal_lsn()); SELECT pg_switch_wal();`)).split('\n')[0]!;
+      await until(`${last} archived and shipped with its signature`, async () => ((await s3.keys()).includes(`signed/wal/00000001/${last}.zst.sig`) ? true : undefined), 60_000);
+      await until('the partial segment shipped with its signature', async () => ((await s3.keys()).some((k) => /^signed\/wal\/00000001\/[0-9A-F]{24}\.partial\.zst\.sig$/.test(k)) ? true : undefined), 30_000);
+    } finally {
+      daemon.kill('SIGTERM');
+    }
+    expect((await daemon).exitCode).toBe(0);
+    const kept = await readdir(walFolder);
+    const segments = kept.filter((f) => f.endsWith('.zst'));
+    expect(segments.length).toBeGreaterThan(2);
+    for (const f of segments) expect(kept, f).toContain(`${f}.sig`);
+    const remote = new Set(await s3.keys());
+    for (const f of segments) expect(remote.has(`signed/wal/00000001/${f}.sig`), f).toBe(true);
+
+    const victim = join(walFolder, `${last}.zst`);
+    const genuine = await readFile(victim);
+    const pgdataFor = (name: string) => join(work, name);
+    // A genuine segment of the same cluster, put in another's place: its signature names the other file.
+    const donor = segments.filter((f) => f !== `${last}.zst`).at(-1)!;
+    await writeFile(victim, await readFile(join(walFolder, donor)));
+    const forged = await runCli(['restore', '--pitr', 'latest', '--pgdata', pgdataFor('signed-forged')], signEnv);
+    expect(forged.exitCode).toBe(1);
+    expect(forged.stderr.trim().split('\n').at(-1)).toBe(`backup-sidecar: WAL file ${victim} has a signature that does not match its content under any BACKUP_SIGNING_KEY: it was changed or forged, so it is refused and nothing was touched`);
+    expect(await readdir(pgdataFor('signed-forged')).catch((): string[] => [])).toEqual([]);
+
+    await writeFile(victim, genuine);
+    await rm(`${victim}.sig`);
+    const unsigned = await runCli(['restore', '--pitr', 'latest', '--pgdata', pgdataFor('signed-unsigned')], signEnv);
+    expect(unsigned.exitCode).toBe(1);
+    expect(unsigned.stderr).toContain(`WAL file ${victim} is not signed (no ${last}.zst.sig) and BACKUP_SIGNING_KEY is set: it may be forged, so it is refused and nothing was touched; if it is an older segment made before the key was set, pass --trust-unsigned`);
+    expect(await readdir(pgdataFor('signed-unsigned')).catch((): string[] => [])).toEqual([]);
+    const trusted = await runCli(['restore', '--pitr', 'latest', '--pgdata', pgdataFor('signed-trusted'), '--trust-unsigned', '--pgdata-owner', `${postgresUser.uid}:${postgresUser.gid}`], signEnv);
+    expect(trusted.exitCode, trusted.stderr).toBe(0);
+    const server = await startOn(pgdataFor('signed-trusted'));
+    try {
+      await until('promotion', async () => ((await server.sql('SELECT pg_is_in_recovery()').catch(() => 't')) === 'f' ? true : undefined), 60_000);
+      expect(await server.sql('SELECT count(*) FROM signed_1')).toBe('100');
+    } finally {
+      await server.stop();
+    }
+    // Retention takes the signatures with the segments, in the volume and the bucket.
+    await pg.sql('app', 'SELECT pg_switch_wal();');
+    const second = await runCli(['basebackup'], { ...signEnv, BACKUP_KEEP_LAST: '1', BACKUP_KEEP_DAYS: '0', BACKUP_KEEP_WEEKS: '0', BACKUP_KEEP_MONTHS: '0', BACKUP_KEEP_YEARS: '0' });
+    expect(second.exitCode, second.stderr).toBe(0);
+    const left = await readdir(walFolder);
+    expect(left.filter((f) => f.endsWith('.zst')).length).toBeLessThan(segments.length);
+    expect(left.filter((f) => f.endsWith('.sig')).every((f) => left.includes(f.slice(0, -4)))).toBe(true);
+    const remoteLeft = (await s3.keys()).filter((k) => k.startsWith('signed/wal/') && !k.includes('.partial.'));
+    expect(remoteLeft.filter((k) => k.endsWith('.sig')).every((k) => remoteLeft.includes(k.slice(0, -4)))).toBe(true);
+    expect(remoteLeft.length).toBeLessThan(segments.length * 2);
+    await pg.sql('postgres', "SELECT pg_drop_replication_slot('signed_slot');");
   }, 120_000);
 
   it('WAL_PARTIAL_INTERVAL: the segment being written reaches the bucket too (<segment>.partial.zst), and goes once the segment is complete', async () => {

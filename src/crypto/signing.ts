@@ -46,3 +46,18 @@ export function signatureState(signing: SigningKeys, manifest: string | Buffer, 
   }
   return 'invalid';
 }
+
+/** What a WAL file's signature covers: its name as kept (so a genuine file cannot stand in for another) and its sha256. */
+function walMessage(file: string, sha256: string): string {
+  return `backup-sidecar wal v1\n${file}\n${sha256}\n`;
+}
+
+/** The content of <file>.sig for an archived WAL file. */
+export function walSignatureText(signing: SigningKeys, file: string, sha256: string): string {
+  return signatureText(signing, walMessage(file, sha256));
+}
+
+/** Whether `signature` signs the WAL file `file` with this sha256 under any of the keys. */
+export function walSignatureState(signing: SigningKeys, file: string, sha256: string, signature: string | undefined): SignatureState {
+  return signatureState(signing, walMessage(file, sha256), signature);
+}

@@ -13,7 +13,7 @@ import { listRuns } from '../volume/runs.ts';
 import { checkRunSignature } from '../volume/signature.ts';
 import { listWal } from '../wal/archive.ts';
 import { parseLsn } from '../wal/lsn.ts';
-import { RESTORE_WAL_DIR, buildRecoveryFolder, parseTarget, planWal, walDecrypter, type PitrTarget } from '../wal/recovery.ts';
+import { RESTORE_WAL_DIR, buildRecoveryFolder, parseTarget, planWal, walAccess, type PitrTarget } from '../wal/recovery.ts';
 import { checkChecksums } from './restore.ts';
 import { decryptSelection } from './decrypt.ts';
 
@@ -91,7 +91,7 @@ export async function pitrRestore(ctx: Context, options: PitrOptions): Promise<s
         for (const name of await readdir(pgdata).catch(() => [])) await rm(join(pgdata, name), { recursive: true, force: true });
       });
       log.info({ run: base.runId, pgdata }, 'unpacking the base backup');
-      await buildRecoveryFolder(archive, wal, target, `restore --pitr ${options.target}, from base backup ${base.runId}`, pgdata, ctx.signal, await walDecrypter(config.decryption, wal.files));
+      await buildRecoveryFolder(archive, wal, target, `restore --pitr ${options.target}, from base backup ${base.runId}`, pgdata, ctx.signal, await walAccess(config, wal.files, options.trustUnsigned));
       const owned = await giveTo(pgdata, options.owner);
       undo();
       log.info({ pgdata, segments: wal.files.length }, 'ready for recovery');

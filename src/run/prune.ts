@@ -8,6 +8,7 @@ import { signatureDoubt, signatureState, type SigningKeys } from '../crypto/sign
 import { decide, referenceRun, type Decision, type RetentionOptions } from '../retention/policy.ts';
 import { ensureDir, fsProblem } from '../util/fs.ts';
 import { pruneWal } from '../wal/archive.ts';
+import { WAL_SIG_SUFFIX } from '../wal/signature.ts';
 import { listRuns, volumeDrops } from '../volume/runs.ts';
 import { dropHolds, type Drop } from '../retention/drops.ts';
 import type { SizeDropConfig } from '../config/config.ts';
@@ -120,6 +121,6 @@ export async function pruneWalBehindBases(backupDir: string, targets: readonly O
   log.info({ segments: removed.length, first: removed[0], last: removed.at(-1) }, 'pruned WAL no kept base backup needs');
   // The same names in every remote target; one that fails keeps them (the bucket's lifecycle rule is the backstop).
   for (const target of targets) {
-    await target.deleteWal(removed).catch((error: unknown) => log.warn({ target: target.url, err: describe(error) }, 'cannot prune WAL in a remote target'));
+    await target.deleteWal(removed.flatMap((f) => [f, `${f}${WAL_SIG_SUFFIX}`])).catch((error: unknown) => log.warn({ target: target.url, err: describe(error) }, 'cannot prune WAL in a remote target'));
   }
 }

@@ -22,13 +22,13 @@ export async function runSignature(runDir: string, signing: SigningKeys): Promis
 }
 
 /** Why a run's signature refuses it, in one line; undefined when it may be used. */
-export function signatureProblem(state: SignatureState, what: string, trustUnsigned: boolean, signing: Pick<SigningKeys, 'from'>): string | undefined {
+export function signatureProblem(state: SignatureState, what: string, trustUnsigned: boolean, signing: Pick<SigningKeys, 'from'>, signed: { sigFile: string; content: string; maker: string } = { sigFile: SIGNATURE, content: 'its manifest', maker: 'run' }): string | undefined {
   if (state === 'valid' || (state === 'missing' && trustUnsigned)) return undefined;
   const derived = signing.from === 'ENCRYPTION_PASSPHRASE';
   const key = derived ? 'the key derived from ENCRYPTION_PASSPHRASE' : 'any BACKUP_SIGNING_KEY';
   return state === 'missing'
-    ? `${what} is not signed (no ${SIGNATURE}) and ${derived ? 'signing is on (a key derived from ENCRYPTION_PASSPHRASE)' : 'BACKUP_SIGNING_KEY is set'}: it may be forged, so it is refused and nothing was touched; if it is an older run made before the key was set, pass --trust-unsigned`
-    : `${what} has a signature that does not match its manifest under ${key}: ${derived ? 'the passphrase differs from the one the run was made with, or the run ' : 'it '}was changed or forged, so it is refused and nothing was touched`;
+    ? `${what} is not signed (no ${signed.sigFile}) and ${derived ? 'signing is on (a key derived from ENCRYPTION_PASSPHRASE)' : 'BACKUP_SIGNING_KEY is set'}: it may be forged, so it is refused and nothing was touched; if it is an older ${signed.maker} made before the key was set, pass --trust-unsigned`
+    : `${what} has a signature that does not match ${signed.content} under ${key}: ${derived ? `the passphrase differs from the one the ${signed.maker} was made with, or the ${signed.maker} ` : 'it '}was changed or forged, so it is refused and nothing was touched`;
 }
 
 /** Refuses a run whose signature is missing or wrong, before anything else in it is read. No key: nothing to check. */

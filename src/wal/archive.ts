@@ -1,13 +1,16 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { readdir, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
 import { RunError, firstLine } from '../errors.ts';
 import type { RunCipher } from '../crypto/age.ts';
+import type { SigningKeys } from '../crypto/signing.ts';
 import { AGE_SUFFIX, WAL_DIR } from '../naming.ts';
 import { FILE_MODE, ensureDir, fsyncDir, pathExists } from '../util/fs.ts';
+import { HashingStream } from '../util/hash.ts';
 import { HISTORY_FILE, walGaps, walNotNeeded } from './lsn.ts';
+import { WAL_SIG_SUFFIX, writeWalSignature } from './signature.ts';
 
 /** pg_receivewal's own folder: the segment it is writing (.partial) and the last complete one it resumes after. */
 export const STREAM_DIR = 'stream';
@@ -23,17 +26,25 @@ export function archivedPath(backupDir: string, name: string, encrypted: boolean
   return join(walDir(backupDir), name.slice(0, 8), `${name}.zst${encrypted ? AGE_SUFFIX : ''}`);
 }
 
-/** Compresses (and with a cipher, encrypts) one file into `to` through a temporary name: `to` is complete or absent, never half-written. */
-export async function compressInto(from: string, to: string, cipher: RunCipher | undefined): Promise<void> {
+/**
+ * Compresses (and with a cipher, encrypts) one file into `to` through a temporary name: `to` is complete
+ * or absent, never half-written. With a signing key, <to>.sig (over `signedName`, the name it is kept
+ * under) is written before `to` appears, so a complete file is never unsigned. Returns its sha256 and size.
+ */
+export async function compressInto(from: string, to: string, cipher: RunCipher | undefined, signing?: SigningKeys, signedName = basename(to)): Promise<{ sha256: string; size: number }> {
   const tmp = `${to}.tmp`;
   await rm(tmp, { force: true });
   const zstd = execa('zstd', ['-q', '-c', '-3'], { stdin: 'pipe', stdout: 'pipe', buffer: { stdout: false }, encoding: 'buffer', reject: false });
+  const hasher = new HashingStream();
   const out = createWriteStream(tmp, { mode: FILE_MODE, flags: 'wx', flush: true });
   try {
-    await Promise.all([pipeline(createReadStream(from), zstd.stdin), cipher === undefined ? pipeline(zstd.stdout, out) : pipeline(zstd.stdout, cipher.encryptor(), out)]);
+    await Promise.all([pipeline(createReadStream(from), zstd.stdin), cipher === undefined ? pipeline(zstd.stdout, hasher, out) : pipeline(zstd.stdout, cipher.encryptor(), hasher, out)]);
     const result = await zstd;
     if (result.exitCode !== 0) throw new RunError(`zstd failed on ${from}: ${firstLine(new TextDecoder().decode(result.stderr as Uint8Array))}`);
+    const digest = { sha256: hasher.digest(), size: hasher.bytes };
+    if (signing !== undefined) await writeWalSignature(to, signedName, digest.sha256, signing);
     await rename(tmp, to);
+    return digest;
   } catch (error) {
     zstd.kill();
     await rm(tmp, { force: true });
@@ -45,9 +56,10 @@ export async function compressInto(from: string, to: string, cipher: RunCipher |
  * Moves what pg_receivewal completed into the archive: each complete segment and history file is
  * compressed (zstd) into wal/<timeline>/, then the raw segment is removed, except the newest complete one,
  * which pg_receivewal resumes after when it restarts (servers before 15 cannot say where the slot stands).
- * Idempotent: a segment already archived is only cleaned up. Returns the names archived now.
+ * Idempotent: a segment already archived is only cleaned up. With a signing key, each is signed
+ * (<file>.sig beside it). Returns the names archived now.
  */
-export async function archiveCompleted(backupDir: string, cipher?: RunCipher): Promise<string[]> {
+export async function archiveCompleted(backupDir: string, cipher?: RunCipher, signing?: SigningKeys): Promise<string[]> {
   const stream = join(walDir(backupDir), STREAM_DIR);
   const names = (await readdir(stream).catch(() => [])).filter((n) => SEGMENT.test(n) || HISTORY_FILE.test(n)).sort();
   const segments = names.filter((n) => SEGMENT.test(n));
@@ -56,7 +68,7 @@ export async function archiveCompleted(backupDir: string, cipher?: RunCipher): P
     const to = archivedPath(backupDir, name, cipher !== undefined);
     if (!(await pathExists(archivedPath(backupDir, name, false))) && !(await pathExists(archivedPath(backupDir, name, true)))) {
       await ensureDir(join(walDir(backupDir), name.slice(0, 8)));
-      await compressInto(join(stream, name), to, cipher);
+      await compressInto(join(stream, name), to, cipher, signing);
       await fsyncDir(join(walDir(backupDir), name.slice(0, 8)));
       archived.push(name);
     }
@@ -109,13 +121,17 @@ export async function listWal(backupDir: string): Promise<Map<string, WalFile>> 
 
 /**
  * Removes archived WAL that no kept base backup needs (see walNotNeeded), after retention has pruned the
- * base backups. pg_receivewal's own folder is left alone. Returns the files removed (their names in remote targets).
+ * base backups, with their signatures. pg_receivewal's own folder is left alone. Returns the files removed
+ * (their names in remote targets, where their signatures go too).
  */
 export async function pruneWal(backupDir: string, bases: readonly { startLsn: string; walSegmentSize: number }[]): Promise<string[]> {
   const archived = await archivedWal(backupDir);
   const doomed = new Set(walNotNeeded(archived.map((f) => f.name), bases));
   const removed = archived.filter((x) => doomed.has(x.name));
-  for (const f of removed) await rm(f.path, { force: true });
+  for (const f of removed) {
+    await rm(f.path, { force: true });
+    await rm(`${f.path}${WAL_SIG_SUFFIX}`, { force: true });
+  }
   return removed.map((f) => f.file).sort();
 }
 

@@ -54,7 +54,7 @@ export class WalReceiver {
     const { config, log } = this.ctx;
     this.archiving = this.archiving
       .then(async () => {
-        this.partial = await shipPartial(config.backupDir, await this.ctx.targets(), await this.cipher(), this.partial, log);
+        this.partial = await shipPartial(config.backupDir, await this.ctx.targets(), await this.cipher(), config.signing, this.partial, log);
       })
       .catch((error: unknown) => log.warn({ err: describe(error) }, 'cannot ship the segment being written; the next round tries again'));
   }
@@ -90,7 +90,7 @@ export class WalReceiver {
   private archive(): void {
     const { config, log } = this.ctx;
     this.archiving = this.archiving
-      .then(async () => archiveCompleted(config.backupDir, await this.cipher()))
+      .then(async () => archiveCompleted(config.backupDir, await this.cipher(), config.signing))
       .then(
         (names) => {
           if (names.length > 0) log.info({ segments: names.length, last: names.at(-1) }, 'WAL archived');

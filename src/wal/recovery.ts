@@ -5,9 +5,11 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
 import { RunError, UsageError, describe, firstLine } from '../errors.ts';
-import type { DecryptionConfig } from '../config/config.ts';
+import type { Config } from '../config/config.ts';
+import type { SigningKeys } from '../crypto/signing.ts';
 import type { BaseBackupArtifact } from '../manifest.ts';
 import type { WalFile } from './archive.ts';
+import { checkWalSignature } from './signature.ts';
 import { HISTORY_FILE, formatLsn, parseLsn, parseSegment, segmentFile, segmentName } from './lsn.ts';
 
 /**
@@ -68,10 +70,18 @@ export function planWal(base: BaseBackupArtifact, kept: ReadonlyMap<string, WalF
   return { files: [...histories, ...files], first: segmentName(base.timeline, parseLsn(base.startLsn)!, size), last, gap, reachesEnd: last !== '' && last >= endName };
 }
 
-/** Decompresses (or copies) one WAL file into the restored folder under its segment name. */
 /** Opens an encrypted WAL file as plaintext (ENCRYPTION_IDENTITY_FILE or the passphrase). */
 export type WalDecrypter = (path: string) => Promise<Readable>;
 
+/** How the WAL of a recovery is read: decrypted when encrypted, its signatures checked when a key is set. */
+export interface WalAccess {
+  decrypt: WalDecrypter | undefined;
+  signing: SigningKeys | undefined;
+  /** Accept archived WAL without a signature (archived before the key was set). */
+  trustUnsigned: boolean;
+}
+
+/** Decompresses (or copies) one WAL file into the restored folder under its segment name. */
 async function placeWal(file: WalFile, dir: string, decrypt: WalDecrypter | undefined): Promise<void> {
   const to = join(dir, file.name);
   if (!file.compressed) {
@@ -97,12 +107,15 @@ async function placeWal(file: WalFile, dir: string, decrypt: WalDecrypter | unde
  * Makes `pgdata` (existing, empty) a data folder that recovers by itself: the base backup unpacked, the
  * WAL it needs inside it, recovery.signal, and the recovery settings (reading WAL only from inside).
  */
-export async function buildRecoveryFolder(archive: string, wal: WalPlan, target: PitrTarget, why: string, pgdata: string, signal: AbortSignal | undefined, decrypt?: WalDecrypter): Promise<void> {
+export async function buildRecoveryFolder(archive: string, wal: WalPlan, target: PitrTarget, why: string, pgdata: string, signal: AbortSignal | undefined, access: WalAccess): Promise<void> {
+  // Every archived file's signature first: a forged segment stops the restore before anything is written.
+  // pg_receivewal's own files (the segment being written) are the volume's and cannot be signed yet.
+  for (const file of wal.files) if (file.compressed) await checkWalSignature(file.path, file.file, access.signing, access.trustUnsigned);
   const unpack = await execa('zstd', ['-d', '-q', '-c', archive], { buffer: { stdout: false }, reject: false, cancelSignal: signal }).pipe('tar', ['--extract', '--file=-', `--directory=${pgdata}`, '--no-same-owner'], { reject: false, cancelSignal: signal });
   if (unpack.exitCode !== 0) throw new RunError(`cannot unpack ${archive} into ${pgdata}: ${firstLine(unpack.stderr)}`);
   const walDir = join(pgdata, RESTORE_WAL_DIR);
   await mkdir(walDir, { mode: 0o700 });
-  for (const file of wal.files) await placeWal(file, walDir, decrypt);
+  for (const file of wal.files) await placeWal(file, walDir, access.decrypt);
   await appendFile(join(pgdata, 'postgresql.auto.conf'), recoveryLines(target, why).join('\n'));
   await writeFile(join(pgdata, 'recovery.signal'), '');
 }
@@ -126,9 +139,8 @@ function recoveryLines(target: PitrTarget, why: string): string[] {
 }
 
 
-/** What opens the encrypted WAL files among `files` (undefined when none is): ENCRYPTION_IDENTITY_FILE or the passphrase. */
-export async function walDecrypter(decryption: DecryptionConfig | undefined, files: readonly WalFile[]): Promise<WalDecrypter | undefined> {
-  if (!files.some((f) => f.encrypted)) return undefined;
-  const { fileDecrypter } = await import('../crypto/age.ts');
-  return fileDecrypter(decryption, 'the WAL archive');
+/** How to read `files`: what opens the encrypted ones (ENCRYPTION_IDENTITY_FILE or the passphrase), and the signing keys. */
+export async function walAccess(config: Pick<Config, 'decryption' | 'signing'>, files: readonly WalFile[], trustUnsigned: boolean): Promise<WalAccess> {
+  const decrypt = files.some((f) => f.encrypted) ? (await import('../crypto/age.ts')).fileDecrypter(config.decryption, 'the WAL archive') : undefined;
+  return { decrypt, signing: config.signing, trustUnsigned };
 }

@@ -3,12 +3,14 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { describe } from '../errors.ts';
 import type { RunCipher } from '../crypto/age.ts';
+import type { SigningKeys } from '../crypto/signing.ts';
 import type { Logger } from '../log.ts';
 import { AGE_SUFFIX } from '../naming.ts';
 import type { OffsiteStore } from '../offsite/store.ts';
 import { hashFile } from '../util/hash.ts';
-import { readJsonFile, writeFileAtomic } from '../util/fs.ts';
+import { pathExists, readJsonFile, writeFileAtomic } from '../util/fs.ts';
 import { STREAM_DIR, archivedWal, compressInto, walDir } from './archive.ts';
+import { WAL_SIG_SUFFIX } from './signature.ts';
 
 /** wal/.shipped.json: which archived WAL files each remote target holds, by its URL. */
 const SHIPPED = '.shipped.json';
@@ -27,8 +29,8 @@ export async function walNotOffsite(backupDir: string, urls: readonly string[]):
 }
 
 /**
- * Uploads every archived WAL file a target does not hold yet, oldest first, each checked there by size
- * (and sha256 in S3). A target that fails is left for the next round (the daemon tries every 10 s); the
+ * Uploads every archived WAL file a target does not hold yet, oldest first, with its signature, each
+ * checked there by size (and sha256 in S3). A target that fails is left for the next round (the daemon tries every 10 s); the
  * others go on. What each target holds is recorded in wal/.shipped.json.
  */
 export async function shipWal(backupDir: string, targets: readonly OffsiteStore[], log: Logger): Promise<void> {
@@ -47,6 +49,12 @@ export async function shipWal(backupDir: string, targets: readonly OffsiteStore[
       for (const file of pending) {
         const { sha256, size } = await hashFile(file.path);
         await target.putWal(file.file, file.path, sha256, size);
+        // The signature after the file: a file without one is refused (loudly), a signature alone is ignored.
+        const sig = `${file.path}${WAL_SIG_SUFFIX}`;
+        if (await pathExists(sig)) {
+          const signed = await hashFile(sig);
+          await target.putWal(`${file.file}${WAL_SIG_SUFFIX}`, sig, signed.sha256, signed.size);
+        }
         held.add(file.file);
         shipped.targets[target.url] = [...held];
         sent += 1;
@@ -69,11 +77,11 @@ export interface PartialShipped {
 
 /**
  * WAL_PARTIAL_INTERVAL: a snapshot of the segment pg_receivewal is still writing, compressed (and
- * encrypted) and stored in every remote target as <segment>.partial.zst[.age], replacing the previous
+ * encrypted, and signed) and stored in every remote target as <segment>.partial.zst[.age], replacing the previous
  * one; once the segment moves on, the older partial copy is removed (the complete segment is shipped by
  * shipWal). Returns what was shipped, for the next round to compare with.
  */
-export async function shipPartial(backupDir: string, targets: readonly OffsiteStore[], cipher: RunCipher | undefined, last: PartialShipped | undefined, log: Logger): Promise<PartialShipped | undefined> {
+export async function shipPartial(backupDir: string, targets: readonly OffsiteStore[], cipher: RunCipher | undefined, signing: SigningKeys | undefined, last: PartialShipped | undefined, log: Logger): Promise<PartialShipped | undefined> {
   if (targets.length === 0) return last;
   const stream = join(walDir(backupDir), STREAM_DIR);
   const entry = (await readdir(stream).catch((): string[] => [])).filter((n) => /^[0-9A-F]{24}\.partial$/.test(n)).sort().at(-1);
@@ -83,15 +91,20 @@ export async function shipPartial(backupDir: string, targets: readonly OffsiteSt
   const file = `${entry}.zst${cipher === undefined ? '' : AGE_SUFFIX}`;
   if (last !== undefined && last.file === file && last.mtimeMs === info.mtimeMs && last.size === info.size) return last;
   const tmp = join(walDir(backupDir), `.${file}`);
+  const sig = `${tmp}${WAL_SIG_SUFFIX}`;
   try {
-    await compressInto(join(stream, entry), tmp, cipher);
-    const { sha256, size } = await hashFile(tmp);
+    const { sha256, size } = await compressInto(join(stream, entry), tmp, cipher, signing, file);
+    const signed = signing === undefined ? undefined : await hashFile(sig);
     for (const target of targets) {
-      await target.putWal(file, tmp, sha256, size).catch((error: unknown) => log.warn({ target: target.url, err: describe(error) }, 'the segment being written was not shipped; the next round tries again'));
-      if (last !== undefined && last.file !== file) await target.deleteWal([last.file]).catch(() => undefined);
+      await (async () => {
+        await target.putWal(file, tmp, sha256, size);
+        if (signed !== undefined) await target.putWal(`${file}${WAL_SIG_SUFFIX}`, sig, signed.sha256, signed.size);
+      })().catch((error: unknown) => log.warn({ target: target.url, err: describe(error) }, 'the segment being written was not shipped; the next round tries again'));
+      if (last !== undefined && last.file !== file) await target.deleteWal([last.file, `${last.file}${WAL_SIG_SUFFIX}`]).catch(() => undefined);
     }
   } finally {
     await rm(tmp, { force: true });
+    await rm(sig, { force: true });
   }
   return { file, mtimeMs: info.mtimeMs, size: info.size };
 }

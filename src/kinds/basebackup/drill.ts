@@ -7,7 +7,7 @@ import type { Context } from '../../context.ts';
 import { RunError, firstLine } from '../../errors.ts';
 import type { BaseBackupArtifact } from '../../manifest.ts';
 import { discoverClients, newestClient } from '../../pg/clients.ts';
-import { buildRecoveryFolder, planWal, walDecrypter } from '../../wal/recovery.ts';
+import { buildRecoveryFolder, planWal, walAccess } from '../../wal/recovery.ts';
 import { withCleanup } from '../../util/cleanup.ts';
 import { pathExists } from '../../util/fs.ts';
 import { timed, type DrillCheck } from '../../volume/drill-report.ts';
@@ -55,7 +55,8 @@ export async function pitrDrill(path: string, artifact: BaseBackupArtifact, ctx:
         cleanup.add(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }));
         const data = join(dir, 'data');
         await mkdir(data, { mode: 0o700 });
-        await buildRecoveryFolder(path, wal, { kind: 'latest' }, 'verify --restore (a PITR drill)', data, ctx.signal, await walDecrypter(config.decryption, wal.files));
+        // Unattended, a drill accepts no unsigned WAL when a key is set.
+        await buildRecoveryFolder(path, wal, { kind: 'latest' }, 'verify --restore (a PITR drill)', data, ctx.signal, await walAccess(config, wal.files, false));
         const user = ctx.postgres().user;
         // A throwaway server: no network, and only its own socket trusted.
         await writeFile(join(data, 'pg_hba.conf'), 'local all all trust\n');
