@@ -473,6 +473,40 @@ describe('point-in-time recovery, for real', () => {
     expect(String(result.all)).toMatch(/WAL streaming stopped; starting it again/);
   });
 
+  it('pg_receivewal stuck (SIGSTOP) while the server writes: the lag in bytes and seconds shows in status, /metrics and the JSON, fails the healthcheck past WAL_MAX_LAG, and goes once it resumes', async () => {
+    const port = await freePort();
+    const stuckEnv = { ...env, BACKUP_DIR: join(work, 'stuck'), WAL_SLOT: 'stuck_slot', S3_PREFIX: 'stuck', WAL_MAX_LAG: '5s', HEALTHCHECK_PORT: String(port) };
+    const daemon = execa(process.execPath, [CLI, 'daemon'], { env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', ...stuckEnv }, extendEnv: false, reject: false, all: true });
+    let pid: number | undefined;
+    try {
+      await until('streaming, and its lag measured', async () => (/^WAL streaming: yes, since .*; .* behind the server/m.test((await runCli(['status'], stuckEnv)).stdout) ? true : undefined), 60_000);
+      pid = Number((await execa('pgrep', ['-f', 'pg_receivewal --no-password --directory .*--slot=stuck_slot --no-loop'])).stdout.trim());
+      // The exact point: pg_receivewal holds the connection but writes nothing more.
+      process.kill(pid, 'SIGSTOP');
+      await pg.sql('app', 'CREATE TABLE stuck_rows AS SELECT generate_series(1, 5000) AS x;');
+      const health = await until('the healthcheck to see the lag', async () => {
+        const r = await runCli(['healthcheck'], stuckEnv);
+        return r.exitCode === 1 && r.stderr.includes('behind the server') ? r : undefined;
+      }, 60_000);
+      expect(health.stderr).toMatch(/^unhealthy: WAL streaming is \d[\d.]* [kM]?B and \d+ seconds behind the server \(measured \S+\), more than WAL_MAX_LAG 5 seconds: is pg_receivewal stuck/m);
+      expect((await runCli(['status'], stuckEnv)).stdout).toMatch(/^WAL streaming: yes, since \S+; \d[\d.]* [kM]?B and \d+ seconds behind the server/m);
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(Number(/^backup_sidecar_wal_lag_bytes (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+      expect(Number(/^backup_sidecar_wal_lag_seconds (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(5);
+      const report = (await (await fetch(`http://127.0.0.1:${port}/?format=json`)).json()) as { wal: { streaming: { up: boolean; lag: { bytes: number; seconds: number } } } };
+      expect(report.wal.streaming).toMatchObject({ up: true, lag: { bytes: expect.any(Number), seconds: expect.any(Number) } });
+      expect(report.wal.streaming.lag.bytes).toBeGreaterThan(0);
+
+      process.kill(pid, 'SIGCONT');
+      await until('caught up again', async () => ((await runCli(['healthcheck'], stuckEnv)).exitCode === 0 ? true : undefined), 60_000);
+    } finally {
+      if (pid !== undefined) process.kill(pid, 'SIGCONT');
+      daemon.kill('SIGTERM');
+    }
+    expect((await daemon).exitCode).toBe(0);
+    await pg.sql('postgres', "SELECT pg_drop_replication_slot('stuck_slot');");
+  }, 180_000);
+
   it('basebackup without WAL_ARCHIVE: exit 2 saying why', async () => {
     const result = await runCli(['basebackup'], { ...env, WAL_ARCHIVE: 'false' });
     expect(result.exitCode).toBe(2);

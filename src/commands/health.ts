@@ -14,6 +14,7 @@ import { dropWords, openDrops } from '../retention/drops.ts';
 import { freeSpace } from '../util/fs.ts';
 import { askSlot } from '../wal/slot.ts';
 import { walNotOffsite } from '../wal/ship.ts';
+import { lagWords } from '../wal/state.ts';
 import { table } from './list.ts';
 
 /** `healthcheck`: exit 0 when healthy, 1 otherwise; the reason on one line either way. */
@@ -65,7 +66,7 @@ export async function statusCommand(ctx: Context): Promise<number> {
     out.push(wal.newest === undefined ? 'WAL archive: nothing yet (the daemon streams it with WAL_ARCHIVE=true)' : `WAL archive: ${wal.segments} segment(s), newest ${wal.newest}${at}`);
     if (wal.gaps.length > 0) out.push(`WAL GAP: ${wal.gaps.join(', ')} missing: point-in-time recovery cannot cross it`);
     const streaming = health.walStreaming;
-    if (streaming !== undefined) out.push(streaming.streaming ? `WAL streaming: yes, since ${streaming.since}` : `WAL streaming: DOWN since ${streaming.since}: ${streaming.error ?? 'unknown'}`);
+    if (streaming !== undefined) out.push(streaming.streaming ? `WAL streaming: yes, since ${streaming.since}${streaming.lag === undefined ? '' : `; ${lagWords(streaming.lag)}`}` : `WAL streaming: DOWN since ${streaming.since}: ${streaming.error ?? 'unknown'}`);
     if (ctx.hasRemoteTargets) {
       for (const [url, n] of await walNotOffsite(config.backupDir, (await ctx.targets()).map((t) => t.url))) out.push(n === 0 ? `WAL offsite: all of it in ${url}` : `WAL offsite: ${n} file(s) not yet in ${url} (the daemon ships them every 10 s)`);
     }

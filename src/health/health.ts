@@ -8,7 +8,7 @@ import { drillSummary, type DrillReport } from '../volume/drill-report.ts';
 import { readHistory } from '../volume/history.ts';
 import { walSummary, type WalSummary } from '../wal/archive.ts';
 import { parseLsn, segmentName } from '../wal/lsn.ts';
-import { readReceiverState, type ReceiverState } from '../wal/state.ts';
+import { lagWords, readReceiverState, type ReceiverState } from '../wal/state.ts';
 import { listRuns, type StoredRun } from '../volume/runs.ts';
 import { readDaemonStart, readStatus, type StatusFile } from '../volume/status.ts';
 
@@ -99,6 +99,10 @@ export async function healthOf(ctx: Context): Promise<Health> {
   const down = receiver === undefined || receiver.streaming ? 0 : now.getTime() - Date.parse(receiver.since);
   if (down > config.wal.maxLagMs) {
     return { ...base, healthy: false, reason: `WAL streaming has been down for ${ms(down, { long: true })} (more than WAL_MAX_LAG ${ms(config.wal.maxLagMs, { long: true })}): ${receiver!.error ?? 'unknown'}` };
+  }
+  const lag = receiver?.streaming === true ? receiver.lag : undefined;
+  if (lag !== undefined && lag.seconds * 1000 > config.wal.maxLagMs) {
+    return { ...base, healthy: false, reason: `WAL streaming is ${lagWords(lag)}, more than WAL_MAX_LAG ${ms(config.wal.maxLagMs, { long: true })}: is pg_receivewal stuck, or the network or the volume too slow?` };
   }
   if (blocking.length > 0) {
     return { ...base, healthy: false, reason: `the WAL archive has a gap: ${blocking.join(', ')} missing; point-in-time recovery cannot cross it; a new base backup (backup-sidecar basebackup) starts a complete stretch` };

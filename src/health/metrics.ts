@@ -104,6 +104,8 @@ export function metricsText(health: Health, counters: DaemonCounters, { schedule
           line('backup_sidecar_wal_segments', 'WAL segments kept in the volume (WAL_ARCHIVE).', 'gauge', [['', health.wal.segments]]),
           line('backup_sidecar_wal_newest_timestamp_seconds', 'When the newest WAL file was last written (0: none).', 'gauge', [['', (health.wal.newestAt?.getTime() ?? 0) / 1000]]),
           line('backup_sidecar_wal_streaming', '1 while the daemon streams WAL (as it last recorded).', 'gauge', health.walStreaming === undefined ? [] : [['', health.walStreaming.streaming ? 1 : 0]]),
+          line('backup_sidecar_wal_lag_bytes', "WAL the server has that streaming has not written yet (while streaming).", 'gauge', health.walStreaming?.lag === undefined ? [] : [['', health.walStreaming.lag.bytes]]),
+          line('backup_sidecar_wal_lag_seconds', 'How old the oldest WAL streaming has not written yet is (while streaming; measured every 10 s).', 'gauge', health.walStreaming?.lag === undefined ? [] : [['', health.walStreaming.lag.seconds]]),
           line('backup_sidecar_wal_gaps', 'Holes in the WAL kept: recovery cannot cross one.', 'gauge', [['', health.wal.gaps.length]]),
           line('backup_sidecar_wal_not_offsite', 'Archived WAL files not yet in each remote target.', 'gauge', [...(walBehind ?? [])].map(([url, n]) => [`{target="${labelValue(url)}"}`, n])),
           line('backup_sidecar_wal_slot_active', '1 while the replication slot is streaming to the sidecar.', 'gauge', slot === undefined ? [] : [['', slot.active ? 1 : 0]]),

@@ -1,5 +1,6 @@
 import ms from 'ms';
 import prettyBytes from 'pretty-bytes';
+import { lagWords } from '../wal/state.ts';
 import type { StatusReport } from './report.ts';
 
 /**
@@ -99,10 +100,13 @@ export function statusPage(report: StatusReport): string {
     ['disk', 'Free space', disk.freeBytes === null ? 'unknown' : `${prettyBytes(disk.freeBytes)} free${disk.low ? ', BELOW' : ', above'} DISK_FREE_MIN (${prettyBytes(disk.minBytes)})`],
     ...(report.wal === null
       ? []
-      : [['wal', 'WAL archive', report.wal.gaps.length > 0 ? `GAP: ${report.wal.gaps.join(', ')} missing` : report.wal.newest === null ? 'nothing yet' : `${report.wal.segments} segments, newest ${report.wal.newest}${report.wal.newestAt === null ? '' : ` (${report.wal.newestAt})`}`]]),
+      : [
+          ['wal', 'WAL archive', report.wal.gaps.length > 0 ? `GAP: ${report.wal.gaps.join(', ')} missing` : report.wal.newest === null ? 'nothing yet' : `${report.wal.segments} segments, newest ${report.wal.newest}${report.wal.newestAt === null ? '' : ` (${report.wal.newestAt})`}`],
+          ['wal-streaming', 'WAL streaming', streamingText(report.wal.streaming)],
+        ]),
     ['last-error', 'Last error', report.lastError === null ? 'none' : `${report.lastError.at}: ${report.lastError.message}`],
   ]
-    .map(([id, label, value]) => `<div id="${id}" class="fact${(id === 'disk' && disk.low) || (id === 'last-drill' && report.lastDrill?.ok === false) || (id === 'wal' && (report.wal?.gaps.length ?? 0) > 0) ? ' bad' : ''}"><dt>${label}</dt><dd>${esc(value!)}</dd></div>`)
+    .map(([id, label, value]) => `<div id="${id}" class="fact${(id === 'disk' && disk.low) || (id === 'last-drill' && report.lastDrill?.ok === false) || (id === 'wal' && (report.wal?.gaps.length ?? 0) > 0) || (id === 'wal-streaming' && report.wal?.streaming?.up === false) ? ' bad' : ''}"><dt>${label}</dt><dd>${esc(value!)}</dd></div>`)
     .join('');
   const tiers =
     report.tiers.length === 0
@@ -159,4 +163,10 @@ ${chart('chart-duration', 'Duration per source', report.runs, seriesOf(report.ru
 <footer>backup-sidecar ${esc(report.version)} · generated ${esc(report.generatedAt)} · refreshes every ${REFRESH_SECONDS} s · <a href="?format=json">JSON</a> · <a href="/metrics">metrics</a></footer>
 </body></html>
 `;
+}
+
+function streamingText(streaming: NonNullable<StatusReport['wal']>['streaming']): string {
+  if (streaming === null) return 'not started yet';
+  if (!streaming.up) return `DOWN since ${streaming.since}: ${streaming.error ?? 'unknown'}`;
+  return `up since ${streaming.since}${streaming.lag === null ? '' : `; ${lagWords(streaming.lag)}`}`;
 }

@@ -7,6 +7,7 @@ import { readHistory, type BackupEntry, type DrillEntry } from '../volume/histor
 import { freeSpace } from '../util/fs.ts';
 import { runSize, volumeDrops, type StoredRun } from '../volume/runs.ts';
 import { VERSION } from '../version.ts';
+import type { ReceiverState } from '../wal/state.ts';
 import { healthOf, scheduleOf } from './health.ts';
 
 /** Runs on the status page: its charts span this many. */
@@ -73,8 +74,19 @@ export const statusReport = z.object({
   lastDrill: z.object({ runId: z.string(), ok: z.boolean(), finishedAt: iso }).nullable(),
   /** Runs dated in the future (forged, or a clock that jumped): kept, never counted. */
   suspicious: z.array(z.string()),
-  /** With WAL_ARCHIVE: the WAL kept, when it was last written, and the first missing segment of each gap. */
-  wal: z.object({ segments: count, newest: z.string().nullable(), newestAt: iso.nullable(), gaps: z.array(z.string()) }).nullable(),
+  /**
+   * With WAL_ARCHIVE: the WAL kept, when it was last written, and the first missing segment of each gap;
+   * whether the daemon streams (as it last recorded), and while it does, how far behind the server it is.
+   */
+  wal: z
+    .object({
+      segments: count,
+      newest: z.string().nullable(),
+      newestAt: iso.nullable(),
+      gaps: z.array(z.string()),
+      streaming: z.object({ up: z.boolean(), since: iso, error: z.string().nullable(), lag: z.object({ bytes: count, seconds: z.number().nonnegative(), at: iso }).nullable() }).nullable(),
+    })
+    .nullable(),
 });
 export type StatusReport = z.infer<typeof statusReport>;
 type ReportRun = StatusReport['runs'][number];
@@ -185,6 +197,10 @@ export async function buildStatusReport(ctx: Context): Promise<StatusReport> {
     lastError: failure === undefined ? null : { at: failure.finishedAt, message: (failure.error ?? 'unknown error').split('\n')[0] },
     lastDrill: health.lastDrill === undefined ? null : { runId: health.lastDrill.runId, ok: health.lastDrill.ok, finishedAt: health.lastDrill.finishedAt },
     suspicious: health.suspicious.map((r) => `${r.tier}/${r.id}`),
-    wal: health.wal === undefined ? null : { segments: health.wal.segments, newest: health.wal.newest ?? null, newestAt: health.wal.newestAt?.toISOString() ?? null, gaps: health.wal.gaps },
+    wal: health.wal === undefined ? null : { segments: health.wal.segments, newest: health.wal.newest ?? null, newestAt: health.wal.newestAt?.toISOString() ?? null, gaps: health.wal.gaps, streaming: streamingOf(health.walStreaming) },
   });
+}
+
+function streamingOf(state: ReceiverState | undefined): NonNullable<StatusReport['wal']>['streaming'] {
+  return state === undefined ? null : { up: state.streaming, since: state.since, error: state.error, lag: state.streaming ? (state.lag ?? null) : null };
 }

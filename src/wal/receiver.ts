@@ -9,6 +9,8 @@ import { connectServer, type PgServer } from '../pg/server.ts';
 import { ensureDir } from '../util/fs.ts';
 import { STREAM_DIR, archiveCompleted, walDir } from './archive.ts';
 import { replicationProblem } from './refusal.ts';
+import { LagTracker } from './lag.ts';
+import { streamPosition } from './slot.ts';
 import { shipPartial, shipWal, type PartialShipped } from './ship.ts';
 import { writeReceiverState, type ReceiverState } from './state.ts';
 
@@ -48,6 +50,10 @@ export class WalReceiver {
 
   private partialTimer: NodeJS.Timeout | undefined;
   private partial: PartialShipped | undefined;
+  /** The state last recorded, and the server pg_receivewal streams from (for the lag). */
+  private state: ReceiverState | undefined;
+  private server: PgServer | undefined;
+  private readonly lag = new LagTracker();
 
   /** WAL_PARTIAL_INTERVAL: the segment being written, to every remote target; in turn with the archiving. */
   private shipPartial(): void {
@@ -83,6 +89,7 @@ export class WalReceiver {
 
   /** What the health check reads; a failure to write it is logged, never fatal. */
   private async record(state: ReceiverState): Promise<void> {
+    this.state = state;
     await writeReceiverState(this.ctx.config.backupDir, state).catch((error: unknown) => this.ctx.log.warn({ err: describe(error) }, 'cannot record the WAL streaming state'));
   }
 
@@ -98,7 +105,21 @@ export class WalReceiver {
         (error: unknown) => log.error({ err: describe(error) }, 'cannot archive WAL; it stays in wal/stream/ until it can'),
       )
       .then(async () => shipWal(config.backupDir, await this.ctx.targets(), log))
-      .catch((error: unknown) => log.error({ err: describe(error) }, 'cannot ship WAL to the remote targets; the next round tries again'));
+      .catch((error: unknown) => log.error({ err: describe(error) }, 'cannot ship WAL to the remote targets; the next round tries again'))
+      .then(async () => this.measureLag())
+      .catch((error: unknown) => log.warn({ err: describe(error) }, 'cannot measure how far WAL streaming is behind the server; the next round tries again'));
+  }
+
+  /** While streaming: how far pg_receivewal is behind the server's WAL, recorded for status, metrics and the health check. */
+  private async measureLag(): Promise<void> {
+    const server = this.server;
+    if (server === undefined || this.state?.streaming !== true) return;
+    const at = this.ctx.now();
+    const position = await streamPosition(server, this.ctx.postgres().maintenanceDb, this.ctx.config.wal.slot);
+    // Streaming may have stopped meanwhile: the state that says so stands.
+    if (position === undefined || this.state?.streaming !== true || this.server !== server) return;
+    const lag = this.lag.observe(at.getTime(), position.server, position.written);
+    await this.record({ ...this.state, lag: { ...lag, at: at.toISOString() } });
   }
 
   private async run(): Promise<void> {
@@ -116,6 +137,8 @@ export class WalReceiver {
       try {
         await ensureDir(dir);
         const server = await connectServer(pg, pg.all ? pg.maintenanceDb : pg.databases[0]!);
+        this.server = server;
+        this.lag.reset();
         if (!warned) warned = await this.warnUnlimitedSlot(server, pg.maintenanceDb);
         await this.tool(server, ['--create-slot', '--if-not-exists', `--slot=${config.wal.slot}`]);
         log.info({ slot: config.wal.slot, dir }, 'streaming WAL');
@@ -123,11 +146,13 @@ export class WalReceiver {
           downSince = undefined;
           void this.record({ streaming: true, since: this.ctx.now().toISOString(), error: null });
         }, STREAMING_AFTER_MS);
-        why = await this.tool(server, ['--directory', dir, `--slot=${config.wal.slot}`, '--no-loop', ...(config.wal.synchronous ? ['--synchronous'] : [])]);
+        // A status every second: the server's view of what it has written is what the lag is measured against.
+        why = await this.tool(server, ['--directory', dir, `--slot=${config.wal.slot}`, '--no-loop', '--status-interval=1', ...(config.wal.synchronous ? ['--synchronous'] : [])]);
       } catch (error) {
         why = describe(error);
       }
       clearTimeout(held);
+      this.server = undefined;
       if (this.stopping) break;
       downSince ??= this.ctx.now();
       await this.record({ streaming: false, since: downSince.toISOString(), error: why });
