@@ -607,13 +607,13 @@ export const ENV = {
   },
   WAL_MAX_LAG: {
     schema: duration(1000).default(5 * 60_000),
-    description: 'With WAL_ARCHIVE: healthcheck, /healthz and status report unhealthy once WAL streaming has been down this long (the WAL since is not in the volume).',
+    description: 'With WAL_ARCHIVE: healthcheck, /healthz and status report unhealthy once WAL streaming has been down this long, or is this far behind the server (the WAL since is not in the volume).',
     example: '15m',
   },
   PG_SERVER_BIN_DIR: {
     schema: absolutePath('PG_SERVER_BIN_DIR').optional(),
     description:
-      'A PostgreSQL server (postgres, pg_ctl) of the same major as the backed-up one, for the PITR drill (verify --restore of a base backup run), which starts a throwaway server on the restored files. Unset: that drill reports "skipped: no server binary", never passed.',
+      'A PostgreSQL server (postgres, pg_ctl) of the same major as the backed-up one, for the PITR drill (verify --restore of a base backup run), which starts a throwaway server on the restored files. Unset: /usr/lib/postgresql/<major>/bin when it holds one (the image built with --build-arg PG_SERVER_MAJORS), else that drill reports "skipped: no server binary", never passed.',
     example: '/usr/lib/postgresql/17/bin',
   },
   BASE_BACKUP_SCHEDULE: {

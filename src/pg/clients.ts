@@ -20,7 +20,8 @@ export interface ClientChoice {
 
 const TOOLS = ['pg_dump', 'pg_restore', 'psql'] as const;
 /** Debian and the PostgreSQL project's apt packages install each major here. */
-const DEBIAN_ROOT = '/usr/lib/postgresql';
+/** Where Debian (and the image) keeps each major's binaries: <root>/<major>/bin. */
+export const DEBIAN_ROOT = '/usr/lib/postgresql';
 
 async function probe(binDir: string): Promise<PgClient | undefined> {
   for (const tool of TOOLS) if (!(await pathExists(join(binDir, tool)))) return undefined;

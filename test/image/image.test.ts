@@ -12,6 +12,8 @@ const UID = 1234;
 const GID = 2345;
 const NAME = `bsc-image-test-${process.pid}`;
 const HOOKED = `${NAME}-hooked`;
+const SERVERFUL = `${NAME}-pitr`;
+let imageMb = 0;
 
 let pg: TestServer;
 let work: string;
@@ -59,7 +61,7 @@ async function runDirs(backups: string): Promise<string[]> {
 
 beforeAll(async () => {
   await requirePodman();
-  await buildImage((line) => process.stderr.write(`${line}\n`));
+  imageMb = await buildImage((line) => process.stderr.write(`${line}\n`));
   pg = await startPostgres();
   await pg.sql('postgres', 'CREATE DATABASE app;');
   await pg.sql('app', 'CREATE TABLE t (x int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 1000);');
@@ -73,7 +75,7 @@ beforeAll(async () => {
 }, 900_000);
 
 afterAll(async () => {
-  await podman(['rm', '--force', '--time', '0', NAME, HOOKED]);
+  await podman(['rm', '--force', '--time', '0', NAME, HOOKED, SERVERFUL]);
   await pg?.stop();
   if (work !== undefined) await rm(work, { recursive: true, force: true });
 });
@@ -179,6 +181,38 @@ describe('the image', () => {
     expect(asPostgres.exitCode, asPostgres.stderr).toBe(0);
     expect(asPostgres.stdout).toMatch(/^uid=999\(postgres\) gid=999\(postgres\)/);
   });
+
+  it('built with --build-arg PG_SERVER_MAJORS=15, the image runs the PITR drill itself: a throwaway PostgreSQL 15 recovers a base backup and the streamed WAL', async () => {
+    const tag = `${IMAGE}-server15`;
+    const mb = await buildImage((line) => process.stderr.write(`${line}\n`), tag, { PG_SERVER_MAJORS: '15' });
+    process.stderr.write(`PG_SERVER_MAJORS=15 adds ${(mb - imageMb).toFixed(0)} MB (${imageMb.toFixed(0)} MB without, ${mb.toFixed(0)} MB with)\n`);
+    expect(mb).toBeGreaterThan(imageMb);
+    const label = await podman(['image', 'inspect', '--format', '{{index .Labels "io.backup-sidecar.pg-server-majors"}}', tag]);
+    expect(label.stdout.trim()).toBe('15');
+
+    const backups = join(work, 'pitr');
+    await mkdir(backups);
+    const env = containerEnv({ WAL_ARCHIVE: 'true', WAL_SLOT: 'image_slot', BACKUP_ON_START: 'false', BASE_BACKUP_SCHEDULE: '0 0 1 1 *' });
+    const run = await podman(['run', '-d', '--name', SERVERFUL, '--network=host', '--health-interval=disable', ...env, ...mounts(backups), tag]);
+    expect(run.exitCode, run.stderr).toBe(0);
+    try {
+      await until('the image_slot in use', async () => ((await pg.sql('postgres', "SELECT active FROM pg_replication_slots WHERE slot_name = 'image_slot'")) === 't' ? true : undefined), 60_000);
+      const base = await podman(['exec', SERVERFUL, 'backup-sidecar', 'basebackup']);
+      expect(base.exitCode, base.stderr).toBe(0);
+      const runId = base.stdout.split(' ')[0]!.split('/').at(-1)!;
+      const segment = (await pg.sql('app', 'SELECT pg_walfile_name(pg_current_wal_lsn()); SELECT pg_switch_wal();')).split('\n')[0]!;
+      await until(`${segment} archived`, async () => ((await readdir(join(backups, 'wal/00000001')).catch((): string[] => [])).includes(`${segment}.zst`) ? true : undefined), 60_000);
+      // No PG_SERVER_BIN_DIR: the drill finds the server the build added.
+      const drill = await podman(['exec', SERVERFUL, 'verify', '--restore', runId]);
+      expect(drill.exitCode, drill.stdout + drill.stderr).toBe(0);
+      const dir = (await runDirs(backups)).find((d) => d.endsWith(`/${runId}`))!;
+      const report = JSON.parse(await readFile(join(backups, dir, 'verify.json'), 'utf8')) as { checks: { check: string; ok: boolean; detail: string }[] };
+      expect(report.checks.find((c) => c.check === 'recover to the end of the WAL')).toMatchObject({ ok: true, detail: expect.stringMatching(/^PostgreSQL 15\S* recovered \d+ WAL file\(s\) to \d+\/[0-9A-F]+, became consistent and promoted/) });
+    } finally {
+      await podman(['rm', '--force', '--time', '0', SERVERFUL]);
+      await pg.sql('postgres', "SELECT pg_drop_replication_slot('image_slot') FROM pg_replication_slots WHERE slot_name = 'image_slot';");
+    }
+  }, 900_000);
 
   it('encrypts in the image: a one-off backup with ENCRYPTION_RECIPIENTS writes .age files that age -d decrypts on the host', async () => {
     const backups = join(work, 'encrypted');

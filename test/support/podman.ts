@@ -79,14 +79,20 @@ export async function ensureBaseImage(log: (line: string) => void): Promise<stri
 
 /**
  * Builds the image from the repository's Dockerfile on the local base, with Debian's own PostgreSQL
- * client (15) since apt.postgresql.org cannot be reached here. Podman's layer cache keeps rebuilds short.
+ * client (15) since apt.postgresql.org cannot be reached here, and any further build arguments. Podman's
+ * layer cache keeps rebuilds short. Returns the image's size in MB.
  */
-export async function buildImage(log: (line: string) => void): Promise<void> {
+export async function buildImage(log: (line: string) => void, tag = IMAGE, buildArgs: Record<string, string> = {}): Promise<number> {
   const base = await ensureBaseImage(log);
   const started = Date.now();
-  const result = await podman(['build', '--format', 'docker', '--build-arg', `BASE_IMAGE=${base}`, '--build-arg', 'PG_MAJORS=15', '--build-arg', 'PG_APT=debian', '-t', IMAGE, ROOT]);
+  const args = Object.entries({ BASE_IMAGE: base, PG_MAJORS: '15', PG_APT: 'debian', ...buildArgs }).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]);
+  const result = await podman(['build', '--format', 'docker', ...args, '-t', tag, ROOT]);
   if (result.exitCode !== 0) throw new Error(`podman build failed:\n${`${result.stdout}\n${result.stderr}`.split('\n').slice(-25).join('\n')}`);
-  const size = async (image: string) => Number((await podman(['image', 'inspect', '--format', '{{.Size}}', image])).stdout) / 1e6;
-  const [image, below] = [await size(IMAGE), await size(base)];
-  log(`built ${IMAGE} in ${((Date.now() - started) / 1000).toFixed(1)} s: ${image.toFixed(0)} MB, of which ${(image - below).toFixed(0)} MB above the base`);
+  const [image, below] = [await imageSize(tag), await imageSize(base)];
+  log(`built ${tag} in ${((Date.now() - started) / 1000).toFixed(1)} s: ${image.toFixed(0)} MB, of which ${(image - below).toFixed(0)} MB above the base`);
+  return image;
+}
+
+async function imageSize(image: string): Promise<number> {
+  return Number((await podman(['image', 'inspect', '--format', '{{.Size}}', image])).stdout) / 1e6;
 }

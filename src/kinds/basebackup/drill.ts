@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import type { Context } from '../../context.ts';
 import { RunError, firstLine } from '../../errors.ts';
 import type { BaseBackupArtifact } from '../../manifest.ts';
-import { discoverClients, newestClient } from '../../pg/clients.ts';
+import { DEBIAN_ROOT, discoverClients, newestClient } from '../../pg/clients.ts';
 import { buildRecoveryFolder, planWal, walAccess } from '../../wal/recovery.ts';
 import { withCleanup } from '../../util/cleanup.ts';
 import { pathExists } from '../../util/fs.ts';
@@ -18,15 +18,20 @@ import { parseLsn, segmentFile, parseSegment } from '../../wal/lsn.ts';
 const CHECK = 'recover to the end of the WAL';
 const RECOVERY_TIMEOUT_MS = 120_000;
 
-/** The server binary folder for the drill, when it is the backed-up server's major; otherwise why not. */
+/**
+ * The server binary folder for the drill, when it is the backed-up server's major; otherwise why not.
+ * PG_SERVER_BIN_DIR, else the major's own folder where Debian (and the image built with
+ * PG_SERVER_MAJORS) puts it.
+ */
 async function serverBin(ctx: Context, artifact: BaseBackupArtifact): Promise<string> {
-  const major = artifact.serverVersion.split('.')[0];
-  const bin = ctx.config.wal.serverBinDir;
-  if (bin === undefined) throw new RunError(`skipped: no server binary (set PG_SERVER_BIN_DIR to a PostgreSQL ${major} bin folder with postgres and pg_ctl)`);
+  const major = artifact.serverVersion.split('.')[0]!;
+  const own = join(DEBIAN_ROOT, major, 'bin');
+  const bin = ctx.config.wal.serverBinDir ?? ((await pathExists(join(own, 'postgres'))) && (await pathExists(join(own, 'pg_ctl'))) ? own : undefined);
+  if (bin === undefined) throw new RunError(`skipped: no server binary (set PG_SERVER_BIN_DIR to a PostgreSQL ${major} bin folder with postgres and pg_ctl, or build the image with --build-arg PG_SERVER_MAJORS=${major})`);
   if (!(await pathExists(join(bin, 'postgres'))) || !(await pathExists(join(bin, 'pg_ctl')))) throw new RunError(`skipped: no server binary: PG_SERVER_BIN_DIR ${bin} lacks postgres or pg_ctl`);
   const version = (await execa(join(bin, 'postgres'), ['--version'], { reject: false })).stdout;
-  const found = /\(PostgreSQL\) (\d+)/.exec(version)?.[1];
-  if (found !== major) throw new RunError(`skipped: no server binary of PostgreSQL ${major}: PG_SERVER_BIN_DIR holds ${found ?? 'an unknown version'}`);
+  const has = /\(PostgreSQL\) (\d+)/.exec(version)?.[1];
+  if (has !== major) throw new RunError(`skipped: no server binary of PostgreSQL ${major}: PG_SERVER_BIN_DIR holds ${has ?? 'an unknown version'}`);
   return bin;
 }
 
