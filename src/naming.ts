@@ -110,9 +110,21 @@ export function objectKey(prefix: string, tier: RunTier, runId: string, file: st
   return `${prefix === '' ? '' : `${prefix}/`}${tier}/${runId}/${file}`;
 }
 
+/**
+ * A WAL file's name as kept in the archive and the remote targets: a segment or timeline history file
+ * compressed (.zst), maybe encrypted (.age), the segment still being written (.partial.zst), or the
+ * signature of one of those (.sig). Anything else under wal/ is not ours and is never read.
+ */
+export const WAL_FILE = /^(?:[0-9A-F]{24}(?:\.partial)?|[0-9A-F]{8}\.history)\.zst(?:\.age)?(?:\.sig)?$/;
+
+/** The prefix under which a remote target keeps the WAL: <prefix>/wal/. */
+export function walPrefix(prefix: string): string {
+  return `${prefix === '' ? '' : `${prefix}/`}${WAL_DIR}/`;
+}
+
 /** Where a WAL file (<segment>.zst, or .zst.age encrypted) lies in a remote target: <prefix>/wal/<timeline>/<file>. */
 export function walKey(prefix: string, file: string): string {
-  return `${prefix === '' ? '' : `${prefix}/`}${WAL_DIR}/${file.slice(0, 8)}/${file}`;
+  return `${walPrefix(prefix)}${file.slice(0, 8)}/${file}`;
 }
 
 export interface ParsedKey {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -430,6 +430,76 @@ describe('point-in-time recovery, for real', () => {
     expect(remoteLeft.length).toBeLessThan(segments.length * 2);
     await pg.sql('postgres', "SELECT pg_drop_replication_slot('signed_slot');");
   }, 120_000);
+
+  it('the volume lost: restore --pitr from the bucket alone (base backup and WAL fetched and checked); WAL missing in the volume is fetched; a damaged or forged remote segment is refused', async () => {
+    const srcEnv = { ...env, BACKUP_DIR: join(work, 'remote-src'), WAL_SLOT: 'remote_slot', S3_PREFIX: 'remote', BACKUP_SIGNING_KEY: 'b'.repeat(64) };
+    const daemon = execa(process.execPath, [CLI, 'daemon'], { env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', ...srcEnv }, extendEnv: false, reject: false, all: true });
+    let last = '';
+    try {
+      await until('the remote_slot in use', async () => ((await pg.sql('postgres', "SELECT active FROM pg_replication_slots WHERE slot_name = 'remote_slot'")) === 't' ? true : undefined));
+      const base = await runCli(['basebackup'], srcEnv);
+      expect(base.exitCode, base.stderr).toBe(0);
+      for (let i = 0; i < 3; i++) last = (await pg.sql('app', `CREATE TABLE remote_${i} AS SELECT generate_series(1, 300) AS x; SELECT pg_walfile_name(pg_current_wal_lsn()); SELECT pg_switch_wal();`)).split('\n')[0]!;
+      await until(`${last} in the bucket`, async () => ((await s3.keys()).includes(`remote/wal/00000001/${last}.zst.sig`) ? true : undefined), 60_000);
+    } finally {
+      daemon.kill('SIGTERM');
+    }
+    expect((await daemon).exitCode).toBe(0);
+    await pg.sql('postgres', "SELECT pg_drop_replication_slot('remote_slot');");
+
+    // A new host: an empty volume, the same bucket.
+    const lostEnv = { ...srcEnv, BACKUP_DIR: join(work, 'remote-dst') };
+    await mkdir(lostEnv.BACKUP_DIR);
+    const dry = await runCli(['restore', '--pitr', 'latest', '--dry-run'], lostEnv);
+    expect(dry.exitCode, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/^base backup: run \d{8}T\d{6}Z .*, from s3:\/\/backups\/remote$/m);
+    expect(dry.stdout).toMatch(/^WAL: [0-9A-F]{24} to [0-9A-F]{24}; \d+ file\(s\) from the remote targets$/m);
+    expect(dry.stdout).toMatch(/^complete: yes$/m);
+    expect(await readdir(lostEnv.BACKUP_DIR)).toEqual([]);
+
+    // A segment changed in the bucket, its stored sha256 left as it was: damaged, refused, nothing written.
+    const key = `remote/wal/00000001/${last}.zst`;
+    const genuine = Buffer.from(await (await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }))).Body!.transformToByteArray());
+    const sha = createHash('sha256').update(genuine).digest('hex');
+    const other = Buffer.from(await (await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: (await s3.keys()).filter((k) => k.startsWith('remote/wal/00000001/') && k.endsWith('.zst') && k !== key).at(-1)! }))).Body!.transformToByteArray());
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: other, Metadata: { sha256: sha } }));
+    const damaged = await runCli(['restore', '--pitr', 'latest', '--pgdata', join(work, 'remote-damaged')], lostEnv);
+    expect(damaged.exitCode).toBe(1);
+    expect(damaged.stderr.trim().split('\n').at(-1)).toMatch(new RegExp(`^backup-sidecar: s3://backups/remote WAL file ${last}\\.zst is damaged: its sha256 is [0-9a-f]{64}, the one stored with it ${sha}; nothing was restored$`));
+    expect(await readdir(join(work, 'remote-damaged')).catch((): string[] => [])).toEqual([]);
+    // Forged with a matching sha256: its signature names another file's content.
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: other, Metadata: { sha256: createHash('sha256').update(other).digest('hex') } }));
+    const forged = await runCli(['restore', '--pitr', 'latest', '--pgdata', join(work, 'remote-forged')], lostEnv);
+    expect(forged.exitCode).toBe(1);
+    expect(forged.stderr).toMatch(new RegExp(`WAL file \\S+/${last}\\.zst has a signature that does not match its content under any BACKUP_SIGNING_KEY`));
+    expect(await readdir(join(work, 'remote-forged')).catch((): string[] => [])).toEqual([]);
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: genuine, Metadata: { sha256: sha } }));
+
+    const data = join(work, 'remote-restored');
+    const restored = await runCli(['restore', '--pitr', 'latest', '--pgdata', data, '--pgdata-owner', `${postgresUser.uid}:${postgresUser.gid}`], lostEnv);
+    expect(restored.exitCode, restored.stderr).toBe(0);
+    expect(restored.stderr).toContain('WAL fetched from the remote targets');
+    // The base backup run is in the volume now (checked like any download); the fetched WAL is not kept.
+    expect((await runCli(['list'], lostEnv)).stdout).toContain('base.tar.zst');
+    expect(existsSync(join(lostEnv.BACKUP_DIR, 'wal'))).toBe(false);
+    expect(await readdir(join(lostEnv.BACKUP_DIR, '.partial')).catch((): string[] => [])).toEqual([]);
+    const server = await startOn(data);
+    try {
+      await until('promotion', async () => ((await server.sql('SELECT pg_is_in_recovery()').catch(() => 't')) === 'f' ? true : undefined), 60_000);
+      expect(await server.sql('SELECT count(*) FROM remote_2')).toBe('300');
+    } finally {
+      await server.stop();
+    }
+
+    // The source volume lost one segment: the bucket fills the hole.
+    const srcWal = join(srcEnv.BACKUP_DIR, 'wal/00000001');
+    const middle = (await readdir(srcWal)).filter((f) => f.endsWith('.zst')).sort().at(-2)!;
+    await rm(join(srcWal, middle));
+    const holed = await runCli(['restore', '--pitr', 'latest', '--dry-run'], srcEnv);
+    expect(holed.exitCode, holed.stderr).toBe(0);
+    expect(holed.stdout).toMatch(/^WAL: .*; 1 file\(s\) from the remote targets$/m);
+    expect(holed.stdout).toMatch(/^complete: yes$/m);
+  }, 180_000);
 
   it('WAL_PARTIAL_INTERVAL: the segment being written reaches the bucket too (<segment>.partial.zst), and goes once the segment is complete', async () => {
     const partEnv = { ...env, BACKUP_DIR: join(work, 'part'), WAL_SLOT: 'part_slot', S3_PREFIX: 'part', WAL_PARTIAL_INTERVAL: '1s' };

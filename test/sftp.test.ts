@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../src/manifest.ts';
@@ -176,7 +176,7 @@ describe('SFTP as a remote target', () => {
 });
 
 describe('WAL over SFTP', () => {
-  it('putWal stores a WAL file under wal/<timeline>/ whole (no .partial left), deleteWal removes it, and a missing one is no error', async () => {
+  it('putWal stores a WAL file under wal/<timeline>/ whole (no .partial left), listWal lists only our plain files, getWal reads it back, deleteWal removes it, and a missing one is no error', async () => {
     const { loadConfig } = await import('../src/config/load.ts');
     const { remoteTargets } = await import('../src/offsite/targets.ts');
     const { createLogger } = await import('../src/log.ts');
@@ -191,6 +191,18 @@ describe('WAL over SFTP', () => {
     const remote = join(sftp.dir, 'wal-test/wal/00000001', `${name}.zst`);
     expect(await readFile(remote)).toEqual(await readFile(local));
     expect(await readdir(join(sftp.dir, 'wal-test/wal/00000001'))).toEqual([`${name}.zst`]);
+    // restore --pitr from this target: only plain files with our names, in timeline folders, are listed.
+    await writeFile(join(sftp.dir, 'wal-test/wal/00000001/notes.txt'), 'not ours');
+    await symlink('/etc/passwd', join(sftp.dir, 'wal-test/wal/00000001/000000010000000000000009.zst'));
+    await mkdir(join(sftp.dir, 'wal-test/wal/elsewhere'));
+    await writeFile(join(sftp.dir, 'wal-test/wal/elsewhere/00000001000000000000000A.zst'), 'stray');
+    expect(await target!.listWal()).toEqual([`${name}.zst`]);
+    const { stream } = await target!.getWal(`${name}.zst`);
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream) chunks.push(chunk as Buffer);
+    expect(Buffer.concat(chunks)).toEqual(await readFile(local));
+    await rm(join(sftp.dir, 'wal-test/wal/00000001/notes.txt'));
+    await rm(join(sftp.dir, 'wal-test/wal/00000001/000000010000000000000009.zst'));
     await target!.deleteWal([`${name}.zst`, '000000010000000000000008.zst']);
     expect(await readdir(join(sftp.dir, 'wal-test/wal/00000001'))).toEqual([]);
   });

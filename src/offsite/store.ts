@@ -68,4 +68,8 @@ export interface OffsiteStore {
   putWal(file: string, path: string, sha256: string, size: number): Promise<void>;
   /** Removes WAL files (retention); one not there is no error. */
   deleteWal(files: string[]): Promise<void>;
+  /** The WAL files stored, by name (see WAL_FILE; anything else is ignored), for restore --pitr from this target. */
+  listWal(): Promise<string[]>;
+  /** One WAL file's bytes, and the sha256 stored with it when there is one. */
+  getWal(file: string): Promise<{ stream: Readable; sha256: string | undefined }>;
 }

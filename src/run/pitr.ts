@@ -6,6 +6,7 @@ import { seriesOf, type BaseBackupArtifact } from '../manifest.ts';
 import { PARTIAL_DIR, PRE_RESTORE } from '../naming.ts';
 import { isFutureDated } from '../retention/policy.ts';
 import { withCleanup } from '../util/cleanup.ts';
+import { ensureDir } from '../util/fs.ts';
 import { folderOverlap } from '../util/paths.ts';
 import { withVolumeLock } from '../volume/lock.ts';
 import { requireVolume } from '../volume/resolve.ts';
@@ -16,6 +17,8 @@ import { parseLsn } from '../wal/lsn.ts';
 import { RESTORE_WAL_DIR, buildRecoveryFolder, parseTarget, planWal, walAccess, type PitrTarget } from '../wal/recovery.ts';
 import { checkChecksums } from './restore.ts';
 import { decryptSelection } from './decrypt.ts';
+import { fetchRun } from './download.ts';
+import { fetchWal, remoteBases, remoteWal, type RemoteBase, type WalSource } from './pitr-remote.ts';
 
 export interface BaseCandidate {
   runId: string;
@@ -24,7 +27,7 @@ export interface BaseCandidate {
 }
 
 /** The newest base backup recovery can start from to reach the target: it must be consistent (ended) before it. Pure. */
-export function chooseBase(bases: readonly BaseCandidate[], target: PitrTarget): BaseCandidate | undefined {
+export function chooseBase<B extends BaseCandidate>(bases: readonly B[], target: PitrTarget): B | undefined {
   const ordered = [...bases].sort((a, b) => b.artifact.endTime.localeCompare(a.artifact.endTime));
   if (target.kind === 'latest') return ordered[0];
   if (target.kind === 'time') return ordered.find((b) => Date.parse(b.artifact.endTime) <= target.time.getTime());
@@ -55,17 +58,31 @@ export async function pitrRestore(ctx: Context, options: PitrOptions): Promise<s
     withCleanup(log, async (cleanup) => {
       const notAfter = ctx.notAfter();
       const runs = (await listRuns(config.backupDir, config.signing)).filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE && !isFutureDated(r.time, notAfter) && seriesOf(r.manifest) === 'basebackup');
-      const bases = runs.map((r) => ({ runId: r.id, runDir: r.dir, artifact: r.manifest!.artifacts.find((a): a is BaseBackupArtifact => a.kind === 'basebackup')! }));
-      if (bases.length === 0) throw new RunError(`no base backup in ${config.backupDir}: run \`backup-sidecar basebackup\` (WAL_ARCHIVE=true streams the WAL it needs)`);
-      const base = chooseBase(bases, target);
+      const local: (BaseCandidate & Partial<Pick<RemoteBase, 'from'>>)[] = runs.map((r) => ({ runId: r.id, runDir: r.dir, artifact: r.manifest!.artifacts.find((a): a is BaseBackupArtifact => a.kind === 'basebackup')! }));
+      // The remote targets step in only where the volume cannot serve (a lost host, lost WAL): a target that is down never stops a local restore.
+      const targets = ctx.hasRemoteTargets ? await ctx.targets() : [];
+      let base = chooseBase(local, target);
+      const bases = base === undefined && targets.length > 0 ? [...local, ...(await remoteBases(config.backupDir, targets, new Set(local.map((b) => b.runId))))] : local;
+      base ??= chooseBase(bases, target);
+      const where = targets.length > 0 ? `${config.backupDir} nor in ${targets.map((t) => t.url).join(', ')}` : config.backupDir;
+      if (bases.length === 0) throw new RunError(`no base backup in ${where}: run \`backup-sidecar basebackup\` (WAL_ARCHIVE=true streams the WAL it needs)`);
       if (base === undefined) {
         const oldest = [...bases].sort((a, b) => a.artifact.endTime.localeCompare(b.artifact.endTime))[0]!;
         throw new RunError(`no base backup ends before ${options.target}: the oldest, ${oldest.runId}, ends at ${oldest.artifact.endTime} (${oldest.artifact.endLsn}); recovery cannot reach an earlier point`);
       }
-      const wal = planWal(base.artifact, await listWal(config.backupDir));
+      const kept = await listWal(config.backupDir);
+      let wal = planWal(base.artifact, kept);
+      const fetchDir = join(config.backupDir, PARTIAL_DIR, `pitr-wal-${process.pid}`);
+      let sources = new Map<string, WalSource>();
+      if (targets.length > 0 && (base.from !== undefined || wal.gap !== undefined || !wal.reachesEnd)) {
+        const remote = await remoteWal(targets, kept, fetchDir);
+        wal = planWal(base.artifact, new Map([...kept, ...remote.files]));
+        sources = remote.sources;
+      }
+      const fromRemote = wal.files.filter((f) => sources.has(f.file)).length;
       const lines = [
-        `base backup: run ${base.runId} (${base.artifact.startLsn} to ${base.artifact.endLsn} on timeline ${base.artifact.timeline}, ended ${base.artifact.endTime})`,
-        `WAL: ${wal.first} to ${wal.last || '(none)'}${wal.gap === undefined ? '' : `, then a gap: ${wal.gap} is missing`}${wal.files.some((f) => f.partial) ? ' (the last one still being written)' : ''}`,
+        `base backup: run ${base.runId} (${base.artifact.startLsn} to ${base.artifact.endLsn} on timeline ${base.artifact.timeline}, ended ${base.artifact.endTime})${base.from === undefined ? '' : `, from ${base.from.store.url}`}`,
+        `WAL: ${wal.first} to ${wal.last || '(none)'}${wal.gap === undefined ? '' : `, then a gap: ${wal.gap} is missing`}${wal.files.some((f) => f.partial) ? ' (the last one still being written)' : ''}${fromRemote === 0 ? '' : `; ${fromRemote} file(s) from the remote targets`}`,
         `complete: ${wal.reachesEnd && wal.gap === undefined ? 'yes' : 'NO'}`,
       ];
       if (!wal.reachesEnd) throw new RunError(`${lines.join('; ')}: the WAL kept does not reach the base backup's end point ${base.artifact.endLsn}, so recovery could never become consistent; is WAL_ARCHIVE streaming? (\`backup-sidecar status\`)`);
@@ -79,8 +96,20 @@ export async function pitrRestore(ctx: Context, options: PitrOptions): Promise<s
       const present = await readdir(pgdata).catch((error: NodeJS.ErrnoException) => (error.code === 'ENOENT' ? [] : Promise.reject(error)));
       if (present.length > 0) throw new UsageError(`--pgdata ${pgdata} is not empty (${present.slice(0, 3).join(', ')}${present.length > 3 ? ', …' : ''}): restore into an empty folder; an interrupted restore leaves files there, remove them first`);
 
+      if (base.from !== undefined) {
+        log.info({ run: base.runId, from: base.from.store.url }, 'downloading the base backup from the remote target');
+        await fetchRun(config.backupDir, base.from.store, base.from.tier, base.runId, ctx.trust(options.trustUnsigned), log, cleanup, ctx.follow);
+      }
+      if (fromRemote > 0) {
+        await ensureDir(fetchDir);
+        cleanup.add(`remove ${fetchDir}`, () => rm(fetchDir, { recursive: true, force: true }));
+        await fetchWal(wal.files, sources, log);
+      }
       await checkRunSignature(base.runDir, `run ${base.runId}`, config.signing, options.trustUnsigned);
-      const stored = { runDir: base.runDir, manifest: runs.find((r) => r.id === base.runId)!.manifest!, artifacts: [base.artifact] };
+      const manifest = base.from === undefined ? runs.find((r) => r.id === base.runId)!.manifest! : (await listRuns(config.backupDir, config.signing)).find((r) => r.id === base.runId)!.manifest!;
+      // The plan was made from the manifest as first listed; only the one fetched (and checked) is trusted.
+      if (JSON.stringify(manifest.artifacts.find((a) => a.kind === 'basebackup')) !== JSON.stringify(base.artifact)) throw new RunError(`the manifest of run ${base.runId} changed while it was read from ${base.from?.store.url}: refused, nothing restored`);
+      const stored = { runDir: base.runDir, manifest, artifacts: [base.artifact] };
       await checkChecksums(stored);
       const plain = await decryptSelection(stored, config.decryption, join(config.backupDir, PARTIAL_DIR), cleanup);
       const archive = join(plain.runDir, plain.artifacts[0]!.file);

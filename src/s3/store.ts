@@ -14,7 +14,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import type { RetentionPolicy, S3Config } from '../config/config.ts';
 import { RunError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { MANIFEST, SIGNATURE, objectKey, parseObjectKey, walKey, type RunTier } from '../naming.ts';
+import { MANIFEST, SIGNATURE, WAL_FILE, objectKey, parseObjectKey, walKey, walPrefix, type RunTier } from '../naming.ts';
 import type { OffsiteStore, RemoteRef, RemoteRun, UploadSink } from '../offsite/store.ts';
 import { parseS3Url } from './ref.ts';
 import { createS3Client, s3Problem } from './client.ts';
@@ -207,7 +207,27 @@ export class S3Store implements OffsiteStore {
   }
 
   async download(tier: RunTier, runId: string, file: string): Promise<{ stream: Readable; sha256: string | undefined }> {
-    const key = this.keyOf(tier, runId, file);
+    return this.get(this.keyOf(tier, runId, file));
+  }
+
+  async getWal(file: string): Promise<{ stream: Readable; sha256: string | undefined }> {
+    return this.get(walKey(this.s3.prefix, file));
+  }
+
+  async listWal(): Promise<string[]> {
+    const files: string[] = [];
+    await this.send(`listing the WAL in ${this.url}`, async () => {
+      for await (const page of paginateListObjectsV2({ client: this.client }, { Bucket: this.s3.bucket, Prefix: walPrefix(this.s3.prefix) })) {
+        for (const object of page.Contents ?? []) {
+          const file = object.Key?.split('/').at(-1) ?? '';
+          if (WAL_FILE.test(file) && object.Key === walKey(this.s3.prefix, file)) files.push(file);
+        }
+      }
+    });
+    return files.sort();
+  }
+
+  private async get(key: string): Promise<{ stream: Readable; sha256: string | undefined }> {
     const out = await this.send(`download of ${key}`, () => this.client.send(new GetObjectCommand({ Bucket: this.s3.bucket, Key: key })));
     // A body that stalls or breaks half-way fails with the same one-line explanation as a request.
     const body = out.Body as Readable;

@@ -4,7 +4,7 @@ import Client from 'ssh2-sftp-client';
 import type { RetentionPolicy, SftpConfig } from '../config/config.ts';
 import { RunError, UsageError, describe } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { MANIFEST, RUN_TIERS, SIGNATURE, WAL_DIR, isRunFile, parseRunId, walKey, type RunTier } from '../naming.ts';
+import { MANIFEST, RUN_TIERS, SIGNATURE, WAL_DIR, WAL_FILE, isRunFile, parseRunId, walKey, type RunTier } from '../naming.ts';
 import type { OffsiteStore, RemoteFile, RemoteRef, RemoteRun, UploadSink } from '../offsite/store.ts';
 
 /** A connection, and a promise that rejects when it is lost (a cut, a reset, keepalives unanswered). */
@@ -251,7 +251,27 @@ export class SftpStore implements OffsiteStore {
   }
 
   async download(tier: RunTier, runId: string, file: string): Promise<{ stream: Readable; sha256: string | undefined }> {
-    const path = this.pathOf(tier, runId, file);
+    return this.read(this.pathOf(tier, runId, file));
+  }
+
+  async getWal(file: string): Promise<{ stream: Readable; sha256: string | undefined }> {
+    return this.read(this.pathOf(walKey('', file)));
+  }
+
+  async listWal(): Promise<string[]> {
+    return this.use('listing the WAL', async (sftp) => {
+      const files: string[] = [];
+      if ((await sftp.exists(this.pathOf(WAL_DIR))) !== 'd') return files;
+      // Plain files only, in timeline folders only: a link or a stray name is never read.
+      for (const dir of await sftp.list(this.pathOf(WAL_DIR))) {
+        if (dir.type !== 'd' || !/^[0-9A-F]{8}$/.test(dir.name)) continue;
+        for (const f of await sftp.list(this.pathOf(WAL_DIR, dir.name))) if (f.type === '-' && WAL_FILE.test(f.name) && f.name.startsWith(dir.name)) files.push(f.name);
+      }
+      return files.sort();
+    });
+  }
+
+  private async read(path: string): Promise<{ stream: Readable; sha256: string | undefined }> {
     const out = new PassThrough();
     // The session stays in use until the whole file has been read.
     void this.use(`download of ${path}`, async (sftp) => {
