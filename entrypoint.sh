@@ -17,6 +17,15 @@ die() {
 }
 
 name=$(basename "$0")
+# restore --pitr writes a data folder for the postgres image's user (--pgdata-owner, 999:999): giving
+# files to another user takes root, so that one command keeps it (the CLI gives back what it creates in
+# the volume).
+pitr=false
+if [ "$name" = restore ] || [ "${1:-}" = restore ]; then
+  for arg in "$@"; do
+    case "$arg" in --pitr | --pitr=*) pitr=true ;; esac
+  done
+fi
 case "$name" in
   backup-sidecar) set -- "$CLI" "$@" ;;
   entrypoint.sh)
@@ -45,7 +54,7 @@ if [ "$(id -u)" = 0 ]; then
       echo "entrypoint: could not give $dir to $uid:$gid; backups will fail if that user cannot write there" >&2
     fi
   fi
-  if [ "$uid" != 0 ]; then
+  if [ "$uid" != 0 ] && [ "$pitr" = false ]; then
     set -- setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"
   fi
 fi

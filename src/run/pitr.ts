@@ -1,4 +1,4 @@
-import { lchown, mkdir, readdir, rm } from 'node:fs/promises';
+import { chmod, lchown, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Context } from '../context.ts';
 import { RunError, UsageError, describe } from '../errors.ts';
@@ -11,6 +11,7 @@ import { folderOverlap } from '../util/paths.ts';
 import { withVolumeLock } from '../volume/lock.ts';
 import { requireVolume } from '../volume/resolve.ts';
 import { listRuns } from '../volume/runs.ts';
+import { giveBackToVolumeOwner } from '../volume/ownership.ts';
 import { checkRunSignature } from '../volume/signature.ts';
 import { listWal } from '../wal/archive.ts';
 import { parseLsn } from '../wal/lsn.ts';
@@ -54,7 +55,9 @@ export async function pitrRestore(ctx: Context, options: PitrOptions): Promise<s
   const { config, log } = ctx;
   const target = parseTarget(options.target);
   await requireVolume(config.backupDir, false);
-  return withVolumeLock(config.backupDir, log, () =>
+  // Run as root (the image keeps root for restore --pitr), what lands in the volume goes back to its owner.
+  const touched = [join(config.backupDir, PARTIAL_DIR)];
+  const work = () =>
     withCleanup(log, async (cleanup) => {
       const notAfter = ctx.notAfter();
       const runs = (await listRuns(config.backupDir, config.signing)).filter((r) => r.manifest !== undefined && r.tier !== PRE_RESTORE && !isFutureDated(r.time, notAfter) && seriesOf(r.manifest) === 'basebackup');
@@ -97,6 +100,7 @@ export async function pitrRestore(ctx: Context, options: PitrOptions): Promise<s
       if (present.length > 0) throw new UsageError(`--pgdata ${pgdata} is not empty (${present.slice(0, 3).join(', ')}${present.length > 3 ? ', …' : ''}): restore into an empty folder; an interrupted restore leaves files there, remove them first`);
 
       if (base.from !== undefined) {
+        touched.push(join(config.backupDir, base.from.tier));
         log.info({ run: base.runId, from: base.from.store.url }, 'downloading the base backup from the remote target');
         await fetchRun(config.backupDir, base.from.store, base.from.tier, base.runId, ctx.trust(options.trustUnsigned), log, cleanup, ctx.follow);
       }
@@ -115,6 +119,8 @@ export async function pitrRestore(ctx: Context, options: PitrOptions): Promise<s
       const archive = join(plain.runDir, plain.artifacts[0]!.file);
 
       await mkdir(pgdata, { recursive: true, mode: 0o700 });
+      // PostgreSQL refuses a data folder others can read; a volume's mount point is usually 0755.
+      await chmod(pgdata, 0o700);
       // Whatever fails from here, the folder is emptied again: a half-restored data folder must not be started.
       const undo = cleanup.add(`empty ${pgdata}`, async () => {
         for (const name of await readdir(pgdata).catch(() => [])) await rm(join(pgdata, name), { recursive: true, force: true });
@@ -130,7 +136,17 @@ export async function pitrRestore(ctx: Context, options: PitrOptions): Promise<s
         owned ?? `owned by this user: run \`chown -R ${options.owner.uid}:${options.owner.gid} ${pgdata}\` as root before starting PostgreSQL on it`,
         `next: start PostgreSQL ${base.artifact.serverVersion.split('.')[0]} on ${pgdata} (compose: point the db service's data volume at it and \`docker compose up -d db\`); it replays the WAL, stops at the target and opens for writes`,
       ];
-    }),
+    });
+  return withVolumeLock(
+    config.backupDir,
+    log,
+    async () => {
+      try {
+        return await work();
+      } finally {
+        await giveBackToVolumeOwner(config.backupDir, touched);
+      }
+    },
     { waitMs: config.lockWaitMs, signal: ctx.signal },
   );
 }

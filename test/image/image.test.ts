@@ -13,6 +13,7 @@ const GID = 2345;
 const NAME = `bsc-image-test-${process.pid}`;
 const HOOKED = `${NAME}-hooked`;
 const SERVERFUL = `${NAME}-pitr`;
+const DB = `${NAME}-db`;
 let imageMb = 0;
 
 let pg: TestServer;
@@ -75,7 +76,7 @@ beforeAll(async () => {
 }, 900_000);
 
 afterAll(async () => {
-  await podman(['rm', '--force', '--time', '0', NAME, HOOKED, SERVERFUL]);
+  await podman(['rm', '--force', '--time', '0', NAME, HOOKED, SERVERFUL, DB]);
   await pg?.stop();
   if (work !== undefined) await rm(work, { recursive: true, force: true });
 });
@@ -182,7 +183,7 @@ describe('the image', () => {
     expect(asPostgres.stdout).toMatch(/^uid=999\(postgres\) gid=999\(postgres\)/);
   });
 
-  it('built with --build-arg PG_SERVER_MAJORS=15, the image runs the PITR drill itself: a throwaway PostgreSQL 15 recovers a base backup and the streamed WAL', async () => {
+  it('built with --build-arg PG_SERVER_MAJORS=15, the image runs the PITR drill itself, and the compose guide works in containers: restore --pitr as root into a new volume, then PostgreSQL as 999 recovers on it', async () => {
     const tag = `${IMAGE}-server15`;
     const mb = await buildImage((line) => process.stderr.write(`${line}\n`), tag, { PG_SERVER_MAJORS: '15' });
     process.stderr.write(`PG_SERVER_MAJORS=15 adds ${(mb - imageMb).toFixed(0)} MB (${imageMb.toFixed(0)} MB without, ${mb.toFixed(0)} MB with)\n`);
@@ -200,6 +201,7 @@ describe('the image', () => {
       const base = await podman(['exec', SERVERFUL, 'backup-sidecar', 'basebackup']);
       expect(base.exitCode, base.stderr).toBe(0);
       const runId = base.stdout.split(' ')[0]!.split('/').at(-1)!;
+      await pg.sql('app', 'CREATE TABLE guide AS SELECT generate_series(1, 42) AS x;');
       const segment = (await pg.sql('app', 'SELECT pg_walfile_name(pg_current_wal_lsn()); SELECT pg_switch_wal();')).split('\n')[0]!;
       await until(`${segment} archived`, async () => ((await readdir(join(backups, 'wal/00000001')).catch((): string[] => [])).includes(`${segment}.zst`) ? true : undefined), 60_000);
       // No PG_SERVER_BIN_DIR: the drill finds the server the build added.
@@ -208,8 +210,29 @@ describe('the image', () => {
       const dir = (await runDirs(backups)).find((d) => d.endsWith(`/${runId}`))!;
       const report = JSON.parse(await readFile(join(backups, dir, 'verify.json'), 'utf8')) as { checks: { check: string; ok: boolean; detail: string }[] };
       expect(report.checks.find((c) => c.check === 'recover to the end of the WAL')).toMatchObject({ ok: true, detail: expect.stringMatching(/^PostgreSQL 15\S* recovered \d+ WAL file\(s\) to \d+\/[0-9A-F]+, became consistent and promoted/) });
+
+      // The compose guide, in containers: `docker compose run --rm --user root -v db-pitr:/restore backup
+      // restore --pitr …` into a new volume (root's, like a fresh named volume), then the database as the
+      // postgres image's user (999) on it.
+      const pitrVolume = join(work, 'db-pitr');
+      await mkdir(pitrVolume, { mode: 0o755 });
+      const restored = await podman(['run', '--rm', '--no-healthcheck', '--user', 'root', '--network=host', ...env, ...mounts(backups), '-v', `${pitrVolume}:/restore`, tag, 'restore', '--pitr', 'latest', '--pgdata', '/restore']);
+      expect(restored.exitCode, restored.stderr).toBe(0);
+      expect(restored.stdout).toContain('owned by 999:999 (--pgdata-owner)');
+      // The backups volume stays the daemon's: nothing in it became root's.
+      for (const entry of ['', ...(await readdir(backups, { recursive: true }))]) expect((await lstat(join(backups, entry))).uid, entry).toBe(UID);
+      const port = String(20_000 + (process.pid % 20_000));
+      const db = await podman(['run', '-d', '--name', DB, '--user', '999:999', '--network=host', '-v', `${pitrVolume}:/var/lib/postgresql/data`, '--entrypoint', '/usr/lib/postgresql/15/bin/postgres', tag, '-D', '/var/lib/postgresql/data', '-p', port, '-k', '/tmp', '-c', 'listen_addresses=127.0.0.1']);
+      expect(db.exitCode, db.stderr).toBe(0);
+      // The restored cluster keeps the server's scram password; -w: never wait at a password prompt.
+      const psql = (sql: string) => execa('/usr/lib/postgresql/15/bin/psql', ['-X', '-w', '-q', '-A', '-t', '-h', '127.0.0.1', '-p', port, '-U', 'postgres', '-d', 'app', '-c', sql], { reject: false, timeout: 10_000, env: { PGPASSWORD: pg.password } });
+      await until('the restored database to recover and promote', async () => ((await psql('SELECT pg_is_in_recovery()')).stdout === 'f' ? true : undefined), 60_000).catch(async (error: unknown) => {
+        const logs = await podman(['logs', DB]);
+        throw new Error(`${(error as Error).message}; the database said:\n${logs.stdout}${logs.stderr}`);
+      });
+      expect((await psql('SELECT count(*) FROM guide')).stdout).toBe('42');
     } finally {
-      await podman(['rm', '--force', '--time', '0', SERVERFUL]);
+      await podman(['rm', '--force', '--time', '0', SERVERFUL, DB]);
       await pg.sql('postgres', "SELECT pg_drop_replication_slot('image_slot') FROM pg_replication_slots WHERE slot_name = 'image_slot';");
     }
   }, 900_000);
