@@ -76,7 +76,7 @@ beforeAll(async () => {
 }, 900_000);
 
 afterAll(async () => {
-  await podman(['rm', '--force', '--time', '0', NAME, HOOKED, SERVERFUL, DB]);
+  await podman(['rm', '--force', '--ignore', '--time', '0', NAME, HOOKED, SERVERFUL, DB]);
   await pg?.stop();
   if (work !== undefined) await rm(work, { recursive: true, force: true });
 });
@@ -232,7 +232,7 @@ describe('the image', () => {
       });
       expect((await psql('SELECT count(*) FROM guide')).stdout).toBe('42');
     } finally {
-      await podman(['rm', '--force', '--time', '0', SERVERFUL, DB]);
+      await podman(['rm', '--force', '--ignore', '--time', '0', SERVERFUL, DB]);
       await pg.sql('postgres', "SELECT pg_drop_replication_slot('image_slot') FROM pg_replication_slots WHERE slot_name = 'image_slot';");
     }
   }, 900_000);
