@@ -1,12 +1,12 @@
-import { chmod, lchown, mkdir, readdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Context } from '../context.ts';
-import { RunError, UsageError, describe } from '../errors.ts';
+import { RunError, UsageError } from '../errors.ts';
 import { seriesOf, type BaseBackupArtifact } from '../manifest.ts';
 import { PARTIAL_DIR, PRE_RESTORE } from '../naming.ts';
 import { isFutureDated } from '../retention/policy.ts';
 import { withCleanup } from '../util/cleanup.ts';
-import { ensureDir } from '../util/fs.ts';
+import { ensureDir, lchownTree } from '../util/fs.ts';
 import { folderOverlap } from '../util/paths.ts';
 import { withVolumeLock } from '../volume/lock.ts';
 import { requireVolume } from '../volume/resolve.ts';
@@ -154,8 +154,6 @@ export async function pitrRestore(ctx: Context, options: PitrOptions): Promise<s
 /** Gives every file to the postgres image's user when running as root; otherwise says so (undefined). */
 async function giveTo(dir: string, owner: { uid: number; gid: number }): Promise<string | undefined> {
   if (process.getuid?.() !== 0) return undefined;
-  const entries = await readdir(dir, { recursive: true });
-  await lchown(dir, owner.uid, owner.gid);
-  for (const entry of entries) await lchown(join(dir, entry), owner.uid, owner.gid).catch((error: unknown) => Promise.reject(new RunError(`cannot give ${join(dir, entry)} to ${owner.uid}:${owner.gid}: ${describe(error)}`)));
+  await lchownTree(dir, owner.uid, owner.gid);
   return `owned by ${owner.uid}:${owner.gid} (--pgdata-owner)`;
 }

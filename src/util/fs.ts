@@ -1,5 +1,6 @@
-import { access, open, mkdir, readFile, rename, rm, writeFile, statfs } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { access, lchown, open, mkdir, readdir, readFile, rename, rm, writeFile, statfs } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { RunError, describe } from '../errors.ts';
 
 /** Folders in the volume are private: the backups hold the whole database. */
 export const DIR_MODE = 0o700;
@@ -75,4 +76,11 @@ export async function readJsonFile<T>(path: string, schema: { parse(data: unknow
 export async function freeSpace(dir: string): Promise<number | undefined> {
   const fs = await statfs(dir).catch(() => undefined);
   return fs === undefined ? undefined : fs.bavail * fs.bsize;
+}
+
+/** Gives `dir` and everything below it to uid:gid; links are changed, never followed. Fails in one line naming the entry. */
+export async function lchownTree(dir: string, uid: number, gid: number): Promise<void> {
+  for (const entry of [dir, ...(await readdir(dir, { recursive: true })).map((e) => join(dir, e))]) {
+    await lchown(entry, uid, gid).catch((error: unknown) => Promise.reject(new RunError(`cannot give ${entry} to ${uid}:${gid}: ${describe(error)}`)));
+  }
 }

@@ -1,5 +1,5 @@
-import { lchown, lstat, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat } from 'node:fs/promises';
+import { lchownTree, pathExists } from '../util/fs.ts';
 
 /**
  * A command that runs as root (restore --pitr, to give a data folder to the postgres image's user) in a
@@ -10,11 +10,5 @@ export async function giveBackToVolumeOwner(backupDir: string, paths: readonly s
   if (process.getuid?.() !== 0) return;
   const owner = await lstat(backupDir);
   if (owner.uid === 0) return;
-  for (const path of paths) {
-    const below = await readdir(path, { recursive: true }).catch((): string[] => []);
-    for (const entry of [path, ...below.map((e) => join(path, e))]) {
-      const info = await lstat(entry).catch(() => undefined);
-      if (info !== undefined && (info.uid !== owner.uid || info.gid !== owner.gid)) await lchown(entry, owner.uid, owner.gid);
-    }
-  }
+  for (const path of paths) if (await pathExists(path)) await lchownTree(path, owner.uid, owner.gid);
 }

@@ -1,4 +1,4 @@
-import { lchown, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,7 +9,7 @@ import type { BaseBackupArtifact } from '../../manifest.ts';
 import { DEBIAN_ROOT, discoverClients, newestClient } from '../../pg/clients.ts';
 import { buildRecoveryFolder, planWal, walAccess } from '../../wal/recovery.ts';
 import { withCleanup } from '../../util/cleanup.ts';
-import { pathExists } from '../../util/fs.ts';
+import { lchownTree, pathExists } from '../../util/fs.ts';
 import { timed, type DrillCheck } from '../../volume/drill-report.ts';
 import { drillDirPrefix } from '../../volume/lock.ts';
 import { listWal } from '../../wal/archive.ts';
@@ -72,7 +72,7 @@ export async function pitrDrill(path: string, artifact: BaseBackupArtifact, ctx:
         if (root) {
           const uid = Number(ids!.stdout);
           const gid = Number((await execa('id', ['-g', 'postgres'])).stdout);
-          for (const entry of ['', ...(await readdir(dir, { recursive: true }))]) await lchown(join(dir, entry), uid, gid);
+          await lchownTree(dir, uid, gid);
         }
         const run = (file: string, args: string[]) => execa(root ? 'runuser' : file, root ? ['-u', 'postgres', '--', file, ...args] : args, { reject: false });
         const log = join(dir, 'server.log');
